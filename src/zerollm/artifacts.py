@@ -1,0 +1,128 @@
+"""Artifact directories: manifests, hashing and atomic writes.
+
+Every stage writes a directory whose `manifest.json` says what it is:
+    {"kind": "tokenizer" | "shards" | "checkpoint" | "run" | ..., "format_version": 1,
+     "created": ISO time, "zerollm_version": ..., ...stage-specific fields}
+Files are written to a temporary name in the same directory and renamed into place, so a crash never
+leaves a half-written file under the final name; whole directories are built in a temporary sibling and
+renamed (`atomic_dir`), so a reader sees either the old directory or the complete new one.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary file path next to `path`; rename it onto `path` only if the block succeeds.
+    For libraries that want a filename (safetensors.save_file, torch.save)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
+    """Build a directory at a temporary sibling, then swap it into place in one rename.
+    If the block raises, the temporary directory is removed and `path` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def write_manifest(directory: str | Path, kind: str, **fields: Any) -> dict:
+    from zerollm import __version__
+
+    manifest = {"kind": kind, "format_version": FORMAT_VERSION, "created": now_iso(),
+                "zerollm_version": __version__, **fields}
+    atomic_write_json(Path(directory) / "manifest.json", manifest)
+    return manifest
+
+
+def read_manifest(directory: str | Path, kind: str | None = None) -> dict:
+    """Read `manifest.json`; if `kind` is given, check it, with an error naming the directory."""
+    path = Path(directory) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory}: no manifest.json (not a zerollm artifact directory)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from None
+    if kind is not None and manifest.get("kind") != kind:
+        raise ValueError(f"{directory}: manifest kind is {manifest.get('kind')!r}, expected {kind!r}")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{directory}: format_version {manifest['format_version']} is newer than this "
+                         f"zerollm understands ({FORMAT_VERSION}); upgrade zerollm")
+    return manifest

@@ -1,0 +1,255 @@
+"""The one training loop.
+
+Pretraining, SFT, reward modelling, DPO and RL differ only in their `Objective` (see objectives.py) and
+their batch source; everything else lives here once:
+
+    for each optimizer step:
+        lr ← schedule(step)
+        for each of `grad_accum` micro-batches:            (DDP syncs gradients only on the last one)
+            loss ← objective.loss(model, batch)            (bf16 autocast on CUDA; fp32 on CPU)
+            (loss / grad_accum).backward()
+        clip ‖g‖ to grad_clip; AdamW step
+        log (loss, lr, tokens/s, MFU) → metrics.jsonl + progress bar
+        every eval_every: validation → metrics.jsonl
+        every ckpt_every: checkpoint (weights, optimizer, RNG, data position) → exact resume
+
+A batch source is any object with `next_batch() -> tuple[Tensor, ...]`, `state_dict()` and
+`load_state_dict()`; the first tensor's numel is the token count used for throughput.
+
+Time budgets (`max_minutes`): after a short calibration the loop fixes the number of steps that fits the
+budget (so the cosine/WSD schedule still ends at its floor), and stores it in the checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from zerollm.train.checkpoint import load_trainer_state, load_weights, prune_checkpoints, save_checkpoint
+from zerollm.train.distributed import DistInfo, all_reduce_mean, barrier
+from zerollm.train.optim import build_adamw
+from zerollm.train.report import MetricsLog, peak_flops
+from zerollm.train.schedule import lr_at
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000  # optimizer steps (an upper bound when max_minutes is set)
+    batch_size: int = 16  # sequences per micro-batch, per process
+    grad_accum: int = 1
+    seq_len: int = 256
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # cosine | wsd | constant
+    decay_fraction: float = 0.2  # wsd: share of steps spent decaying
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0 disables clipping
+    eval_every: int = 200
+    eval_batches: int = 20
+    eval_at_start: bool = True
+    ckpt_every: int = 500
+    keep_last: int = 2
+    log_every: int = 10
+    seed: int = 1337
+    compile: bool = False
+    device: str = "auto"
+    max_minutes: float = 0.0  # 0 = no time budget
+    progress: bool = True
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    model = getattr(model, "module", model)  # DDP
+    return getattr(model, "_orig_mod", model)  # torch.compile
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()  # this CPU has no fast bf16: fp32
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, run_dir: str | Path, *,
+          model_cfg: Any, tokenizer: Any = None, evaluate: Callable[[torch.nn.Module], dict] | None = None,
+          resume_from: str | Path | None = None, config_yaml: str | None = None,
+          dist_info: DistInfo | None = None, tokens_per_batch: int | None = None) -> dict:
+    """Train `model` in place; returns a summary dict. `model` must already be on the target device."""
+    info = dist_info or DistInfo(device=next(model.parameters()).device)
+    device = info.device
+    run_dir = Path(run_dir)
+    ckpt_root = run_dir / "checkpoints"
+    log = MetricsLog(run_dir / "metrics.jsonl", enabled=info.is_main)
+
+    base = _unwrap(model)
+    opt = build_adamw(base, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
+    start_step, tokens_seen, total_steps = 0, 0, cfg.steps
+    calibrated = cfg.max_minutes <= 0
+    if resume_from is not None:
+        state = load_trainer_state(resume_from)
+        load_weights(base, Path(resume_from) / "model.safetensors")
+        opt.load_state_dict(state["optimizer"])
+        data.load_state_dict(state["data"])
+        _set_rng_state(state["rng"], device)
+        start_step, tokens_seen = int(state["step"]), int(state["tokens_seen"])
+        total_steps, calibrated = int(state["total_steps"]), True
+        log.truncate_after(start_step)
+    else:
+        torch.manual_seed(cfg.seed + info.rank)
+
+    train_model = model
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    if info.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        train_model = DDP(train_model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    flops_per_token = base.flops_per_token(cfg.seq_len) if hasattr(base, "flops_per_token") else 0.0
+    peak = peak_flops(device) if flops_per_token else 0.0
+    t_start = time.perf_counter()
+    budget_s = cfg.max_minutes * 60.0
+
+    def run_eval(step: int) -> dict:
+        if evaluate is None:
+            return {}
+        result = evaluate(base)
+        if result:
+            log.write({"step": step, **result, "elapsed_s": round(time.perf_counter() - t_start, 2)})
+        return result
+
+    def checkpoint(step: int) -> Path | None:
+        path = None
+        if info.is_main:
+            state = {"optimizer": opt.state_dict(), "data": data.state_dict(), "rng": _rng_state(device),
+                     "step": step, "tokens_seen": tokens_seen, "total_steps": total_steps}
+            path = save_checkpoint(ckpt_root / f"step-{step:08d}", base, model_cfg, tokenizer=tokenizer,
+                                   trainer_state=state, config_yaml=config_yaml, step=step,
+                                   tokens_seen=tokens_seen)
+            prune_checkpoints(ckpt_root, cfg.keep_last)
+        barrier(info)
+        return path
+
+    bar = None
+    if cfg.progress and info.is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+
+    evals: list[dict] = []
+    if start_step == 0 and cfg.eval_at_start:
+        ev = run_eval(0)
+        if ev:
+            evals.append({"step": 0, **ev})
+    model.train()
+    last_ckpt: Path | None = None
+    window_tokens, window_t0 = 0, time.perf_counter()
+    tok_rates: list[float] = []
+    step = start_step
+    loss_value = float("nan")
+    while step < total_steps:
+        lr = lr_at(step, peak=cfg.lr, total_steps=total_steps, warmup_steps=cfg.warmup_steps,
+                   schedule=cfg.schedule, min_lr_ratio=cfg.min_lr_ratio, decay_fraction=cfg.decay_fraction)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss_sum = torch.zeros((), device=device)
+        metric_sums: dict[str, float] = {}
+        step_tokens = 0
+        for micro in range(cfg.grad_accum):
+            batch = tuple(t.to(device, non_blocking=True) for t in data.next_batch())
+            step_tokens += tokens_per_batch or batch[0].numel()
+            sync = (not info.enabled) or micro == cfg.grad_accum - 1
+            ctx = contextlib.nullcontext() if sync else train_model.no_sync()
+            with ctx, _autocast(device):
+                loss, metrics = objective.loss(train_model, batch)
+                (loss / cfg.grad_accum).backward()
+            loss_sum += loss.detach()
+            for k, v in metrics.items():
+                metric_sums[k] = metric_sums.get(k, 0.0) + float(v)
+        grad_norm = torch.nn.utils.clip_grad_norm_(base.parameters(), cfg.grad_clip if cfg.grad_clip > 0
+                                                   else float("inf"))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        tokens_seen += step_tokens * info.world_size
+        window_tokens += step_tokens * info.world_size
+
+        if not calibrated and step >= min(20, total_steps):
+            # Fix the step count that fits the time budget (measured, then agreed on by all ranks).
+            elapsed = time.perf_counter() - t_start
+            per_step = elapsed / step
+            n_evals = max(1, total_steps // max(1, cfg.eval_every))
+            eval_cost = n_evals * cfg.eval_batches * per_step / (3 * cfg.grad_accum)
+            fit = int((budget_s - eval_cost - 5.0) / per_step)
+            t = torch.tensor([max(step, min(cfg.steps, fit))], device=device)
+            if info.enabled:
+                torch.distributed.broadcast(t, 0)
+            total_steps, calibrated = int(t.item()), True
+            if bar is not None:
+                bar.total = total_steps
+                bar.refresh()
+
+        if step % cfg.log_every == 0 or step == total_steps:
+            loss_value = float(all_reduce_mean(loss_sum / cfg.grad_accum, info))
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"loss became {loss_value} at step {step}; lower the learning rate "
+                                         f"(lr={cfg.lr}) or check the data")
+            dt = time.perf_counter() - window_t0
+            rate = window_tokens / max(dt, 1e-9)
+            tok_rates.append(rate)
+            mfu = rate * flops_per_token / peak if peak else 0.0
+            record = {"step": step, "loss": round(loss_value, 5), "lr": lr, "tokens": tokens_seen,
+                      "tok_per_s": round(rate, 1), "mfu": round(mfu, 4), "grad_norm": round(float(grad_norm), 4),
+                      "elapsed_s": round(time.perf_counter() - t_start, 2)}
+            record.update({k: round(v / cfg.grad_accum, 5) for k, v in metric_sums.items()})
+            log.write(record)
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:,.0f}", mfu=f"{mfu:.1%}", lr=f"{lr:.2e}")
+            window_tokens, window_t0 = 0, time.perf_counter()
+        if bar is not None:
+            bar.update(1)
+
+        last = step == total_steps
+        if cfg.eval_every and (step % cfg.eval_every == 0 or last):
+            ev = run_eval(step)
+            if ev:
+                evals.append({"step": step, **ev})
+                if bar is not None:
+                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()))
+        if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or last:
+            last_ckpt = checkpoint(step) or last_ckpt
+        if budget_s and time.perf_counter() - t_start > budget_s * 1.15 and not last:
+            # Hard stop: far over budget (e.g. the machine got busy). Save what we have.
+            if evaluate is not None and cfg.eval_every:
+                ev = run_eval(step)
+                if ev:
+                    evals.append({"step": step, **ev})
+            last_ckpt = checkpoint(step) or last_ckpt
+            break
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - t_start
+    rates = sorted(tok_rates[1:] or tok_rates)
+    return {"steps": step, "total_steps": total_steps, "tokens_seen": tokens_seen, "elapsed_s": elapsed,
+            "final_loss": loss_value, "evals": evals, "checkpoint": str(last_ckpt) if last_ckpt else None,
+            "median_tok_per_s": rates[len(rates) // 2] if rates else 0.0,
+            "flops_per_token": flops_per_token, "peak_flops": peak}

@@ -1,0 +1,117 @@
+"""What a run leaves for a person to read: metrics JSONL, a loss-curve PNG and a markdown report.
+
+`metrics.jsonl` has one JSON object per line: training lines `{"step", "loss", "lr", "tokens", "tok_per_s",
+"mfu", "grad_norm", "elapsed_s"}` and evaluation lines `{"step", "val_loss", "val_bpb"}`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class MetricsLog:
+    """Append-only JSONL; each line is flushed so a crash loses at most the line being written."""
+
+    def __init__(self, path: str | Path, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop lines logged after the checkpoint's step (they will be produced again)."""
+        if not (self.enabled and self.path.is_file()):
+            return
+        keep = [ln for ln in self.path.read_text(encoding="utf-8").splitlines()
+                if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        self.path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def plot_losses(metrics_path: str | Path, png_path: str | Path, title: str = "loss") -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+    if not train and not val:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    if train:
+        ax.plot(*zip(*train), label="train loss", linewidth=1, alpha=0.8)
+    if val:
+        ax.plot(*zip(*val), "o-", label="val loss", linewidth=1.5, markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    png_path = Path(png_path)
+    tmp = png_path.with_name("." + png_path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(png_path)
+    return png_path
+
+
+_PEAK_CACHE: dict[str, float] = {}
+
+
+def peak_flops(device: torch.device) -> float:
+    """Denominator for MFU. CUDA: the card's dense bf16 peak (A100/H100 table, else 312 TF). CPU/MPS: a
+    fp32 matmul measured here once (so CPU MFU reads as 'fraction of what this machine's matmul does')."""
+    key = str(device)
+    if key in _PEAK_CACHE:
+        return _PEAK_CACHE[key]
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = 989e12 if "H100" in name else 312e12
+    else:
+        n = 1024
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        for _ in range(2):
+            a @ b
+        reps, t0 = 8, time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        peak = 2 * n**3 * reps / max(1e-9, time.perf_counter() - t0)
+    _PEAK_CACHE[key] = peak
+    return peak
+
+
+def fmt_num(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.2f}{unit}"
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def write_report(path: str | Path, title: str, sections: list[tuple[str, str]]) -> None:
+    from zerollm.artifacts import atomic_write_text
+
+    body = [f"# {title}\n"]
+    for heading, text in sections:
+        body.append(f"## {heading}\n\n{text.rstrip()}\n")
+    atomic_write_text(path, "\n".join(body))
