@@ -1,0 +1,191 @@
+"""BPE in SentencePiece mode (Sennrich et al. 2016, as run by SentencePiece, Kudo & Richardson 2018).
+
+Byte-level BPE (bpe.py) cuts text with a regex first; that cannot work for Japanese, which has no spaces.
+Here, as in SentencePiece, the raw text is the input: spaces become `▁`, symbols start as *characters*
+(not bytes), and a merge may not cross a `▁`-word or a change of Unicode script (Han, Hiragana and
+Katakana count as one script). Characters outside the vocabulary fall back to `<0xXX>` byte pieces.
+
+* Training: count adjacent symbol pairs over the unique chunks (script runs inside `▁`-words, weighted
+  by their counts), merge the most frequent pair, update only the chunks that contained it (an inverted
+  index), repeat. The i-th merged piece gets score -i, as in SentencePiece's `.model` files.
+* Encoding (`BPESegmenter`, SentencePiece's bpe_model.cc): start from characters and repeatedly merge the
+  adjacent pair whose concatenation is a piece with the highest score (leftmost first on ties), with a heap.
+  This also encodes BPE `.model` files written by the `sentencepiece` library (e.g. llama2.c's tok512).
+"""
+from __future__ import annotations
+
+import collections
+import heapq
+
+from zerollm.tokenizer.spm import PieceTable, split_chunks
+
+
+class BPESegmenter:
+    def __init__(self, table: PieceTable):
+        self.table = table
+        self.look = {p: (i, table.scores[i]) for p, i in table.matchable.items()}
+        # UNUSED pieces may be merged through and are then split again (SentencePiece's rev_merge)
+        self.unused = {p: i for i, (p, t) in enumerate(zip(table.pieces, table.types)) if t == 5}
+        for p, i in self.unused.items():
+            self.look.setdefault(p, (i, table.scores[i]))
+
+    def segment(self, text: str) -> list[tuple[int, int, int]]:
+        """(piece id or -1 for an unknown symbol, start, end) triples."""
+        n = len(text)
+        if n == 0:
+            return []
+        look = self.look
+        starts = list(range(n))
+        ends = list(range(1, n + 1))  # symbol i covers text[starts[i]:ends[i]]; ends[i] == starts[i] -> dead
+        prev = list(range(-1, n - 1))
+        nxt = list(range(1, n + 1))
+        nxt[-1] = -1
+        heap = []
+        for i in range(n - 1):
+            hit = look.get(text[i:i + 2])
+            if hit is not None:
+                heap.append((-hit[1], i, i + 1, 2))
+        heapq.heapify(heap)
+        while heap:
+            _, left, right, size = heapq.heappop(heap)
+            if ends[left] == starts[left] or ends[right] == starts[right] or \
+                    ends[right] - starts[left] != size or nxt[left] != right:
+                continue
+            ends[left] = ends[right]
+            starts[right] = ends[right]  # dead
+            nxt[left] = nxt[right]
+            if nxt[right] >= 0:
+                prev[nxt[right]] = left
+            for a, b in ((prev[left], left), (left, nxt[left])):
+                if a >= 0 and b >= 0:
+                    hit = look.get(text[starts[a]:ends[b]])
+                    if hit is not None:
+                        heapq.heappush(heap, (-hit[1], a, b, ends[b] - starts[a]))
+        out, i = [], 0
+        while i != -1:
+            self._resegment(text, starts[i], ends[i], out)
+            i = nxt[i]
+        return out
+
+    def _resegment(self, text, s, e, out):
+        piece = text[s:e]
+        i = self.table.matchable.get(piece)
+        if i is not None:
+            out.append((i, s, e))
+        elif piece in self.unused and e - s > 1:  # split an unused piece back into its best two parts
+            for k in range(1, e - s):
+                if text[s:s + k] in self.look and text[s + k:e] in self.look:
+                    self._resegment(text, s, s + k, out)
+                    self._resegment(text, s + k, e, out)
+                    return
+            out.append((-1, s, e))
+        else:
+            out.append((-1, s, e))
+
+
+def train_bpe_pieces(sentences, vocab_size: int, *, num_meta: int, max_piece_len: int = 16,
+                     character_coverage: float = 0.9995, log=None) -> list[tuple[str, float]]:
+    """Learn `vocab_size - num_meta` pieces (merged pieces by merge order, then characters) with
+    SentencePiece-style scores (-i). `sentences` are already normalized (with `▁`)."""
+    from zerollm.tokenizer.spm import WS
+
+    say = log or (lambda msg: None)
+    counter: collections.Counter = collections.Counter()
+    for s in sentences:
+        counter.update(split_chunks(s))
+    if not counter:
+        raise ValueError("cannot train a tokenizer on an empty corpus (no non-empty lines)")
+    char_count: collections.Counter = collections.Counter()
+    for chunk, c in counter.items():
+        for ch in chunk:
+            char_count[ch] += c
+    total = sum(char_count.values())
+    required, acc = [], 0
+    for ch, c in sorted(char_count.items(), key=lambda kv: (-kv[1], kv[0])):
+        if acc / total >= character_coverage and ch != WS:
+            break
+        required.append(ch)
+        acc += c
+    target = vocab_size - num_meta
+    if target < len(required):
+        raise ValueError(f"vocab_size {vocab_size} is smaller than the {len(required)} required characters "
+                         f"+ {num_meta} meta pieces; use vocab_size >= {len(required) + num_meta + 1} "
+                         f"or lower character_coverage")
+    req = set(required)
+    # words as lists of symbols; an unknown character is a symbol no merge may touch (None)
+    words = [[ch if ch in req else None for ch in chunk] for chunk in counter]
+    counts = list(counter.values())
+    pair_count: collections.Counter = collections.Counter()
+    where: dict[tuple[str, str], set[int]] = collections.defaultdict(set)
+    for wi, (w, c) in enumerate(zip(words, counts)):
+        for a, b in zip(w, w[1:]):
+            if a is not None and b is not None:
+                pair_count[a, b] += c
+                where[a, b].add(wi)
+    heap = [(-c, p) for p, c in pair_count.items()]
+    heapq.heapify(heap)
+    merges: list[str] = []
+    num_merges = target - len(required)
+    while len(merges) < num_merges and heap:
+        negc, pair = heapq.heappop(heap)
+        if pair_count.get(pair, 0) != -negc or negc == 0:
+            continue  # stale entry
+        a, b = pair
+        new = a + b
+        if len(new) > max_piece_len:
+            pair_count[pair] = 0
+            continue
+        merges.append(new)
+        changed: dict[tuple[str, str], int] = collections.Counter()
+        for wi in where.pop(pair, ()):
+            w, c = words[wi], counts[wi]
+            i, out = 0, []
+            while i < len(w):
+                if i + 1 < len(w) and w[i] == a and w[i + 1] == b:
+                    out.append(new)
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            for x, y in zip(w, w[1:]):
+                if x is not None and y is not None:
+                    changed[x, y] -= c
+            for x, y in zip(out, out[1:]):
+                if x is not None and y is not None:
+                    changed[x, y] += c
+                    where[x, y].add(wi)
+            words[wi] = out
+        for p, d in changed.items():
+            if d:
+                pair_count[p] += d
+                if pair_count[p] > 0:
+                    heapq.heappush(heap, (-pair_count[p], p))
+        pair_count.pop(pair, None)
+        if len(merges) % 1000 == 0:
+            say(f"bpe_sp: {len(merges)} merges")
+    pieces = {}
+    for i, m in enumerate(merges):
+        pieces.setdefault(m, -float(i))
+    k = len(merges)
+    for ch in required:
+        if ch not in pieces:
+            pieces[ch] = -float(k)
+            k += 1
+    return list(pieces.items())
+
+
+def train_bpe_sp(texts, vocab_size: int = 8000, *, byte_fallback: bool = True,
+                 character_coverage: float = 0.9995, max_piece_len: int = 16, add_dummy_prefix: bool = True,
+                 special_tokens: dict[str, int] | None = None, log=None):
+    """Train a SentencePiece-mode BPE tokenizer on documents (strings); `vocab_size` counts the model's
+    pieces as `spm_train` does (see unigram.train_unigram)."""
+    from zerollm.tokenizer.spm import (Normalizer, SentencePieceTokenizer, build_model,
+                                       identity_normalizer_spec, num_meta_pieces, training_sentences)
+
+    spec = identity_normalizer_spec(add_dummy_prefix)
+    sentences = training_sentences(texts, Normalizer(spec))
+    pieces = train_bpe_pieces(sentences, vocab_size, num_meta=num_meta_pieces(byte_fallback),
+                              max_piece_len=max_piece_len, character_coverage=character_coverage, log=log)
+    model = build_model(pieces, "bpe", vocab_size, byte_fallback, spec,
+                        character_coverage=character_coverage, max_sentencepiece_length=max_piece_len)
+    return SentencePieceTokenizer(model, special_tokens)
