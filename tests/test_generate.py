@@ -231,3 +231,10 @@ def test_length_limits():
     with pytest.raises(ValueError, match="at least one"):
         stream(model, tok, [], GenerationConfig())
     assert generate(model, None, [1], GenerationConfig(max_new_tokens=0)) == []
+
+
+def test_generation_config_validates():
+    assert GenerationConfig(stop_strings="\n\n").stop_strings == ["\n\n"]
+    for bad in (dict(temperature=-1), dict(top_p=0.0), dict(top_k=-2), dict(repetition_penalty=0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            GenerationConfig(**bad)

@@ -261,3 +261,16 @@ def test_init_weights_scales_residual_projections():
     assert "rmsnorm" in m.describe() and "swiglu" in m.describe()
     # tied: one tensor, and no lm_head entry in the state dict
     assert "lm_head.weight" not in m.state_dict()
+
+
+@torch.inference_mode()
+def test_optimize_for_decode_changes_layout_not_values():
+    model = make("llama_gqa", tie_embeddings=True)
+    idx = torch.randint(0, 97, (1, 9))
+    ref = model(idx)
+    model.optimize_for_decode()
+    q, down = model.blocks[0].attn.q_proj.weight, model.blocks[0].mlp.down_proj.weight
+    assert q.stride() == (1, q.shape[0]) and down.is_contiguous()  # widening: column-major; narrowing: as is
+    torch.testing.assert_close(model(idx), ref, atol=1e-5, rtol=1e-5)
+    model.optimize_for_decode(False)
+    assert all(p.is_contiguous() for p in model.parameters())

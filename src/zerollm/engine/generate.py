@@ -38,6 +38,17 @@ class GenerationConfig:
     stop_strings: list[str] = field(default_factory=list)
     seed: int | None = None  # None = torch's global RNG
 
+    def __post_init__(self) -> None:
+        if isinstance(self.stop_strings, str):  # a lone string, not a list of one-character stops
+            self.stop_strings = [self.stop_strings]
+        if isinstance(self.stop_token_ids, int):
+            self.stop_token_ids = [self.stop_token_ids]
+        for name, ok in (("max_new_tokens", self.max_new_tokens >= 0), ("temperature", self.temperature >= 0),
+                         ("top_k", self.top_k is None or self.top_k >= 0), ("top_p", 0 < self.top_p <= 1),
+                         ("repetition_penalty", self.repetition_penalty > 0)):
+            if not ok:
+                raise ValueError(f"GenerationConfig.{name}={getattr(self, name)!r} is out of range")
+
 
 class TokenizerLike(Protocol):
     def token_bytes(self, id: int) -> bytes: ...

@@ -98,6 +98,29 @@ class Transformer(nn.Module):
         weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(hidden, weight).float()
 
+    @torch.no_grad()
+    def optimize_for_decode(self, enable: bool = True) -> "Transformer":
+        """Re-lay out matmul weights in memory for fast batch-1 decoding; values and shapes are unchanged.
+
+        Decoding one token is a matrix-vector product per weight, bounded by how fast the weight streams
+        from memory. On CPU (MKL, measured in bench/bench_decode.py) y = x @ W^T runs 1.3-1.8x faster when
+        W^T is contiguous, i.e. when the (out, in) weight is stored column-major, for every weight whose
+        output is at least as wide as its input (q/k/v/o, MLP up/gate/fc, and the V x D output
+        projection); the narrowing MLP down-projection is faster as is. So those weights get strides
+        (1, out) instead of (in, 1). Training works with either layout; serialisers that insist on
+        contiguous tensors (safetensors) need `.contiguous()`, or call `optimize_for_decode(False)` first.
+        """
+        for module in self.modules():
+            w = module.weight if isinstance(module, (nn.Linear, nn.Embedding)) else None
+            if w is None or w.dim() != 2:
+                continue
+            out_features, in_features = w.shape
+            if enable and out_features >= in_features:
+                w.data = w.data.t().contiguous().t()  # same (out, in) tensor, column-major storage
+            elif not enable:
+                w.data = w.data.contiguous()
+        return self
+
     # ------------------------------------------------------------------------------------------------------
 
     def num_params(self, non_embedding: bool = False) -> int:
