@@ -268,26 +268,26 @@ class CharsMap:
         units = np.frombuffer(blob[4:4 + trie_size], dtype="<u4").astype(np.int64)
         strings = blob[4 + trie_size:]
         self.table: dict[str, str] = {}
-        labels = np.arange(256)
-
-        def offset(u):
-            return (u >> 10) << ((u & (1 << 9)) >> 6)
-
-        stack = [(0, b"")]
-        while stack:
-            pos, key = stack.pop()
-            base = pos ^ offset(int(units[pos]))
-            if (int(units[pos]) >> 8) & 1 and key:  # has_leaf: the value unit sits at `base`
-                value = int(units[base]) & 0x7FFFFFFF
-                end = strings.index(b"\0", value)
-                self.table[key.decode("utf-8", "replace")] = strings[value:end].decode("utf-8", "replace")
-            children = base ^ labels
-            ok = children < len(units)
-            cand = children[ok]
-            lab = labels[ok]
-            match = (units[cand] & ((1 << 31) | 0xFF)) == lab
-            for child, label in zip(cand[match][lab[match] > 0], lab[match][lab[match] > 0]):
-                stack.append((int(child), key + bytes([int(label)])))
+        labels = np.arange(1, 256)
+        # walk the trie level by level (all nodes of one depth at once); a node is (array index, key)
+        frontier, keys = np.zeros(1, dtype=np.int64), [b""]
+        while len(frontier):
+            unit = units[frontier]
+            base = frontier ^ ((unit >> 10) << ((unit & (1 << 9)) >> 6))
+            for k in np.nonzero((unit >> 8) & 1)[0].tolist():  # has_leaf: the value sits at `base`
+                if keys[k]:
+                    value = int(units[base[k]]) & 0x7FFFFFFF
+                    end = strings.index(b"\0", value)
+                    self.table[keys[k].decode("utf-8", "replace")] = strings[value:end].decode("utf-8", "replace")
+            next_f, next_k = [], []
+            for lo in range(0, len(base), 4096):  # children: base ^ label whose unit carries that label
+                child = base[lo:lo + 4096, None] ^ labels[None, :]
+                inside = child < len(units)
+                got = units[np.where(inside, child, 0)] & ((1 << 31) | 0xFF)
+                p, l = np.nonzero(inside & (got == labels[None, :]))
+                next_f.append(child[p, l])
+                next_k += [keys[lo + i] + bytes((lab,)) for i, lab in zip(p.tolist(), labels[l].tolist())]
+            frontier, keys = np.concatenate(next_f) if next_f else np.zeros(0, np.int64), next_k
         self.max_len = max((len(k) for k in self.table), default=0)
         self.first_chars = frozenset(k[0] for k in self.table)
 

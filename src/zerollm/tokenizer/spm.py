@@ -258,10 +258,33 @@ class SentencePieceTokenizer(_Base):
 
     # -- encoding
     def _segment(self, s: str) -> list[int]:
+        return self._to_ids(s, self._seg.segment(s))
+
+    def _to_ids(self, s: str, seg) -> list[int]:
         ids: list[int] = []
-        for pid, start, end in self._seg.segment(s):
+        for pid, start, end in seg:
             ids.extend(self.table.unk_to_ids(s[start:end]) if pid < 0 else (pid,))
         return ids
+
+    def _unigram(self, what: str):
+        if self.algorithm != "unigram":
+            raise ValueError(f"{what} needs a Unigram model (this one is {self.algorithm})")
+        return self._seg
+
+    def nbest_encode(self, text: str, nbest_size: int) -> list[list[int]]:
+        """The `nbest_size` most likely segmentations, best first (Unigram only; like the library's
+        `nbest_encode_as_ids`)."""
+        norm = self.normalizer(text)
+        return [self._merge_unknowns(self._to_ids(norm, seg))
+                for seg, _ in self._unigram("nbest").nbest(norm, nbest_size)]
+
+    def sample_encode(self, text: str, alpha: float = 0.1, seed: int | None = None, rng=None) -> list[int]:
+        """Subword regularization (Kudo 2018): a segmentation sampled with probability ~ p(x)^alpha."""
+        import random
+
+        norm = self.normalizer(text)
+        rng = rng or random.Random(seed)
+        return self._merge_unknowns(self._to_ids(norm, self._unigram("sampling").sample(norm, alpha, rng)))
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode text with no special-token handling (the SentencePiece library's `encode`)."""
@@ -277,7 +300,11 @@ class SentencePieceTokenizer(_Base):
                 if ids is None:
                     ids = cache[chunk] = self._segment(chunk)
                 out.extend(ids)
-        if not self.table.byte_fallback and self.table.unk_id in out:  # runs of unknowns -> one <unk>
+        return self._merge_unknowns(out)
+
+    def _merge_unknowns(self, out: list[int]) -> list[int]:
+        """Without byte fallback, a run of unknown characters is one `<unk>` (as in the library)."""
+        if not self.table.byte_fallback and self.table.unk_id in out:
             unk = self.table.unk_id
             out = [i for k, i in enumerate(out) if not (i == unk and k and out[k - 1] == unk)]
         return out
