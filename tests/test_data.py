@@ -365,3 +365,42 @@ def test_default_corpus_size_and_determinism(tmp_path, monkeypatch):
     path = corpus.write_default_corpus(tmp_path / "corpus.jsonl")
     docs = list(iter_documents([path]))
     assert len(docs) > 300 and "\n\n".join(d.text for d in docs) == text
+
+
+# ----------------------------------------------------------------------------------------------
+# integration with the real BPE tokenizer
+
+
+def test_prepare_with_trained_bpe_tokenizer(tmp_path):
+    bpe = pytest.importorskip("zerollm.tokenizer.bpe")
+    from zerollm.data.loader import TokenLoader
+    from zerollm.tokenizer.base import load_tokenizer
+
+    texts = TEXTS + ["a document that mentions <|eos|> and <|bos|> as plain text"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")         # tiny corpus: fewer merges than asked for
+        tok = bpe.train_bpe(texts, vocab_size=600, show_progress=False)
+    tok.save(tmp_path / "tok")
+    write_jsonl(tmp_path / "in.jsonl", texts)
+    m = data_prepare([tmp_path / "in.jsonl"], tmp_path / "tok", tmp_path / "out", val_fraction=0.05,
+                     show_progress=False)
+    out = tmp_path / "out"
+    copied = load_tokenizer(out / "tokenizer")
+    assert m["tokenizer_hash"] == tok.hash == copied.hash and m["eos_id"] == tok.eos_id
+    eos = tok.eos_id
+    is_val = val_selector(0.05, seed=0)
+    for split, want in (("train", [t for i, t in enumerate(texts) if not is_val(i)]),
+                        ("val", [t for i, t in enumerate(texts) if is_val(i)])):
+        ids = read_split(out, split).tolist()
+        assert ids.count(eos) == len(want)                  # "<|eos|>" in text stayed text
+        docs, cur = [], []
+        for i in ids:
+            if i == eos:
+                docs.append(copied.decode(cur))
+                cur = []
+            else:
+                cur.append(i)
+        assert docs == want
+    assert m["totals"]["bytes_per_token"] > 1.0             # BPE compresses
+    x, y = TokenLoader(out, batch_size=2, seq_len=16).next_batch()
+    assert x.shape == (2, 16) and int(x.max()) < tok.vocab_size

@@ -48,9 +48,9 @@ HASH_MAX_BYTES = 256 << 20        # sources larger than this are not hashed (sha
 
 
 def load_tokenizer_any(tokenizer):
-    """A tokenizer object, or a directory loaded with `zerollm.tokenizer.load_tokenizer`."""
+    """A tokenizer object, or a directory loaded with `zerollm.tokenizer.base.load_tokenizer`."""
     if isinstance(tokenizer, (str, Path)):
-        from zerollm.tokenizer import load_tokenizer
+        from zerollm.tokenizer.base import load_tokenizer
 
         return load_tokenizer(tokenizer)
     for attr in ("encode_batch", "eos_id", "vocab_size"):
