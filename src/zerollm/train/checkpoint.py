@@ -136,7 +136,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", with_tokeni
     model = model.to(device).eval()
     tokenizer = None
     if with_tokenizer and (ckpt / "tokenizer").is_dir():
-        from zerollm.tokenizer import load_tokenizer
+        from zerollm.tokenizer.base import load_tokenizer
         tokenizer = load_tokenizer(ckpt / "tokenizer")
     return model, tokenizer, ckpt
 

@@ -55,7 +55,7 @@ class TrainConfig:
     eval_every: int = 200
     eval_batches: int = 20
     eval_at_start: bool = True
-    ckpt_every: int = 500
+    ckpt_every: int = 500  # 0 = only at the end; -1 = never (benchmarks)
     keep_last: int = 2
     log_every: int = 10
     seed: int = 1337
@@ -235,7 +235,7 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
                 evals.append({"step": step, **ev})
                 if bar is not None:
                     bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in ev.items()))
-        if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or last:
+        if cfg.ckpt_every >= 0 and ((cfg.ckpt_every and step % cfg.ckpt_every == 0) or last):
             last_ckpt = checkpoint(step) or last_ckpt
         if budget_s and time.perf_counter() - t_start > budget_s * 1.15 and not last:
             # Hard stop: far over budget (e.g. the machine got busy). Save what we have.

@@ -1,0 +1,68 @@
+"""The Python API: one function per CLI stage, with the same names and arguments.
+
+    zerollm tokenizer train  ↔ tokenizer_train(inputs, out, vocab_size=...)
+    zerollm data prepare     ↔ data_prepare(inputs, tokenizer, out, ...)
+    zerollm pretrain         ↔ pretrain(config_or_yaml, overrides)
+    zerollm generate         ↔ generate(model, prompt, ...)
+    zerollm quickstart       ↔ quickstart(corpus=..., minutes=..., preset=...)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from zerollm.pretrain import PretrainConfig, pretrain
+from zerollm.quickstart import QuickstartConfig, quickstart
+
+
+def tokenizer_train(inputs: list[str], out: str | Path, vocab_size: int = 4096, pattern: str | None = None,
+                    text_field: str = "text", show_progress: bool = True):
+    """Train a byte-level BPE tokenizer on text files/JSONL/parquet and save it to `out`."""
+    from zerollm.data.sources import iter_documents
+    from zerollm.tokenizer.bpe import train_bpe
+
+    texts = (doc.text for doc in iter_documents(list(inputs), text_field=text_field))
+    kwargs = {"pattern": pattern} if pattern else {}
+    tok = train_bpe(texts, vocab_size=vocab_size, show_progress=show_progress, **kwargs)
+    tok.save(out)
+    return tok
+
+
+def data_prepare(inputs: list[str], tokenizer: str | Path, out: str | Path, **kwargs) -> dict:
+    from zerollm.data.prepare import data_prepare as _prepare
+
+    return _prepare(list(inputs), tokenizer, out, **kwargs)
+
+
+def load(model: str | Path, device: str = "auto"):
+    """(model, tokenizer) from a checkpoint or run directory."""
+    from zerollm.train.checkpoint import load_model
+    from zerollm.train.distributed import pick_device
+
+    m, tok, _ = load_model(model, device=pick_device(device))
+    if tok is None:
+        raise FileNotFoundError(f"{model}: checkpoint has no tokenizer/ directory")
+    return m, tok
+
+
+def generate(model: str | Path, prompt: str, *, stream: bool = False, device: str = "auto",
+             **gen_kwargs) -> str | Iterator[str]:
+    """Generate a continuation of `prompt`. `gen_kwargs` are GenerationConfig fields
+    (max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop_strings, seed)."""
+    from zerollm.engine.generate import GenerationConfig
+    from zerollm.engine.generate import generate as _generate
+    from zerollm.engine.generate import stream as _stream
+
+    m, tok = load(model, device)
+    stops = list(gen_kwargs.pop("stop_token_ids", []) or [])
+    if tok.eos_id is not None and tok.eos_id not in stops:
+        stops.append(tok.eos_id)
+    gen = GenerationConfig(stop_token_ids=stops, **gen_kwargs)
+    ids = tok.encode(prompt)
+    if stream:
+        return _stream(m, tok, ids, gen)
+    return tok.decode(_generate(m, tok, ids, gen))
+
+
+__all__ = ["tokenizer_train", "data_prepare", "pretrain", "PretrainConfig", "generate", "load", "quickstart",
+           "QuickstartConfig"]

@@ -1,0 +1,177 @@
+"""`zerollm <stage> ...`: argument parsing and dispatch only; the work is in `zerollm.api`.
+
+Stages that take a config (`pretrain`) accept `--config FILE.yaml` and dotted overrides such as
+`train.lr=3e-4` or `--train.lr=3e-4` after the named options.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _add_tokenizer(sub) -> None:
+    p = sub.add_parser("tokenizer", help="train or inspect tokenizers")
+    tsub = p.add_subparsers(dest="action", required=True)
+    t = tsub.add_parser("train", help="train a byte-level BPE tokenizer")
+    t.add_argument("inputs", nargs="*", help="text/.jsonl/.parquet files, directories or globs")
+    t.add_argument("--input", action="append", default=[], help="another input (repeatable)")
+    t.add_argument("--vocab-size", type=int, default=4096)
+    t.add_argument("--pattern", default=None, help="pre-tokenization regex, or 'gpt2' / 'gpt4'")
+    t.add_argument("--text-field", default="text")
+    t.add_argument("--out", required=True)
+    st = tsub.add_parser("stats", help="tokens per char/byte, vocab usage, top tokens, segmentation")
+    st.add_argument("tokenizer", help="tokenizer directory")
+    st.add_argument("files", nargs="+", help="held-out text files")
+    cmp_ = tsub.add_parser("compare", help="compare tokenizers side by side on the same text")
+    cmp_.add_argument("files", nargs="+", help="held-out text files")
+    cmp_.add_argument("--tokenizer", action="append", required=True, help="tokenizer directory (repeat)")
+    cmp_.add_argument("--html", default=None, help="also write an HTML page with the segmentations")
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="prepare token shards")
+    dsub = p.add_subparsers(dest="action", required=True)
+    d = dsub.add_parser("prepare", help="tokenize documents into shards + manifest + validation split")
+    d.add_argument("inputs", nargs="+", help="text/.jsonl/.parquet files, directories or globs")
+    d.add_argument("--tokenizer", required=True, help="tokenizer directory")
+    d.add_argument("--out", required=True)
+    d.add_argument("--text-field", default="text")
+    d.add_argument("--val-fraction", type=float, default=0.01)
+    d.add_argument("--workers", type=int, default=2)
+
+
+def _add_generate(sub) -> None:
+    g = sub.add_parser("generate", help="sample text from a model")
+    g.add_argument("--model", required=True, help="checkpoint or run directory")
+    g.add_argument("--prompt", default="", help="prompt text ('-' reads stdin)")
+    g.add_argument("--max-new-tokens", type=int, default=200)
+    g.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--repetition-penalty", type=float, default=1.0)
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--device", default="auto")
+    g.add_argument("--no-stream", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zerollm", description="build, train and use your own language models")
+    parser.add_argument("--version", action="store_true")
+    sub = parser.add_subparsers(dest="stage")
+    _add_tokenizer(sub)
+    _add_data(sub)
+    pt = sub.add_parser("pretrain", help="train a model on token shards (torchrun-ready)")
+    pt.add_argument("--config", default=None, help="YAML config (see configs/)")
+    pt.add_argument("--data", default=None, help="shards directory")
+    pt.add_argument("--out", default=None, help="run directory")
+    pt.add_argument("--preset", default=None)
+    pt.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    pt.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4 model.n_layer=6")
+    _add_generate(sub)
+    qs = sub.add_parser("quickstart", help="tokenizer + data + pretrain + samples in ~5 minutes")
+    qs.add_argument("--corpus", nargs="+", default=None, help="your own text files instead of the Python docs")
+    qs.add_argument("--minutes", type=float, default=5.0)
+    qs.add_argument("--preset", default="quickstart")
+    qs.add_argument("--out", default="runs/quickstart")
+    qs.add_argument("--device", default="auto")
+    info = sub.add_parser("model", help="inspect a model: parameters and FLOPs per token")
+    info.add_argument("action", choices=["info"])
+    info.add_argument("--preset", default=None)
+    info.add_argument("--model", default=None)
+    info.add_argument("--seq-len", type=int, default=None)
+    return parser
+
+
+def _run(args: argparse.Namespace, rest: list[str]) -> int:
+    from zerollm import api
+
+    if args.stage == "tokenizer" and args.action in ("stats", "compare"):
+        from zerollm.tokenizer.stats import tokenizer_compare, tokenizer_stats
+
+        if args.action == "stats":
+            tokenizer_stats(args.tokenizer, args.files)
+        else:
+            tokenizer_compare(args.tokenizer, args.files, html_out=args.html)
+    elif args.stage == "tokenizer":
+        from zerollm.tokenizer.pretokenize import resolve_pattern
+
+        inputs = list(args.inputs) + list(args.input)
+        if not inputs:
+            raise SystemExit("zerollm tokenizer train: give at least one input file")
+        tok = api.tokenizer_train(inputs, args.out, vocab_size=args.vocab_size,
+                                  pattern=resolve_pattern(args.pattern) if args.pattern else None,
+                                  text_field=args.text_field)
+        print(f"tokenizer: {tok.vocab_size} tokens → {args.out}")
+    elif args.stage == "data":
+        from zerollm.data.prepare import prepare_summary
+
+        manifest = api.data_prepare(args.inputs, args.tokenizer, args.out, text_field=args.text_field,
+                                    val_fraction=args.val_fraction, num_workers=args.workers)
+        print(prepare_summary(manifest))
+    elif args.stage == "pretrain":
+        overrides = list(rest) + list(args.overrides)
+        for key in ("data", "out", "preset"):
+            if getattr(args, key):
+                overrides.append(f"{key}={getattr(args, key)}")
+        if args.resume:
+            overrides.append("resume=true")
+        summary = api.pretrain(args.config, overrides)
+        if summary.get("run_dir"):
+            print(f"run: {summary['run_dir']}/report.md")
+    elif args.stage == "generate":
+        prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+        kw = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                  top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop_strings=args.stop,
+                  seed=args.seed, device=args.device)
+        if args.no_stream:
+            print(prompt + api.generate(args.model, prompt, **kw))
+        else:
+            sys.stdout.write(prompt)
+            for piece in api.generate(args.model, prompt, stream=True, **kw):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+    elif args.stage == "quickstart":
+        api.quickstart(corpus=args.corpus or [], minutes=args.minutes, preset=args.preset, out=args.out,
+                       device=args.device)
+    elif args.stage == "model":
+        from zerollm.config import model_config_from_preset
+        from zerollm.model.transformer import Transformer
+
+        if args.model:
+            model, _ = api.load(args.model, device="cpu")
+        else:
+            model = Transformer(model_config_from_preset(args.preset or "gpt2-124m"))
+        seq = args.seq_len or model.cfg.max_seq_len
+        print(model.describe())
+        print(f"parameters: {model.num_params():,} ({model.num_params(non_embedding=True):,} non-embedding)")
+        print(f"FLOPs per token (forward+backward, T={seq}): {model.flops_per_token(seq):,.0f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.version:
+        from zerollm import __version__
+
+        print(__version__)
+        return 0
+    if not args.stage:
+        parser.print_help()
+        return 1
+    if rest and args.stage != "pretrain":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return _run(args, rest)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"zerollm {args.stage}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
