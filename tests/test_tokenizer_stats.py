@@ -95,3 +95,21 @@ def test_segmentation_views(tok_dirs):
     assert segs[-1][0] == "🦜" and len(segs[-1][1]) == 4
     colored = ansi_segmentation(segs)
     assert colored.count("\x1b[0m") == len(segs) and "\x1b[30;48;5;" in colored
+
+
+def test_load_tokenizer_and_data_prepare(tok_dirs, tmp_path):
+    """Every algorithm loads through the shared registry and shards with `data prepare` unchanged."""
+    import numpy as np
+
+    from zerollm.data.prepare import data_prepare
+    from zerollm.tokenizer.base import load_tokenizer
+
+    src = tmp_path / "docs.txt"
+    src.write_text("吾輩は猫である。\n\nThe lazy dog.\n", encoding="utf-8")
+    for name in ("unigram", "bpe_sp", "wordpiece"):
+        tok = load_tokenizer(tok_dirs / name)
+        assert tok.algorithm == name and tok.eos_id is not None
+        m = data_prepare([str(src)], tok_dirs / name, tmp_path / f"shards_{name}", val_fraction=0.0)
+        assert m["tokenizer_hash"] == tok.hash
+        ids = np.fromfile(tmp_path / f"shards_{name}" / m["train"][0]["file"], dtype=m["dtype"])
+        assert tok.eos_id in ids.tolist() and ids.max() < tok.vocab_size

@@ -143,9 +143,13 @@ def test_special_tokens(ours):
         ours.encode(text, allowed_special={"<|nope|>"})
 
 
-def test_bpe_sp_on_japanese_exports_and_matches_the_library(data, tmp_path):
-    tok = train_bpe_sp(data["ja_train"] + [data["en_train"]], 2500, character_coverage=0.995)
-    assert tok.algorithm == "bpe_sp"
+@pytest.mark.parametrize("by_script", [True, False])
+def test_bpe_sp_on_japanese_exports_and_matches_the_library(data, tmp_path, by_script):
+    tok = train_bpe_sp(data["ja_train"] + [data["en_train"]], 2500, character_coverage=0.995,
+                       split_by_unicode_script=by_script)
+    assert tok.algorithm == "bpe_sp" and tok.table.chunk_safe
+    crossing = [p for p in tok.table.pieces if p.endswith("。") and len(p) > 1]  # merges across scripts
+    assert bool(crossing) == (not by_script)
     assert any(len(p) >= 3 and "\u3040" <= p[0] <= "\u30ff" for p in tok.table.pieces)  # kana merges
     tok.export_model(tmp_path / "bpe.model")
     sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "bpe.model"))

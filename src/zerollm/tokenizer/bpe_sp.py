@@ -84,15 +84,20 @@ class BPESegmenter:
 
 
 def train_bpe_pieces(sentences, vocab_size: int, *, num_meta: int, max_piece_len: int = 16,
-                     character_coverage: float = 0.9995, log=None) -> list[tuple[str, float]]:
+                     character_coverage: float = 0.9995, split_by_unicode_script: bool = True,
+                     log=None) -> list[tuple[str, float]]:
     """Learn `vocab_size - num_meta` pieces (merged pieces by merge order, then characters) with
-    SentencePiece-style scores (-i). `sentences` are already normalized (with `▁`)."""
+    SentencePiece-style scores (-i). `sentences` are already normalized (with `▁`).
+
+    All unique chunks are laid end to end as one doubly linked list of symbols (ints), each position
+    weighted by its chunk's count; `where[pair]` holds the positions where a pair starts. A merge visits
+    only those positions, so the total work is proportional to the number of merge applications."""
     from zerollm.tokenizer.spm import WS
 
     say = log or (lambda msg: None)
     counter: collections.Counter = collections.Counter()
     for s in sentences:
-        counter.update(split_chunks(s))
+        counter.update(split_chunks(s, split_by_unicode_script))
     if not counter:
         raise ValueError("cannot train a tokenizer on an empty corpus (no non-empty lines)")
     char_count: collections.Counter = collections.Counter()
@@ -111,56 +116,67 @@ def train_bpe_pieces(sentences, vocab_size: int, *, num_meta: int, max_piece_len
         raise ValueError(f"vocab_size {vocab_size} is smaller than the {len(required)} required characters "
                          f"+ {num_meta} meta pieces; use vocab_size >= {len(required) + num_meta + 1} "
                          f"or lower character_coverage")
-    req = set(required)
-    # words as lists of symbols; an unknown character is a symbol no merge may touch (None)
-    words = [[ch if ch in req else None for ch in chunk] for chunk in counter]
-    counts = list(counter.values())
+    names = list(required)  # symbol id -> string
+    sid = {ch: i for i, ch in enumerate(names)}
+    sym, weight, nxt, prv = [], [], [], []
+    for chunk, c in counter.items():
+        base = len(sym)
+        for k, ch in enumerate(chunk):
+            sym.append(sid.get(ch, -1))  # -1: a rare character, never merged
+            weight.append(c)
+            prv.append(base + k - 1 if k else -1)
+            nxt.append(base + k + 1 if k + 1 < len(chunk) else -1)
     pair_count: collections.Counter = collections.Counter()
-    where: dict[tuple[str, str], set[int]] = collections.defaultdict(set)
-    for wi, (w, c) in enumerate(zip(words, counts)):
-        for a, b in zip(w, w[1:]):
-            if a is not None and b is not None:
-                pair_count[a, b] += c
-                where[a, b].add(wi)
-    heap = [(-c, p) for p, c in pair_count.items()]
+    where: dict[tuple[int, int], set[int]] = collections.defaultdict(set)
+    for i, j in enumerate(nxt):
+        if j >= 0 and sym[i] >= 0 and sym[j] >= 0:
+            pair_count[sym[i], sym[j]] += weight[i]
+            where[sym[i], sym[j]].add(i)
+    heap = [(-c, names[a], names[b], a, b) for (a, b), c in pair_count.items()]
     heapq.heapify(heap)
     merges: list[str] = []
     num_merges = target - len(required)
     while len(merges) < num_merges and heap:
-        negc, pair = heapq.heappop(heap)
-        if pair_count.get(pair, 0) != -negc or negc == 0:
-            continue  # stale entry
-        a, b = pair
-        new = a + b
-        if len(new) > max_piece_len:
-            pair_count[pair] = 0
+        negc, _, _, a, b = heapq.heappop(heap)
+        if pair_count.get((a, b), 0) != -negc or negc == 0:
+            continue  # stale heap entry
+        new_name = names[a] + names[b]
+        if len(new_name) > max_piece_len:
+            pair_count[a, b] = 0
             continue
-        merges.append(new)
-        changed: dict[tuple[str, str], int] = collections.Counter()
-        for wi in where.pop(pair, ()):
-            w, c = words[wi], counts[wi]
-            i, out = 0, []
-            while i < len(w):
-                if i + 1 < len(w) and w[i] == a and w[i + 1] == b:
-                    out.append(new)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            for x, y in zip(w, w[1:]):
-                if x is not None and y is not None:
-                    changed[x, y] -= c
-            for x, y in zip(out, out[1:]):
-                if x is not None and y is not None:
-                    changed[x, y] += c
-                    where[x, y].add(wi)
-            words[wi] = out
-        for p, d in changed.items():
-            if d:
-                pair_count[p] += d
-                if pair_count[p] > 0:
-                    heapq.heappush(heap, (-pair_count[p], p))
-        pair_count.pop(pair, None)
+        new = len(names)
+        names.append(new_name)
+        merges.append(new_name)
+        changed = set()
+        for i in sorted(where.pop((a, b), ())):
+            j = nxt[i]
+            if sym[i] != a or j < 0 or sym[j] != b:
+                continue  # consumed by an overlapping occurrence ("aaa")
+            w, left, right = weight[i], prv[i], nxt[j]
+            if left >= 0 and sym[left] >= 0:
+                pair_count[sym[left], a] -= w
+                where[sym[left], a].discard(left)
+                changed.add((sym[left], a))
+            if right >= 0 and sym[right] >= 0:
+                pair_count[b, sym[right]] -= w
+                where[b, sym[right]].discard(j)
+                changed.add((b, sym[right]))
+            sym[i], sym[j] = new, -2  # j is gone
+            nxt[i] = right
+            if right >= 0:
+                prv[right] = i
+            if left >= 0 and sym[left] >= 0:
+                pair_count[sym[left], new] += w
+                where[sym[left], new].add(left)
+                changed.add((sym[left], new))
+            if right >= 0 and sym[right] >= 0:
+                pair_count[new, sym[right]] += w
+                where[new, sym[right]].add(i)
+                changed.add((new, sym[right]))
+        pair_count.pop((a, b), None)
+        for p in changed:
+            if pair_count[p] > 0:
+                heapq.heappush(heap, (-pair_count[p], names[p[0]], names[p[1]], p[0], p[1]))
         if len(merges) % 1000 == 0:
             say(f"bpe_sp: {len(merges)} merges")
     pieces = {}
@@ -176,16 +192,20 @@ def train_bpe_pieces(sentences, vocab_size: int, *, num_meta: int, max_piece_len
 
 def train_bpe_sp(texts, vocab_size: int = 8000, *, byte_fallback: bool = True,
                  character_coverage: float = 0.9995, max_piece_len: int = 16, add_dummy_prefix: bool = True,
-                 special_tokens: dict[str, int] | None = None, log=None):
+                 split_by_unicode_script: bool = True, special_tokens: dict[str, int] | None = None, log=None):
     """Train a SentencePiece-mode BPE tokenizer on documents (strings); `vocab_size` counts the model's
-    pieces as `spm_train` does (see unigram.train_unigram)."""
+    pieces as `spm_train` does (see unigram.train_unigram). `split_by_unicode_script=False` lets merges
+    cross script changes inside a `▁`-word (e.g. Japanese `た。`, `」と`): better compression, as
+    `tokenizers`' Metaspace BPE does; the flag is stored in the model and the library honours it."""
     from zerollm.tokenizer.spm import (Normalizer, SentencePieceTokenizer, build_model,
                                        identity_normalizer_spec, num_meta_pieces, training_sentences)
 
     spec = identity_normalizer_spec(add_dummy_prefix)
     sentences = training_sentences(texts, Normalizer(spec))
     pieces = train_bpe_pieces(sentences, vocab_size, num_meta=num_meta_pieces(byte_fallback),
-                              max_piece_len=max_piece_len, character_coverage=character_coverage, log=log)
+                              max_piece_len=max_piece_len, character_coverage=character_coverage,
+                              split_by_unicode_script=split_by_unicode_script, log=log)
     model = build_model(pieces, "bpe", vocab_size, byte_fallback, spec,
-                        character_coverage=character_coverage, max_sentencepiece_length=max_piece_len)
+                        character_coverage=character_coverage, max_sentencepiece_length=max_piece_len,
+                        split_by_unicode_script=split_by_unicode_script)
     return SentencePieceTokenizer(model, special_tokens)

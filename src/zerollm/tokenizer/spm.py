@@ -47,9 +47,13 @@ _CHUNK_PATTERN = (
 _CHUNK_RE = regex.compile(_CHUNK_PATTERN)
 
 
-def split_chunks(text: str) -> list[str]:
-    """Split normalized text (with `▁`) into script runs inside `▁`-words; `"".join(...) == text`."""
-    return _CHUNK_RE.findall(text)
+_WORD_RE = regex.compile(WS + "*[^" + WS + "]+|" + WS + "+")
+
+
+def split_chunks(text: str, by_script: bool = True) -> list[str]:
+    """Split normalized text (with `▁`) into script runs inside `▁`-words (or only into `▁`-words);
+    `"".join(...) == text`."""
+    return (_CHUNK_RE if by_script else _WORD_RE).findall(text)
 
 
 class Normalizer:
@@ -162,8 +166,9 @@ class PieceTable:
         self.max_score = max(normal, default=0.0)
         self.max_piece_len = max((len(p) for p in self.matchable), default=1)
         self.prefixes = {p[:k] for p in self.matchable for k in range(1, len(p) + 1)}
-        self.chunk_safe = all(len(split_chunks(p)) <= 1 for p, t in zip(self.pieces, self.types)
-                              if t == NORMAL)
+        self.by_script = bool(model.trainer("split_by_unicode_script"))
+        self.chunk_safe = all(len(split_chunks(p, self.by_script)) <= 1
+                              for p, t in zip(self.pieces, self.types) if t == NORMAL)
 
     def unk_to_ids(self, surface: str) -> list[int]:
         """An unknown character: its UTF-8 bytes as byte pieces, or `<unk>`."""
@@ -195,18 +200,12 @@ def decode_pieces(table: PieceTable, ids: list[int], add_dummy_prefix: bool, suf
 
 
 # ---------------------------------------------------------------- the tokenizer
-try:  # the shared interface (tokenizer/base.py); a plain base class until it exists
-    from zerollm.tokenizer.base import Tokenizer as _Base
-except ImportError:  # pragma: no cover
-    _Base = object
+from zerollm.tokenizer.base import Tokenizer, default_special_tokens  # noqa: E402
 
-DEFAULT_SPECIALS = ["<|bos|>", "<|eos|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "<|tool_call|>",
-                    "<|/tool_call|>", "<|tool_result|>", "<|/tool_result|>", "<|think|>", "<|/think|>"]
-DEFAULT_SPECIALS += [f"<|reserved_{i}|>" for i in range(16 - len(DEFAULT_SPECIALS))]
 MODEL_FILE = "tokenizer.model"
 
 
-class SentencePieceTokenizer(_Base):
+class SentencePieceTokenizer(Tokenizer):
     """A SentencePiece model (Unigram or BPE) behind zerollm's Tokenizer interface.
 
     ids 0..len(pieces)-1 are the model's pieces (so ids equal the `sentencepiece` library's), followed by
@@ -234,7 +233,7 @@ class SentencePieceTokenizer(_Base):
         self._seg = (UnigramLattice(self.table) if self.algorithm == "unigram" else BPESegmenter(self.table))
         n = len(self.table.pieces)
         if special_tokens is None:
-            special_tokens = {s: n + i for i, s in enumerate(DEFAULT_SPECIALS)}
+            special_tokens = {s: n + i for i, s in enumerate(default_special_tokens())}
         bad = {s: i for s, i in special_tokens.items() if i < n}
         if bad:
             raise ValueError(f"special token ids must come after the {n} pieces: {bad}")
@@ -251,10 +250,6 @@ class SentencePieceTokenizer(_Base):
     @property
     def special_tokens(self) -> dict[str, int]:
         return dict(self._special_tokens)
-
-    bos_id = property(lambda self: self._special_tokens.get("<|bos|>"))
-    eos_id = property(lambda self: self._special_tokens.get("<|eos|>"))
-    pad_id = property(lambda self: self._special_tokens.get("<|pad|>"))
 
     # -- encoding
     def _segment(self, s: str) -> list[int]:
@@ -295,7 +290,7 @@ class SentencePieceTokenizer(_Base):
             cache, out = self._cache, []
             if len(cache) > 500_000:
                 cache.clear()
-            for chunk in split_chunks(norm):
+            for chunk in split_chunks(norm, self.table.by_script):
                 ids = cache.get(chunk)
                 if ids is None:
                     ids = cache[chunk] = self._segment(chunk)
@@ -363,9 +358,6 @@ class SentencePieceTokenizer(_Base):
                 self.token_bytes(int(i))  # range check
         return b"".join(out)
 
-    def decode(self, ids) -> str:
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
-
     def id_to_piece(self, token_id: int) -> str:
         return self._id_to_special.get(token_id) or self.table.pieces[token_id]
 
@@ -393,7 +385,7 @@ class SentencePieceTokenizer(_Base):
                 "byte_fallback": self.table.byte_fallback, "pieces": len(self.table.pieces),
                 "special_tokens": self.special_tokens, "vocab_size": self.vocab_size, "hash": self.hash}
 
-    def save(self, directory) -> None:
+    def save(self, directory):
         from pathlib import Path
 
         from zerollm.artifacts import atomic_dir, write_manifest
@@ -401,6 +393,7 @@ class SentencePieceTokenizer(_Base):
         with atomic_dir(Path(directory)) as tmp:
             (tmp / MODEL_FILE).write_bytes(self.model.to_bytes())
             write_manifest(tmp, "tokenizer", **self.manifest_fields())
+        return Path(directory)
 
     @classmethod
     def load(cls, directory, manifest: dict | None = None) -> "SentencePieceTokenizer":

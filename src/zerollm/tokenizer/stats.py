@@ -29,26 +29,9 @@ _HTML_BG = ["#cfe8ff", "#ffe3b3", "#d4f5d4", "#ffd1dc", "#e3d7ff", "#fff6c2", "#
 
 def load_any(tokenizer):
     """A tokenizer object as is, or a tokenizer directory via `load_tokenizer`."""
-    if not isinstance(tokenizer, (str, Path)):
-        return tokenizer
-    try:
-        from zerollm.tokenizer.base import load_tokenizer
-    except ImportError:  # pragma: no cover - before base.py exists
-        load_tokenizer = _load_own
-    return load_tokenizer(tokenizer)
+    from zerollm.tokenizer.base import load_tokenizer
 
-
-def _load_own(directory):
-    from zerollm.artifacts import read_manifest
-    from zerollm.tokenizer.spm import SentencePieceTokenizer
-    from zerollm.tokenizer.wordpiece import WordPieceTokenizer
-
-    m = read_manifest(directory, kind="tokenizer")
-    cls = {"wordpiece": WordPieceTokenizer, "unigram": SentencePieceTokenizer,
-           "bpe_sp": SentencePieceTokenizer}.get(m.get("algorithm"))
-    if cls is None:
-        raise ValueError(f"{directory}: unknown tokenizer algorithm {m.get('algorithm')!r}")
-    return cls.load(directory, m)
+    return load_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
 
 
 def read_text(path) -> tuple[str, int]:

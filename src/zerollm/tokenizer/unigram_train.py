@@ -148,6 +148,9 @@ class ChunkLattices:
         key, other = ("start", "end") if backward else ("end", "start")
         nodes, src, sc = edges[key], edges[other], scores[edges["pid"]]
         gstart, bounds, gb = self._groups(nodes, self.depth, self.T)
+        grp = np.zeros(len(nodes), dtype=np.int64)  # group (= target node) index of every edge
+        grp[gstart[1:]] = 1
+        grp = np.cumsum(grp)
         val = np.full(self.num_nodes, NEG)
         if backward:
             val[self.final] = 0.0
@@ -164,13 +167,12 @@ class ChunkLattices:
             g = gstart[int(gb[t]):int(gb[t + 1])] - a
             tgt = nodes[a + g]
             mx = np.maximum.reduceat(v, g)
+            rep = mx[grp[a:b] - int(gb[t])]
             if reduce == "max":
-                rep = np.repeat(mx, np.diff(np.append(g, b - a)))
                 hit = np.nonzero(v >= rep)[0]
                 best_edge[nodes[a + hit]] = a + hit
                 val[tgt] = mx
             else:
-                rep = np.repeat(mx, np.diff(np.append(g, b - a)))
                 val[tgt] = mx + np.log(np.add.reduceat(np.exp(v - rep), g))
         return val, best_edge
 
@@ -191,7 +193,9 @@ class ChunkLattices:
         sc = scores
         if exclude_whole:
             e = self.fwd
-            whole = (e["start"] < int(self.n[0])) & np.isin(e["end"], self.final)
+            is_final = np.zeros(self.num_nodes, dtype=bool)
+            is_final[self.final] = True
+            whole = (e["start"] < int(self.n[0])) & is_final[e["end"]]
             sc = scores[e["pid"]].copy()
             sc[whole] = NEG
             saved = self.fwd
@@ -218,6 +222,17 @@ class ChunkLattices:
         return np.concatenate(pids).astype(np.int64), np.concatenate(owners)
 
 
+def _unique_inverse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(x, return_inverse=True) by one argsort (faster than numpy's hash path here)."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    first = np.ones(len(xs), dtype=bool)
+    first[1:] = xs[1:] != xs[:-1]
+    inv = np.empty(len(x), dtype=np.int64)
+    inv[order] = np.cumsum(first) - 1
+    return xs[first], inv
+
+
 def count_substrings(lat: ChunkLattices, max_len: int, allowed: np.ndarray, min_count: float = 2.0):
     """Frequent substrings (length 2..max_len) of the chunks: (hash, length, count, end char index).
     `allowed[i]` is False for characters that may not appear inside a piece (rare chars, and `▁` except
@@ -234,7 +249,7 @@ def count_substrings(lat: ChunkLattices, max_len: int, allowed: np.ndarray, min_
         cand = np.nonzero(mask & prev_alive & allowed)[0]
         if len(cand) == 0:
             break
-        uh, inv = np.unique(h[cand], return_inverse=True)
+        uh, inv = _unique_inverse(h[cand])
         cnt = np.bincount(inv, weights=w[cand])
         good = cnt[inv] >= min_count
         alive = np.zeros_like(alive)
@@ -254,7 +269,7 @@ def count_substrings(lat: ChunkLattices, max_len: int, allowed: np.ndarray, min_
 def train_unigram_pieces(sentences, vocab_size: int, *, num_meta: int, max_piece_len: int = 16,
                          character_coverage: float = 0.9995, seed_size: int = 1_000_000,
                          shrinking_factor: float = 0.75, num_sub_iterations: int = 2,
-                         max_chunk_len: int = 256, unk_char: str = "\u2585",
+                         max_chunk_len: int = 64, unk_char: str = "\u2585",
                          log=None) -> list[tuple[str, float]]:
     """Learn `vocab_size - num_meta` pieces with scores (log probabilities), best first.
     `sentences` are already normalized (with `▁`)."""
@@ -383,7 +398,8 @@ def _prune(lat, pieces, piece_hash, piece_len, scores, is_char, desired, shrinki
     # 2. Viterbi counts on the corpus and how many chunk-weights contain each piece
     pid, owner = lat.viterbi(scores)
     freq = np.bincount(pid, weights=lat.weights[owner], minlength=V)
-    uniq = np.unique(pid * len(lat.chunks) + owner)
+    uniq = np.sort(pid * len(lat.chunks) + owner)  # distinct (piece, chunk) pairs
+    uniq = uniq[np.append(True, uniq[1:] != uniq[:-1])]
     F = np.bincount(uniq // len(lat.chunks), weights=lat.weights[uniq % len(lat.chunks)], minlength=V)
     F /= lat.weights.sum()
     # 3. loss of removing piece i: its occurrences move to its alternatives

@@ -37,10 +37,7 @@ from zerollm.tokenizer.normalize import bert_normalize, bert_pre_tokenize
 BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 VOCAB_FILE = "vocab.txt"
 
-try:
-    from zerollm.tokenizer.base import Tokenizer as _Base
-except ImportError:  # pragma: no cover
-    _Base = object
+from zerollm.tokenizer.base import Tokenizer, default_special_tokens
 
 
 def train_wordpiece_vocab(words: collections.Counter, vocab_size: int, *, prefix: str = "##",
@@ -126,7 +123,7 @@ def train_wordpiece_vocab(words: collections.Counter, vocab_size: int, *, prefix
     return vocab
 
 
-class WordPieceTokenizer(_Base):
+class WordPieceTokenizer(Tokenizer):
     """BERT WordPiece behind zerollm's Tokenizer interface. ids: the vocab file's lines, then zerollm's
     special tokens (`<|bos|>`, `<|eos|>`, ...)."""
 
@@ -135,8 +132,6 @@ class WordPieceTokenizer(_Base):
     def __init__(self, vocab: list[str], special_tokens: dict[str, int] | None = None, *,
                  lowercase: bool = True, strip_accents: bool | None = False, handle_chinese_chars: bool = True,
                  unk_token: str = "[UNK]", prefix: str = "##", max_input_chars_per_word: int = 100):
-        from zerollm.tokenizer.spm import DEFAULT_SPECIALS
-
         self.vocab = list(vocab)
         self.token_to_id = {t: i for i, t in reversed(list(enumerate(self.vocab)))}
         if unk_token not in self.token_to_id:
@@ -147,7 +142,7 @@ class WordPieceTokenizer(_Base):
         self.prefix, self.max_chars = prefix, max_input_chars_per_word
         n = len(self.vocab)
         if special_tokens is None:
-            special_tokens = {s: n + i for i, s in enumerate(DEFAULT_SPECIALS)}
+            special_tokens = {s: n + i for i, s in enumerate(default_special_tokens())}
         if any(i < n for i in special_tokens.values()):
             raise ValueError(f"special token ids must come after the {n} vocabulary entries")
         self._special_tokens = dict(special_tokens)
@@ -157,9 +152,6 @@ class WordPieceTokenizer(_Base):
 
     vocab_size = property(lambda self: max([len(self.vocab) - 1, *self._special_tokens.values()]) + 1)
     special_tokens = property(lambda self: dict(self._special_tokens))
-    bos_id = property(lambda self: self._special_tokens.get("<|bos|>"))
-    eos_id = property(lambda self: self._special_tokens.get("<|eos|>"))
-    pad_id = property(lambda self: self._special_tokens.get("<|pad|>"))
 
     def normalize(self, text: str) -> str:
         return bert_normalize(text, lowercase=self.lowercase, strip_accents=self.strip_accents,
@@ -232,9 +224,6 @@ class WordPieceTokenizer(_Base):
             out.append(b)
         return b"".join(out)
 
-    def decode(self, ids) -> str:
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
-
     def config(self) -> dict:
         return {"lowercase": self.lowercase, "strip_accents": self.strip_accents,
                 "handle_chinese_chars": self.handle_chinese_chars, "unk_token": self.unk_token,
@@ -246,7 +235,7 @@ class WordPieceTokenizer(_Base):
                           sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
-    def save(self, directory) -> None:
+    def save(self, directory) -> Path:
         from zerollm.artifacts import atomic_dir, write_manifest
 
         with atomic_dir(Path(directory)) as tmp:
@@ -257,6 +246,7 @@ class WordPieceTokenizer(_Base):
                                                                        "handle_chinese_chars")}},
                            wordpiece=self.config(), special_tokens=self.special_tokens,
                            vocab_size=self.vocab_size, hash=self.hash)
+        return Path(directory)
 
     @classmethod
     def load(cls, directory, manifest: dict | None = None) -> "WordPieceTokenizer":
