@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import collections
 import math
-import os
 import random
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from zerollm.tokenizer.aozora import read_aozora
 from zerollm.tokenizer.bpe_sp import train_bpe_sp
@@ -20,14 +21,9 @@ from zerollm.tokenizer.unigram_train import digamma
 spm = pytest.importorskip("sentencepiece")
 
 
-def _shared() -> Path:
-    env = os.environ.get("ZEROLLM_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 @pytest.fixture(scope="module")
-def data() -> dict:
-    root = _shared()
+def data(shared_data) -> dict:
+    root = shared_data  # tests/conftest.py: the shared data dir, or a skip
     if not (root / "aozora").is_dir() or not (root / "tinyshakespeare").is_dir():
         pytest.skip(f"shared test data not found at {root} (set ZEROLLM_SHARED_DATA)")
     az = root / "aozora"
@@ -227,3 +223,13 @@ def test_unseen_characters_fall_back_to_bytes(ours):
     ids = ours.encode(text)
     assert all(ours.table.types[i] == 6 for i in ids[1:])  # <0xXX> byte pieces
     assert ours.decode(ids) == text
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+       | st.text(alphabet="吾輩は猫である。 \n\t　ＡｶﾀcaféX🦜", max_size=40))
+def test_roundtrip_any_text(ours, text):
+    ids = ours.encode(text)
+    assert ours.decode(ids) == text
+    assert all(0 <= i < ours.vocab_size for i in ids)

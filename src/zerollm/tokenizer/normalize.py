@@ -18,9 +18,10 @@ import unicodedata
 
 import regex
 
-# the ranges BERT calls "Chinese characters" (CJK Unified Ideographs + extensions + compatibility)
+# the ranges BERT calls "Chinese characters" (CJK Unified Ideographs + extensions + compatibility).
+# Extension E starts at U+2B820, but Hugging Face `tokenizers` (whose output we match) has 0x2B920.
 _CJK_RANGES = (r"\u4E00-\u9FFF\u3400-\u4DBF\U00020000-\U0002A6DF\U0002A700-\U0002B73F"
-               r"\U0002B740-\U0002B81F\U0002B820-\U0002CEAF\uF900-\uFAFF\U0002F800-\U0002FA1F")
+               r"\U0002B740-\U0002B81F\U0002B920-\U0002CEAF\uF900-\uFAFF\U0002F800-\U0002FA1F")
 _CONTROL = regex.compile(r"[\x00\uFFFD]|[\p{C}--[\t\n\r]]", regex.V1)
 _WHITESPACE = regex.compile(r"[\t\n\r\p{White_Space}]")
 _CJK = regex.compile(f"[{_CJK_RANGES}]")

@@ -173,7 +173,8 @@ class PieceTable:
     def unk_to_ids(self, surface: str) -> list[int]:
         """An unknown character: its UTF-8 bytes as byte pieces, or `<unk>`."""
         if self.byte_fallback:
-            return [self.byte_ids[b] for b in surface.encode("utf-8")]
+            # lone surrogates (not valid Unicode) keep their bytes; they decode to U+FFFD
+            return [self.byte_ids[b] for b in surface.encode("utf-8", "surrogatepass")]
         return [self.unk_id]
 
     def token_bytes(self, i: int) -> bytes:
