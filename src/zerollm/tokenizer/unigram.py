@@ -69,20 +69,20 @@ class UnigramLattice:
         best = [-math.inf] * (n + 1)
         best[0] = 0.0
         back = [(0, 0)] * (n + 1)
-        look, max_len, unk = self.look, self.max_len, self.unk_score
+        look, max_len, unk, missing = self.look, self.max_len, self.unk_score, _MISSING
         for i in range(n):
             bi = best[i]
             single = False
-            for L in range(1, min(max_len, n - i) + 1):
-                hit = look.get(text[i:i + L], _MISSING)
-                if hit is _MISSING:
+            for j in range(i + 1, (i + max_len if i + max_len < n else n) + 1):
+                hit = look.get(text[i:j], missing)
+                if hit is missing:  # no piece starts with text[i:j]
                     break
                 if hit is not None:
                     v = bi + hit[1]
-                    if v > best[i + L]:
-                        best[i + L] = v
-                        back[i + L] = (i, hit[0])
-                    if L == 1:
+                    if v > best[j]:
+                        best[j] = v
+                        back[j] = (i, hit[0])
+                    if j == i + 1:
                         single = True
             if not single and bi + unk > best[i + 1]:
                 best[i + 1] = bi + unk
