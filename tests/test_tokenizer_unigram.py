@@ -209,6 +209,10 @@ def test_bad_input():
         train_bpe_sp([], 500)
     with pytest.raises(ValueError, match="smaller than the"):
         train_unigram(["abcdefghij klmnop"], 262)
+    with pytest.raises(ValueError, match="too high for this corpus"):
+        train_unigram(["abc abc abd"], 1000)
+    with pytest.raises(ValueError, match="too high for this corpus"):
+        train_bpe_sp(["abc abc abd"], 1000)
     with pytest.raises(ValueError, match="not a valid SentencePiece"):
         import tempfile
 

@@ -179,6 +179,10 @@ def train_bpe_pieces(sentences, vocab_size: int, *, num_meta: int, max_piece_len
                 heapq.heappush(heap, (-pair_count[p], names[p[0]], names[p[1]], p[0], p[1]))
         if len(merges) % 1000 == 0:
             say(f"bpe_sp: {len(merges)} merges")
+    if len(merges) < num_merges:  # as spm_train with hard_vocab_limit
+        found = len(merges) + len(required) + num_meta
+        raise ValueError(f"vocab_size {vocab_size} is too high for this corpus: only {found} pieces found; "
+                         f"use vocab_size <= {found}")
     pieces = {}
     for i, m in enumerate(merges):
         pieces.setdefault(m, -float(i))

@@ -373,6 +373,9 @@ def train_unigram_pieces(sentences, vocab_size: int, *, num_meta: int, max_piece
         if len(final) >= target:
             break
         final.setdefault(pieces[i], float(scores[i]))
+    if len(final) < target:  # as spm_train with hard_vocab_limit
+        raise ValueError(f"vocab_size {vocab_size} is too high for this corpus: only {len(final) + num_meta} "
+                         f"pieces found; use vocab_size <= {len(final) + num_meta}")
     return sorted(final.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
