@@ -2,8 +2,8 @@
 
 nanoGPT's documented CPU run (README, "I only have a macbook"): GPT-2 blocks, 4 layers x 128 x 4 heads,
 context 64, batch 12, AdamW lr 1e-3 (betas 0.9/0.99, wd 0.1), 100 warm-up steps, cosine to 1e-4 over 2000
-iterations, dropout 0 → validation loss ≈ 1.88. `nanogpt` below is that recipe run in zerollm's loop (the
-in-run stand-in for nanoGPT); `improved` is ours. Both are trained in this one process, one after the other,
+iterations, dropout 0 → validation loss ≈ 1.88. `nanogpt` is that recipe (configs/nanogpt-char.yaml) run
+in zerollm's loop, the in-run stand-in for nanoGPT; `improved` is ours (configs/improved-char.yaml). Both are trained in this one process, one after the other,
 and scored on the same 200 fixed validation batches; training wall time excludes the scoring.
 
     python bench/bench_quality.py [--recipes nanogpt,improved]
@@ -20,25 +20,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CharData, machine  # noqa: E402
+from _common import REPO, CharData, machine  # noqa: E402
 
-from zerollm.config import ModelConfig  # noqa: E402
+from zerollm.config import load_config, model_config_from_preset  # noqa: E402
+from zerollm.pretrain import PretrainConfig  # noqa: E402
 from zerollm.model.transformer import Transformer  # noqa: E402
 from zerollm.train.loop import TrainConfig, train  # noqa: E402
 from zerollm.train.objectives import LMObjective, evaluate_lm  # noqa: E402
 
 TARGET = 1.886
-GPT2_BLOCKS = dict(norm="layernorm", mlp="gelu", position="learned", bias=True)
-LLAMA_BLOCKS = dict(norm="rmsnorm", mlp="swiglu", position="rope", bias=False)
-
-RECIPES = {
-    "nanogpt": dict(model=dict(GPT2_BLOCKS, n_layer=4, n_head=4, d_model=128), batch=12, ctx=64,
-                    train=dict(steps=2000, lr=1e-3, warmup_steps=100, schedule="cosine", min_lr_ratio=0.1,
-                               beta2=0.99, weight_decay=0.1)),
-    "improved": dict(model=dict(LLAMA_BLOCKS, n_layer=4, n_head=4, d_model=128), batch=12, ctx=64,
-                     train=dict(steps=1000, lr=4e-3, warmup_steps=50, schedule="wsd", decay_fraction=0.4,
-                                min_lr_ratio=0.0, beta2=0.99, weight_decay=0.1)),
-}
+CONFIGS = REPO / "configs"
+RECIPES = {"nanogpt": CONFIGS / "nanogpt-char.yaml", "improved": CONFIGS / "improved-char.yaml"}
 
 
 def fixed_val_batches(n: int, batch: int, ctx: int):
@@ -46,13 +38,16 @@ def fixed_val_batches(n: int, batch: int, ctx: int):
     return [val.next_batch() for _ in range(n)]
 
 
-def run_recipe(name: str, recipe: dict, val_batches, seed: int = 1337) -> dict:
-    data = CharData(recipe["batch"], recipe["ctx"], seed=seed)
-    cfg = ModelConfig(vocab_size=data.vocab_size, max_seq_len=recipe["ctx"], **recipe["model"])
+def run_recipe(name: str, yaml_path: Path, val_batches, seed: int = 1337, overrides: list[str] | None = None) -> dict:
+    """Train the recipe in `yaml_path` (a PretrainConfig) on char-level Shakespeare; score on `val_batches`."""
+    pc = load_config(PretrainConfig, yaml_path, overrides)
+    tc = pc.train
+    data = CharData(tc.batch_size, tc.seq_len, seed=seed)
+    cfg = model_config_from_preset(pc.preset, **{**pc.model, "vocab_size": data.vocab_size, "max_seq_len": tc.seq_len})
     torch.manual_seed(seed)
     model = Transformer(cfg)
-    tc = TrainConfig(batch_size=recipe["batch"], seq_len=recipe["ctx"], eval_every=0, eval_at_start=False,
-                     ckpt_every=-1, log_every=100, progress=False, device="cpu", seed=seed, **recipe["train"])
+    tc.eval_every, tc.eval_at_start, tc.ckpt_every, tc.log_every = 0, False, -1, 100
+    tc.progress, tc.device, tc.seed = False, "cpu", seed
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         summary = train(model, LMObjective(), data, tc, d, model_cfg=cfg)
@@ -66,10 +61,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--recipes", default="nanogpt,improved")
     ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("overrides", nargs="*", help="dotted overrides applied to the improved recipe")
     args = ap.parse_args()
     print(f"machine: {machine()}")
     val_batches = fixed_val_batches(200, 12, 64)
-    results = [run_recipe(n, RECIPES[n], val_batches, args.seed) for n in args.recipes.split(",")]
+    results = [run_recipe(n, RECIPES[n], val_batches, args.seed, args.overrides if n == "improved" else None)
+               for n in args.recipes.split(",")]
     print(f"{'recipe':10s} {'params':>8s} {'steps':>6s} {'tok/s':>8s} {'wall s':>7s} {'val loss':>9s} {'bpc':>6s}")
     for r in results:
         print(f"{r['name']:10s} {r['params']:8,d} {r['steps']:6d} {r['tok_s']:8,.0f} {r['wall_s']:7.1f} "

@@ -93,6 +93,8 @@ def _llama(**kw: Any) -> dict:
 PRESETS: dict[str, dict] = {
     # nanoGPT's CPU recipe shape (4 x 128 x 4, context 64): the in-run stand-in for nanoGPT
     "nano-char": _gpt2(n_layer=4, n_head=4, d_model=128, max_seq_len=64, vocab_size=256),
+    # `zerollm quickstart`'s model, chosen with bench/bench_quickstart.py for the best bits per byte in 5 CPU minutes
+    "quickstart": _llama(n_layer=4, n_head=4, n_kv_head=4, d_model=128, max_seq_len=128),
     "gpt-1m": _gpt2(n_layer=4, n_head=4, d_model=128, max_seq_len=256),
     "llama-1m": _llama(n_layer=4, n_head=4, n_kv_head=2, d_model=128, max_seq_len=256),
     "llama-5m": _llama(n_layer=6, n_head=6, n_kv_head=2, d_model=192, max_seq_len=256),

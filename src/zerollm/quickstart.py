@@ -14,9 +14,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zerollm.config import PRESETS
-
-
 @dataclass
 class QuickstartConfig:
     corpus: list = field(default_factory=list)  # empty = the embedded Python documentation corpus
@@ -29,12 +26,6 @@ class QuickstartConfig:
     lr: float = 3e-3
     seed: int = 1337
     device: str = "auto"
-
-
-# The default model: chosen by bench/bench_quality.py (Llama-style blocks learn faster per FLOP on CPU).
-PRESETS.setdefault("quickstart", dict(norm="rmsnorm", mlp="swiglu", position="rope", bias=False,
-                                      tie_embeddings=True, n_layer=4, n_head=4, n_kv_head=4, d_model=192,
-                                      max_seq_len=128))
 
 
 def quickstart(cfg: QuickstartConfig | None = None, **kw) -> dict:
@@ -59,7 +50,7 @@ def quickstart(cfg: QuickstartConfig | None = None, **kw) -> dict:
     print(f"[2/4] tokenizer: byte-level BPE, {cfg.vocab_size} tokens")
     tokenizer_train(inputs, out / "tokenizer", vocab_size=cfg.vocab_size)
     print("[3/4] data prepare: tokenize into shards with a validation split")
-    data_prepare(inputs, out / "tokenizer", out / "shards")
+    data_prepare(inputs, out / "tokenizer", out / "shards", val_fraction=0.05)
     spent = time.perf_counter() - t0
     train_minutes = max(0.5, cfg.minutes - spent / 60.0 - 0.25)  # keep ~15 s for samples and the report
     print(f"[4/4] pretrain: {train_minutes:.1f} minutes on {cfg.device}")

@@ -128,6 +128,7 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
     peak = peak_flops(device) if flops_per_token else 0.0
     t_start = time.perf_counter()
     budget_s = cfg.max_minutes * 60.0
+    t_calib = t_start
 
     def run_eval(step: int) -> dict:
         if evaluate is None:
@@ -193,20 +194,24 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
         tokens_seen += step_tokens * info.world_size
         window_tokens += step_tokens * info.world_size
 
-        if not calibrated and step >= min(20, total_steps):
-            # Fix the step count that fits the time budget (measured, then agreed on by all ranks).
-            elapsed = time.perf_counter() - t_start
-            per_step = elapsed / step
-            n_evals = max(1, total_steps // max(1, cfg.eval_every))
-            eval_cost = n_evals * cfg.eval_batches * per_step / (3 * cfg.grad_accum)
-            fit = int((budget_s - eval_cost - 5.0) / per_step)
-            t = torch.tensor([max(step, min(cfg.steps, fit))], device=device)
-            if info.enabled:
-                torch.distributed.broadcast(t, 0)
-            total_steps, calibrated = int(t.item()), True
-            if bar is not None:
-                bar.total = total_steps
-                bar.refresh()
+        if not calibrated:
+            # Fix the step count that fits the time budget: time steps 5..25 (after warm-up effects), then
+            # spend what is left of the budget, less the evaluations still to come. All ranks agree.
+            if step == 5:
+                t_calib = time.perf_counter()
+            elif step >= min(25, total_steps):
+                per_step = (time.perf_counter() - t_calib) / (step - 5 if step > 5 else step)
+                remaining = budget_s - (time.perf_counter() - t_start)
+                n_evals = max(1, int(remaining / per_step) // max(1, cfg.eval_every or 10**9) + 1)
+                eval_cost = n_evals * cfg.eval_batches * per_step / (3 * cfg.grad_accum)
+                fit = step + int((remaining - eval_cost) / per_step)
+                t = torch.tensor([max(step, min(cfg.steps, fit))], device=device)
+                if info.enabled:
+                    torch.distributed.broadcast(t, 0)
+                total_steps, calibrated = int(t.item()), True
+                if bar is not None:
+                    bar.total = total_steps
+                    bar.refresh()
 
         if step % cfg.log_every == 0 or step == total_steps:
             loss_value = float(all_reduce_mean(loss_sum / cfg.grad_accum, info))

@@ -87,14 +87,15 @@ def peak_flops(device: torch.device) -> float:
         name = torch.cuda.get_device_name(device)
         peak = 989e12 if "H100" in name else 312e12
     else:
-        n = 1024
+        n, best = 1024, 0.0
         a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-        for _ in range(2):
-            a @ b
-        reps, t0 = 8, time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        peak = 2 * n**3 * reps / max(1e-9, time.perf_counter() - t0)
+        a @ b
+        for _ in range(5):  # best of 5: the machine's matmul peak, not its current load
+            t0 = time.perf_counter()
+            for _ in range(4):
+                a @ b
+            best = max(best, 2 * n**3 * 4 / max(1e-9, time.perf_counter() - t0))
+        peak = best
     _PEAK_CACHE[key] = peak
     return peak
 
