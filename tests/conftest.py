@@ -1,0 +1,22 @@
+"""Shared pytest fixtures."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def shared_data_dir() -> Path:
+    """The project's shared test data (/work/shared/data next to the repo), or $ZEROLLM_SHARED_DATA."""
+    env = os.environ.get("ZEROLLM_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the shared data directory; skips the test (with the reason) when it is absent."""
+    root = shared_data_dir()
+    if not root.is_dir():
+        pytest.skip(f"shared test data not found at {root} (set ZEROLLM_SHARED_DATA to its location)")
+    return root
