@@ -42,7 +42,7 @@ def load(model: str | Path, device: str = "auto"):
     m, tok, _ = load_model(model, device=pick_device(device))
     if tok is None:
         raise FileNotFoundError(f"{model}: checkpoint has no tokenizer/ directory")
-    return m, tok
+    return m.optimize_for_decode(), tok  # weight layout for fast batch-1 decoding (values unchanged)
 
 
 def generate(model: str | Path, prompt: str, *, stream: bool = False, device: str = "auto",
@@ -50,7 +50,6 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
     """Generate a continuation of `prompt`. `gen_kwargs` are GenerationConfig fields
     (max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop_strings, seed)."""
     from zerollm.engine.generate import GenerationConfig
-    from zerollm.engine.generate import generate as _generate
     from zerollm.engine.generate import stream as _stream
 
     m, tok = load(model, device)
@@ -59,9 +58,8 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
         stops.append(tok.eos_id)
     gen = GenerationConfig(stop_token_ids=stops, **gen_kwargs)
     ids = tok.encode(prompt)
-    if stream:
-        return _stream(m, tok, ids, gen)
-    return tok.decode(_generate(m, tok, ids, gen))
+    text_stream = _stream(m, tok, ids, gen)
+    return text_stream if stream else text_stream.read()  # read(): stop strings already cut
 
 
 __all__ = ["tokenizer_train", "data_prepare", "pretrain", "PretrainConfig", "generate", "load", "quickstart",
