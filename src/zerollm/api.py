@@ -58,6 +58,8 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
         stops.append(tok.eos_id)
     gen = GenerationConfig(stop_token_ids=stops, **gen_kwargs)
     ids = tok.encode(prompt)
+    if not ids:  # an empty prompt starts a fresh document: our shards put <|eos|> before every document
+        ids = [tok.eos_id if tok.eos_id is not None else tok.bos_id]
     text_stream = _stream(m, tok, ids, gen)
     return text_stream if stream else text_stream.read()  # read(): stop strings already cut
 
