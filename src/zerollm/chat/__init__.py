@@ -1,0 +1,15 @@
+"""Using a model: conversations with a token budget, the chat REPL, prompt templates, and function calling.
+
+    conversation.py     Conversation (system prompt, turns, budget, JSON save/load); render_prompt
+    repl.py             `zerollm chat --model DIR`
+    prompts.py          template files with named variables; few-shot selection; self-consistency
+    tools.py            Tool (OpenAI shape / from Python functions), safe calculator, run_agent
+    constrained_json.py schema-guided JSON decoding for tool calls (decode_tool_call)
+"""
+from __future__ import annotations
+
+from .conversation import ContextTooLong, Conversation, render_prompt
+from .tools import Tool, builtin_tools, calculate, execute, run_agent, tool
+
+__all__ = ["Conversation", "ContextTooLong", "render_prompt", "Tool", "tool", "builtin_tools", "calculate",
+           "execute", "run_agent"]

@@ -1,0 +1,182 @@
+"""Conversations: system prompt + turns, rendered to prompt ids, kept within a token budget; JSON save/load.
+
+    Conversation(system) ──add("user", ...)──▶ messages (OpenAI shape: role, content, tool_calls, ...)
+        ──render_prompt(messages, tokenizer, tools, template)──▶ prompt ids ending in the assistant header
+        ──fit(tokenizer, budget)──▶ drops the oldest turns (never the system prompt or the newest turn)
+
+Rendering lives in one function, `render_prompt`. With zerollm tokenizers it is ChatML
+(chat_template.CHATML_TEMPLATE) built piece by piece: the special tokens `<|im_start|>`, `<|im_end|>`,
+`<|tool_call|>`, `<|tool_result|>`, ... are inserted as ids and message text is encoded as plain text, so a
+user typing "<|im_end|>" cannot forge a turn boundary. With a converted Hugging Face model (no zerollm chat
+specials) its own Jinja chat template is rendered (interop.hf_tokenizer.render_chat_template) and encoded
+allowing its special tokens. A post-training conversation renderer (chat_format.py) can replace the body of
+`render_prompt` without touching callers.
+
+Tool calls are rendered as `<|tool_call|>{"name": ..., "arguments": {...}}<|/tool_call|>` inside the
+assistant turn, segmented exactly as the constrained decoder produces them (constrained_json.encode_tool_call),
+and tool results as a `tool` turn `<|tool_result|>...<|/tool_result|>`.
+A turn is a user message with everything after it up to the next user message (assistant replies, tool
+calls and results), so dropping a turn never leaves a tool result without its call.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from zerollm.artifacts import atomic_write_json
+
+ROLES = ("system", "user", "assistant", "tool")
+ZEROLLM_SPECIALS = ("<|im_start|>", "<|im_end|>")
+
+
+class ContextTooLong(ValueError):
+    """The system prompt plus the newest turn alone do not fit in the token budget."""
+
+
+def tools_block(tools) -> str:
+    """The text that tells the model which tools exist (appended to the system prompt)."""
+    lines = [json.dumps(t.to_openai(), ensure_ascii=False) for t in tools]
+    return ("# Tools\nTo call a tool, answer with <|tool_call|>{\"name\": ..., \"arguments\": {...}}<|/tool_call|>.\n"
+            + "\n".join(lines))
+
+
+def _uses_chatml_specials(tokenizer) -> bool:
+    return all(s in tokenizer.special_tokens for s in ZEROLLM_SPECIALS)
+
+
+def render_prompt(messages: list[dict], tokenizer, tools=None, template: str | None = None,
+                  add_generation_prompt: bool = True) -> list[int]:
+    """Prompt ids for `messages` (OpenAI shape). `tools`: chat.tools.Tool objects. `template`: a Hugging
+    Face Jinja chat template, used when the tokenizer lacks zerollm's ChatML specials."""
+    if not _uses_chatml_specials(tokenizer):
+        return _render_jinja(messages, tokenizer, tools, template, add_generation_prompt)
+    from .constrained_json import encode_tool_call
+
+    sp = tokenizer.special_tokens
+    ids: list[int] = []
+    msgs = list(messages)
+    if tools:
+        if msgs and msgs[0]["role"] == "system":
+            msgs[0] = {**msgs[0], "content": (msgs[0].get("content") or "") + "\n\n" + tools_block(tools)}
+        else:
+            msgs.insert(0, {"role": "system", "content": tools_block(tools)})
+    for m in msgs:
+        role = m["role"]
+        ids += [sp["<|im_start|>"]] + tokenizer.encode(role + "\n")
+        if role == "tool":
+            ids += [sp["<|tool_result|>"]] + tokenizer.encode(_text(m.get("content"))) + [sp["<|/tool_result|>"]]
+        else:
+            ids += tokenizer.encode(_text(m.get("content")))
+        for call in m.get("tool_calls") or []:
+            fn = call["function"]
+            args = json.loads(fn["arguments"]) if isinstance(fn["arguments"], str) else fn["arguments"]
+            ids += [sp["<|tool_call|>"]] + encode_tool_call(tokenizer, fn["name"], args, tools or []) \
+                + [sp["<|/tool_call|>"]]
+        ids += [sp["<|im_end|>"]] + tokenizer.encode("\n")
+    if add_generation_prompt:
+        ids += [sp["<|im_start|>"]] + tokenizer.encode("assistant\n")
+    return ids
+
+
+def _text(content) -> str:
+    """OpenAI content: a string, None, or a list of {"type": "text", "text": ...} parts (concatenated)."""
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def _render_jinja(messages, tokenizer, tools, template, add_generation_prompt) -> list[int]:
+    if template is None:
+        raise ValueError("this tokenizer has no <|im_start|>/<|im_end|> tokens and no chat template was given")
+    from zerollm.interop.hf_tokenizer import render_chat_template
+
+    msgs = []
+    for m in messages:  # templates expect tool-call arguments as dicts, not JSON strings
+        m = {**m, "content": _text(m.get("content"))}
+        if m.get("tool_calls"):
+            m["tool_calls"] = [{**c, "function": {**c["function"], "arguments": json.loads(c["function"]["arguments"])
+                                if isinstance(c["function"]["arguments"], str) else c["function"]["arguments"]}}
+                               for c in m["tool_calls"]]
+        msgs.append(m)
+    specials = {f"{role}_token": tok for role, tok in tokenizer.roles.items()}
+    text = render_chat_template(template, msgs, add_generation_prompt=add_generation_prompt,
+                                tools=[t.to_openai() for t in tools] if tools else None, special_tokens=specials)
+    return tokenizer.encode(text, allowed_special="all")
+
+
+class Conversation:
+    """A system prompt and a list of messages; see the module docstring."""
+
+    def __init__(self, system: str | None = None, messages: list[dict] | None = None):
+        self.system = system
+        self.messages: list[dict] = list(messages or [])
+
+    def add(self, role: str, content: str | None, **extra) -> dict:
+        if role not in ROLES or role == "system":
+            raise ValueError(f"role must be one of user, assistant, tool (set the system prompt with .system)")
+        msg = {"role": role, "content": content, **extra}
+        self.messages.append(msg)
+        return msg
+
+    def reset(self) -> None:
+        """Forget the turns, keep the system prompt."""
+        self.messages.clear()
+
+    def all_messages(self) -> list[dict]:
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return head + self.messages
+
+    def turns(self) -> list[list[dict]]:
+        """Messages grouped into turns, each starting at a user message."""
+        turns: list[list[dict]] = []
+        for m in self.messages:
+            if m["role"] == "user" or not turns:
+                turns.append([])
+            turns[-1].append(m)
+        return turns
+
+    def fit(self, tokenizer, budget: int, tools=None, template: str | None = None) -> tuple[list[int], int]:
+        """(prompt ids within `budget` tokens, number of oldest turns dropped). Keeps the system prompt and
+        the newest turn; raises ContextTooLong if those alone do not fit."""
+        turns = self.turns()
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        # drop from the front; binary search would be faster but conversations are short
+        for dropped in range(len(turns)):
+            kept = [m for t in turns[dropped:] for m in t]
+            ids = render_prompt(head + kept, tokenizer, tools, template)
+            if len(ids) <= budget:
+                return ids, dropped
+        newest = head + (turns[-1] if turns else [])
+        need = len(render_prompt(newest, tokenizer, tools, template))
+        if not turns and need <= budget:
+            return render_prompt(head, tokenizer, tools, template), 0
+        raise ContextTooLong(f"the system prompt and the latest message need {need} tokens, over the budget of "
+                             f"{budget}; shorten the message or the system prompt")
+
+    # persistence
+    def to_dict(self) -> dict:
+        return {"format": "zerollm-conversation", "version": 1, "system": self.system, "messages": self.messages}
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Conversation":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: invalid JSON ({e})") from None
+        if isinstance(data, list):  # a bare OpenAI messages list
+            data = {"messages": data}
+        msgs = data.get("messages")
+        if not isinstance(msgs, list) or not all(isinstance(m, dict) and m.get("role") in ROLES for m in msgs):
+            raise ValueError(f"{path}: expected {{\"messages\": [{{\"role\": ..., \"content\": ...}}, ...]}}")
+        system = data.get("system")
+        if msgs and msgs[0]["role"] == "system":
+            system, msgs = msgs[0]["content"], msgs[1:]
+        return cls(system, msgs)

@@ -1,0 +1,333 @@
+"""Function calling: tools from JSON Schema or Python functions, safe built-ins, and the agent loop.
+
+    Tool(name, description, parameters=JSON Schema, fn)      # OpenAI `tools` shape via to_openai()/from_openai()
+    tool(fn)                                                 # from type hints + a Google-style docstring
+    run_agent(model, tokenizer, conversation, tools)         # the loop below
+
+    render prompt ─▶ model's first token <|tool_call|>? ──no──▶ generate the answer text ─▶ done
+                            │yes
+                            ▼
+      decode {"name", "arguments"} under the tool's schema (constrained_json.decode_tool_call: always valid)
+      execute with a timeout (a worker thread; a hung tool is abandoned and reported) ─▶ append the call and
+      its result (or a clear error) to the conversation ─▶ repeat, at most `max_steps` tool calls
+
+Built-in tools: `calculator` (arithmetic parsed with `ast`: only numbers and + - * / // % ** and unary
+signs are evaluated — never eval — with limits on length, depth, exponent and result size), `current_time`,
+and `make_search_tool(index)` (document search over a RAG index).
+"""
+from __future__ import annotations
+
+import ast
+import datetime as _dt
+import inspect
+import json
+import math
+import operator
+import re
+import threading
+import typing
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .constrained_json import SchemaError, ToolCall, decode_tool_call, validate
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str
+    parameters: dict  # JSON Schema of the arguments object
+    fn: Callable[..., object] | None = None
+    timeout: float = 10.0
+
+    def to_openai(self) -> dict:
+        return {"type": "function", "function": {"name": self.name, "description": self.description,
+                                                 "parameters": self.parameters}}
+
+    @classmethod
+    def from_openai(cls, spec: dict, fn: Callable | None = None) -> "Tool":
+        f = spec.get("function", spec)
+        if not isinstance(f, dict) or not isinstance(f.get("name"), str):
+            raise SchemaError(f"not an OpenAI tool: expected {{'type': 'function', 'function': {{'name', "
+                              f"'parameters'}}}}, got {json.dumps(spec)[:200]}")
+        params = f.get("parameters") or {"type": "object", "properties": {}}
+        if params.get("type", "object") != "object":
+            raise SchemaError(f"tool {f['name']!r}: parameters must be an object schema")
+        return cls(f["name"], f.get("description", ""), params, fn)
+
+
+# ---- tools from Python functions --------------------------------------------------------------------------
+_PY_TO_SCHEMA = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def _schema_of(annotation) -> dict:
+    origin = typing.get_origin(annotation)
+    if annotation in _PY_TO_SCHEMA:
+        return {"type": _PY_TO_SCHEMA[annotation]}
+    if origin is typing.Literal:
+        return {"enum": list(typing.get_args(annotation))}
+    if origin in (list, tuple, typing.List):
+        args = typing.get_args(annotation)
+        return {"type": "array", "items": _schema_of(args[0]) if args else {}}
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _schema_of(args[0]) if len(args) == 1 else {"anyOf": [_schema_of(a) for a in args]}
+    raise SchemaError(f"cannot derive a JSON Schema from the type {annotation!r}")
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """(summary, {arg: description}) from a Google-style docstring ("Args:" section)."""
+    doc = inspect.cleandoc(doc or "")
+    summary = doc.split("\n\n")[0].replace("\n", " ").strip()
+    args: dict[str, str] = {}
+    m = re.search(r"^(?:Args|Arguments|Parameters):\s*\n((?:[ \t]+.*\n?)+)", doc, re.M)
+    if m:
+        current = None
+        for line in m.group(1).splitlines():
+            hit = re.match(r"\s+(\w+)(?:\s*\([^)]*\))?:\s*(.*)", line)
+            if hit:
+                current = hit.group(1)
+                args[current] = hit.group(2).strip()
+            elif current and line.strip():
+                args[current] += " " + line.strip()
+    return summary, args
+
+
+def tool(fn: Callable | None = None, *, name: str | None = None, timeout: float = 10.0):
+    """Make a Tool from a function with type hints and a docstring (usable as a decorator)."""
+    if fn is None:
+        return lambda f: tool(f, name=name, timeout=timeout)
+    hints = typing.get_type_hints(fn)
+    summary, arg_docs = _parse_docstring(fn.__doc__ or "")
+    props, required = {}, []
+    for pname, p in inspect.signature(fn).parameters.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise SchemaError(f"{fn.__name__}: *args/**kwargs cannot be described as a tool")
+        if pname not in hints:
+            raise SchemaError(f"{fn.__name__}: parameter {pname!r} needs a type hint")
+        props[pname] = _schema_of(hints[pname])
+        if pname in arg_docs:
+            props[pname]["description"] = arg_docs[pname]
+        if p.default is inspect.Parameter.empty:
+            required.append(pname)
+    schema = {"type": "object", "properties": props, "required": required}
+    return Tool(name or fn.__name__, summary, schema, fn, timeout)
+
+
+# ---- execution ----------------------------------------------------------------------------------------------
+@dataclass
+class ToolResult:
+    ok: bool
+    content: str  # what the model sees
+
+
+def execute(t: Tool, arguments: dict | str) -> ToolResult:
+    """Validate the arguments, run the tool in a worker thread with `t.timeout`, and turn any failure into a
+    clear message for the model (and the user) instead of an exception."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError as e:
+            return ToolResult(False, f"error: arguments for {t.name} are not valid JSON ({e.msg})")
+    errs = validate(arguments, t.parameters)
+    if errs:
+        return ToolResult(False, f"error: invalid arguments for {t.name}: {'; '.join(errs)}")
+    if t.fn is None:
+        return ToolResult(False, f"error: tool {t.name} has no implementation")
+    box: dict = {}
+
+    def work():
+        try:
+            box["value"] = t.fn(**arguments)
+        except Exception as e:  # the tool's own failure is reported, not raised
+            box["error"] = f"{type(e).__name__}: {e}"
+
+    # a daemon thread: Python cannot kill a thread, so a hung tool is abandoned (it dies with the process)
+    worker = threading.Thread(target=work, name=f"tool-{t.name}", daemon=True)
+    worker.start()
+    worker.join(t.timeout)
+    if worker.is_alive():
+        return ToolResult(False, f"error: tool {t.name} timed out after {t.timeout:g} s")
+    if "error" in box:
+        return ToolResult(False, f"error: tool {t.name} failed: {box['error']}")
+    value = box.get("value")
+    return ToolResult(True, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))
+
+
+# ---- built-in tools -------------------------------------------------------------------------------------------
+class CalculatorError(ValueError):
+    pass
+
+
+MAX_EXPR_CHARS = 200
+MAX_DEPTH = 30
+MAX_EXPONENT = 1000
+MAX_INT_DIGITS = 1000
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+
+
+def _check_size(x):
+    if isinstance(x, int) and x.bit_length() > MAX_INT_DIGITS * 3.33:
+        raise CalculatorError(f"result has more than {MAX_INT_DIGITS} digits")
+    if isinstance(x, float) and not math.isfinite(x):
+        raise CalculatorError("result is not a finite number")
+    return x
+
+
+def _eval_node(node, depth: int = 0):
+    if depth > MAX_DEPTH:
+        raise CalculatorError(f"expression nested deeper than {MAX_DEPTH}")
+    if isinstance(node, ast.Expression):
+        return _eval_node(node.body, depth + 1)
+    if isinstance(node, ast.Constant):
+        if type(node.value) in (int, float):
+            return node.value
+        raise CalculatorError(f"only numbers are allowed, not {node.value!r}")
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _check_size(_UNARY[type(node.op)](_eval_node(node.operand, depth + 1)))
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        a, b = _eval_node(node.left, depth + 1), _eval_node(node.right, depth + 1)
+        if isinstance(node.op, ast.Pow):
+            if abs(b) > MAX_EXPONENT:
+                raise CalculatorError(f"exponent {b} is larger than {MAX_EXPONENT}")
+            if abs(a) > 1 and abs(b) * math.log10(abs(a)) > MAX_INT_DIGITS:
+                raise CalculatorError(f"result has more than {MAX_INT_DIGITS} digits")
+        try:
+            return _check_size(_BINOPS[type(node.op)](a, b))
+        except ZeroDivisionError:
+            raise CalculatorError("division by zero") from None
+        except OverflowError:
+            raise CalculatorError("result is too large") from None
+    what = {ast.Name: "names", ast.Call: "function calls", ast.Attribute: "attributes",
+            ast.Subscript: "indexing", ast.Compare: "comparisons", ast.BoolOp: "boolean operators"}
+    raise CalculatorError(f"only numbers and + - * / // % ** ( ) are allowed; "
+                          f"{what.get(type(node), type(node).__name__)} are not")
+
+
+def calculate(expression: str):
+    """Evaluate arithmetic safely (ast walk over numbers and operators only; never eval)."""
+    if not isinstance(expression, str) or not expression.strip():
+        raise CalculatorError("empty expression")
+    if len(expression) > MAX_EXPR_CHARS:
+        raise CalculatorError(f"expression longer than {MAX_EXPR_CHARS} characters")
+    text = unicodedata.normalize("NFKC", expression).replace("×", "*").replace("÷", "/").replace("^", "**")
+    text = text.replace("−", "-").replace(",", "")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        raise CalculatorError(f"not an arithmetic expression: {expression!r}") from None
+    value = _eval_node(tree)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        value = int(value)
+    return value
+
+
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression with + - * / // % ** and parentheses.
+
+    Args:
+        expression: the arithmetic expression, e.g. "12 * (3 + 4)"
+    """
+    value = calculate(expression)
+    return repr(round(value, 12)) if isinstance(value, float) else str(value)
+
+
+def current_time(timezone: str = "local") -> str:
+    """The current date and time (ISO 8601).
+
+    Args:
+        timezone: "local" or "utc"
+    """
+    now = _dt.datetime.now(_dt.timezone.utc) if timezone == "utc" else _dt.datetime.now().astimezone()
+    return now.replace(microsecond=0).isoformat()
+
+
+def make_search_tool(index, k: int = 3, mode: str = "auto") -> Tool:
+    """A `search_documents` tool over a RAG index: returns numbered passages with their sources."""
+    from zerollm.rag.retrieve import Retriever
+
+    retriever = Retriever(index)
+
+    def search_documents(query: str) -> str:
+        """Search the user's documents and return the most relevant passages.
+
+        Args:
+            query: what to look for
+        """
+        hits = retriever.search(query, k=k, mode=mode)
+        if not hits:
+            return "no matching passages"
+        return "\n".join(f"[{i}] ({h.chunk.source}) {h.chunk.text}" for i, h in enumerate(hits, 1))
+
+    return tool(search_documents)
+
+
+def builtin_tools() -> list[Tool]:
+    calc = tool(calculator, timeout=2.0)
+    calc.parameters["properties"]["expression"]["maxLength"] = MAX_EXPR_CHARS
+    return [calc, tool(current_time, timeout=2.0)]
+
+
+# ---- the agent loop ---------------------------------------------------------------------------------------------
+@dataclass
+class AgentStep:
+    call: ToolCall
+    result: ToolResult
+
+
+@dataclass
+class AgentResult:
+    answer: str
+    steps: list[AgentStep] = field(default_factory=list)
+    stopped: str = "answer"  # "answer" | "max_steps"
+
+
+def _call_marker(tokenizer) -> tuple[int, int]:
+    sp = tokenizer.special_tokens
+    if "<|tool_call|>" not in sp:
+        raise ValueError("this tokenizer has no <|tool_call|> token; tool calling needs a zerollm chat tokenizer")
+    return sp["<|tool_call|>"], sp["<|/tool_call|>"]
+
+
+def run_agent(model, tokenizer, conversation, tools: list[Tool], *, max_steps: int = 4,
+              max_new_tokens: int = 128, budget: int | None = None, temperature: float = 0.0,
+              seed: int | None = None, tool_choice: str = "auto", on_step=None) -> AgentResult:
+    """Run the render → call → execute → feed loop on `conversation` (modified in place) until the model
+    answers in text or `max_steps` tool calls were made. tool_choice: "auto", "required" (first step must
+    call a tool) or "none"."""
+    import torch
+
+    from zerollm.engine.generate import GenerationConfig, generate
+
+    open_id, close_id = _call_marker(tokenizer)
+    by_name = {t.name: t for t in tools}
+    budget = budget or model.cfg.max_seq_len - max_new_tokens
+    end_id = tokenizer.special_tokens.get("<|im_end|>", tokenizer.eos_id)
+    steps: list[AgentStep] = []
+    while True:
+        ids, _ = conversation.fit(tokenizer, budget, tools=tools)
+        want_call = False
+        if tool_choice != "none" and len(steps) < max_steps:
+            with torch.inference_mode():
+                x = torch.tensor([ids], device=next(model.parameters()).device)
+                first = model.logits(model(x, return_hidden=True)[0, -1])  # (V,)
+            want_call = tool_choice == "required" and not steps or int(torch.argmax(first)) == open_id
+        if not want_call:
+            stops = [i for i in (end_id, tokenizer.eos_id, open_id) if i is not None]
+            gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                                   stop_token_ids=stops)
+            out = generate(model, tokenizer, ids, gen)
+            answer = tokenizer.decode(out).strip()
+            conversation.add("assistant", answer)
+            return AgentResult(answer, steps, "answer" if len(steps) < max_steps or not tools else "max_steps")
+        call = decode_tool_call(model, tokenizer, ids + [open_id], tools, temperature=temperature, seed=seed)
+        result = execute(by_name[call.name], call.arguments)
+        call_id = f"call_{len(steps)}"
+        conversation.add("assistant", None, tool_calls=[call.to_openai(call_id)])
+        conversation.add("tool", result.content, tool_call_id=call_id)
+        steps.append(AgentStep(call, result))
+        if on_step:
+            on_step(steps[-1])
