@@ -1,0 +1,255 @@
+"""Render conversations to token ids plus a loss mask that marks the assistant's tokens.
+
+    messages [{"role", "content", "tool_calls"?}] ──render──▶ Rendered(ids, mask)
+                                                              mask[i] = True ⇔ token i is a training target
+
+Two renderers share one output:
+
+1. `render_chatml` — zerollm's own ChatML over its special tokens (chat_template.CHATML_TEMPLATE, the string
+   that interop exports as the Jinja template):
+
+       <|im_start|>system\\n{content}<|im_end|>\\n
+       <|im_start|>user\\n{content}<|im_end|>\\n
+       <|im_start|>assistant\\n{content}<|tool_call|>{"name":…,"arguments":{…}}<|/tool_call|><|im_end|>\\n
+       <|im_start|>tool\\n<|tool_result|>{content}<|/tool_result|><|im_end|>\\n
+
+   Special tokens are inserted by id; message text is encoded with specials disabled, so a user typing
+   "<|im_end|>" gets plain text, not an end of turn. The mask covers an assistant's content, its tool calls
+   and its closing `<|im_end|>` (so the model learns to stop), not the header nor the trailing newline.
+   Tools offered to the model (`tools=[json schema…]`) are listed in the system turn, one JSON per line.
+
+2. `render_template` — an imported model's Jinja template (tokenizer_config.json / chat_template.jinja),
+   rendered as transformers does (sandboxed, trim_blocks, lstrip_blocks, loopcontrols, tojson). If the
+   template marks assistant output with `{% generation %}…{% endgeneration %}` those spans are the mask;
+   otherwise the *prefix-diff* method finds them: for assistant turn k, the text that rendering
+   messages[:k+1] adds to rendering messages[:k] with the generation prompt is the assistant's part.
+   Each text span is encoded separately (specials allowed, as the template contains them).
+
+Labels for the loss are built from the mask in posttrain/data.py (-100 where mask is False).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from zerollm.chat_template import CHATML_STOP, CHATML_TEMPLATE
+
+IM_START, IM_END = "<|im_start|>", CHATML_STOP
+TOOL_CALL, TOOL_CALL_END = "<|tool_call|>", "<|/tool_call|>"
+TOOL_RESULT, TOOL_RESULT_END = "<|tool_result|>", "<|/tool_result|>"
+ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+@dataclass
+class Rendered:
+    ids: list[int] = field(default_factory=list)
+    mask: list[bool] = field(default_factory=list)  # True = the model is trained to produce this token
+
+    def add(self, ids: Sequence[int], target: bool) -> None:
+        self.ids.extend(ids)
+        self.mask.extend([target] * len(ids))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def content_text(content: Any) -> str:
+    """OpenAI content: a string, None, or a list of {"type": "text", "text": …} parts (concatenated)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    raise ValueError(f"message content must be a string or a list of parts, got {type(content).__name__}")
+
+
+def tool_call_json(call: dict) -> str:
+    """One tool call as the JSON the model writes between <|tool_call|> and <|/tool_call|>. OpenAI sends
+    `arguments` as a JSON string; it is parsed so the model sees (and emits) an object."""
+    fn = call.get("function", call)
+    args = fn.get("arguments", {})
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError:
+            pass
+    return json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False)
+
+
+def _special(tokenizer, token: str) -> int:
+    try:
+        return tokenizer.special_tokens[token]
+    except KeyError:
+        raise ValueError(f"tokenizer has no special token {token}; ChatML rendering needs "
+                         f"{IM_START} and {IM_END} (zerollm tokenizers have them)") from None
+
+
+def check_messages(messages: Sequence[dict]) -> None:
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise ValueError("a conversation must be a non-empty list of messages")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m:
+            raise ValueError(f"message {i} must be an object with a 'role'")
+        if m["role"] not in ROLES:
+            raise ValueError(f"message {i}: unknown role {m['role']!r} (expected one of {ROLES})")
+
+
+def render_chatml(messages: Sequence[dict], tokenizer, *, add_generation_prompt: bool = False,
+                  tools: Sequence[dict] | None = None, train_on: str = "assistant") -> Rendered:
+    """Render with zerollm's ChatML. train_on: "assistant" (every assistant turn), "last" (only the final
+    assistant turn, e.g. for preference pairs), or "none"."""
+    check_messages(messages)
+    im_start, im_end = _special(tokenizer, IM_START), _special(tokenizer, IM_END)
+    enc = tokenizer.encode
+    out = Rendered()
+    messages = list(messages)
+    if tools:
+        listing = "# Tools\n" + "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+        if messages[0]["role"] == "system":
+            first = dict(messages[0], content=content_text(messages[0].get("content")) + "\n\n" + listing)
+            messages = [first] + messages[1:]
+        else:
+            messages = [{"role": "system", "content": listing}] + messages
+    last_assistant = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
+    for i, m in enumerate(messages):
+        role = m["role"]
+        out.add([im_start] + enc(role + "\n"), False)
+        target = role == "assistant" and (train_on == "assistant" or (train_on == "last" and i == last_assistant))
+        text = content_text(m.get("content"))
+        if role == "tool":
+            out.add([_special(tokenizer, TOOL_RESULT)] + enc(text) + [_special(tokenizer, TOOL_RESULT_END)], False)
+        elif text:
+            out.add(enc(text), target)
+        for call in m.get("tool_calls") or []:
+            out.add([_special(tokenizer, TOOL_CALL)] + enc(tool_call_json(call)) + [_special(tokenizer, TOOL_CALL_END)],
+                    target)
+        out.add([im_end], target)
+        out.add(enc("\n"), False)
+    if add_generation_prompt:
+        out.add([im_start] + enc("assistant\n"), False)
+    return out
+
+
+def chatml_prompt_ids(messages: Sequence[dict], tokenizer, tools: Sequence[dict] | None = None) -> list[int]:
+    """Ids of a conversation followed by the assistant header: what generation continues from."""
+    return render_chatml(messages, tokenizer, add_generation_prompt=True, tools=tools).ids
+
+
+# ----------------------------------------------------------------------------------------------------------
+# imported Jinja templates
+
+_GEN_OPEN, _GEN_CLOSE = "\ue000", "\ue001"  # private-use characters marking {% generation %} spans
+
+
+def _jinja_env():
+    import jinja2
+    from jinja2.ext import Extension, loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class GenerationTag(Extension):
+        """{% generation %}…{% endgeneration %} → the body wrapped in marker characters."""
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return jinja2.nodes.CallBlock(self.call_method("_mark"), [], [], body).set_lineno(lineno)
+
+        def _mark(self, caller):
+            return _GEN_OPEN + caller() + _GEN_CLOSE
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[GenerationTag, loopcontrols])
+    env.filters["tojson"] = lambda x, indent=None, ensure_ascii=False: json.dumps(x, ensure_ascii=ensure_ascii,
+                                                                                    indent=indent)
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: __import__("datetime").datetime.now().strftime(fmt)
+    return env
+
+
+def _template_messages(messages: Sequence[dict]) -> list[dict]:
+    """Templates expect tool-call arguments as dicts, not OpenAI's JSON strings (interop.md §4)."""
+    out = []
+    for m in messages:
+        m = dict(m)
+        if m.get("tool_calls"):
+            m["tool_calls"] = [{**c, "function": {**c.get("function", {}),
+                                                  "arguments": json.loads(tool_call_json(c))["arguments"]}}
+                               for c in m["tool_calls"]]
+        out.append(m)
+    return out
+
+
+def render_template_text(template: str, messages: Sequence[dict], *, add_generation_prompt: bool = False,
+                         tools: Sequence[dict] | None = None, **kwargs) -> str:
+    """The string transformers' apply_chat_template(tokenize=False) gives (generation markers removed)."""
+    text = _jinja_env().from_string(template).render(messages=_template_messages(messages), tools=tools,
+                                                     add_generation_prompt=add_generation_prompt, **kwargs)
+    return text.replace(_GEN_OPEN, "").replace(_GEN_CLOSE, "")
+
+
+def render_template(messages: Sequence[dict], tokenizer, template: str, *, add_generation_prompt: bool = False,
+                    tools: Sequence[dict] | None = None, **kwargs) -> Rendered:
+    """Render with a Jinja chat template; the mask from {% generation %} spans, else by prefix diff."""
+    check_messages(messages)
+    env = _jinja_env()
+    tpl = env.from_string(template)
+    msgs = _template_messages(messages)
+
+    def render(ms, gen):
+        return tpl.render(messages=ms, tools=tools, add_generation_prompt=gen, **kwargs)
+
+    pieces: list[tuple[str, bool]] = []
+    if "generation" in template and "endgeneration" in template:
+        text = render(msgs, add_generation_prompt)
+        inside = False
+        for part in text.replace(_GEN_CLOSE, _GEN_OPEN).split(_GEN_OPEN):
+            pieces.append((part, inside))
+            inside = not inside
+    else:
+        done = ""  # prefix diff: render each prefix of the conversation once
+        for k, m in enumerate(msgs):
+            if m["role"] == "assistant":
+                before = render(msgs[:k], True)
+                full = render(msgs[:k + 1], False)
+                if not before.startswith(done) or not full.startswith(before):
+                    raise ValueError("chat template is not prefix-stable (a later turn changes earlier text); "
+                                     "add {% generation %} markers to it for assistant-only loss")
+                pieces += [(before[len(done):], False), (full[len(before):], True)]
+                done = full
+        final = render(msgs, add_generation_prompt)
+        if not final.startswith(done):
+            raise ValueError("chat template is not prefix-stable; add {% generation %} markers")
+        pieces.append((final[len(done):], False))
+    out = Rendered()
+    for text, target in pieces:
+        if text:
+            out.add(tokenizer.encode(text, allowed_special="all"), target)
+    return out
+
+
+def render(messages: Sequence[dict], tokenizer, *, template: str | None = None, add_generation_prompt: bool = False,
+           tools: Sequence[dict] | None = None, train_on: str = "assistant") -> Rendered:
+    """ChatML for zerollm tokenizers; the given (or the tokenizer's imported) Jinja template otherwise."""
+    template = template or getattr(tokenizer, "chat_template", None)
+    if template is None or template == CHATML_TEMPLATE:
+        return render_chatml(messages, tokenizer, add_generation_prompt=add_generation_prompt, tools=tools,
+                             train_on=train_on)
+    return render_template(messages, tokenizer, template, add_generation_prompt=add_generation_prompt, tools=tools)
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """End-of-turn ids generation should stop on: <|im_end|> and the tokenizer's eos."""
+    ids = [tokenizer.special_tokens[IM_END]] if IM_END in tokenizer.special_tokens else []
+    if tokenizer.eos_id is not None and tokenizer.eos_id not in ids:
+        ids.append(tokenizer.eos_id)
+    return ids
+
+
+__all__ = ["Rendered", "render", "render_chatml", "render_template", "render_template_text", "chatml_prompt_ids",
+           "content_text", "tool_call_json", "stop_token_ids"]

@@ -1,0 +1,356 @@
+"""Post-training data: read the formats users bring, render them, and batch them for the training loop.
+
+    .jsonl / .json (list) / .parquet ──read_records──▶ dict records (errors name file:line)
+        ──detect_format──▶ messages | sharegpt | preference | prompt_completion | alpaca | text
+        ──to_messages / to_preference──▶ chat messages ──chat_format.render──▶ ids + assistant mask
+        ──SFTData / PreferenceData──▶ batches of padded tensors; labels -100 off the assistant tokens
+
+Formats (interop.md §5), detected by key in this order: `messages` / `conversations` (ShareGPT, from/value)
+/ `chosen`+`rejected` / `prompt`+`completion` / `instruction` (Alpaca) / `text`. Preference records come as
+standard strings, conversational message lists, LLaMA-Factory's ShareGPT form (`conversations` + `chosen`
+/`rejected` messages) or the implicit-prompt form (whole dialogues in chosen/rejected, e.g. hh-rlhf's
+"\\n\\nHuman: …\\n\\nAssistant: …" strings; the shared prefix is the prompt).
+
+Batches (all tensors, so the loop can move them to the device):
+    SFTData        (x, y)           x (B, T) ids, y (B, T) next-token labels, -100 = no loss
+    PreferenceData (x, y, index)    x (2B, T): chosen rows then rejected rows; index (B,) example numbers
+Both shuffle with a per-epoch seeded permutation and resume exactly from (epoch, position).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from zerollm.chat_format import content_text, render
+from zerollm.data.sources import DataError, resolve_inputs
+
+IGNORE_INDEX = -100
+ALPACA_PROMPT = ("Below is an instruction that describes a task{ctx}. Write a response that appropriately "
+                 "completes the request.\n\n### Instruction:\n{instruction}\n\n{input}### Response:")
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "function_call": "assistant", "observation": "tool", "tool": "tool"}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# reading
+
+
+def read_records(paths: str | Path | Sequence[str | Path], limit: int | None = None) -> list[tuple[dict, str]]:
+    """(record, "file:line") pairs from JSONL, JSON (a list of objects) and parquet files/dirs/globs."""
+    out: list[tuple[dict, str]] = []
+    for _, files in resolve_inputs(paths):
+        for path in files:
+            for rec, where in _read_file(Path(path)):
+                if not isinstance(rec, dict):
+                    raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+                out.append((rec, where))
+                if limit and len(out) >= limit:
+                    return out
+    if not out:
+        raise DataError(f"{paths}: no records found")
+    return out
+
+
+def _read_file(path: Path) -> Iterator[tuple[Any, str]]:
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        for i, row in enumerate(pq.read_table(path).to_pylist(), 1):
+            yield row, f"{path}[row {i}]"
+    elif name.endswith(".json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: invalid JSON: {e.msg} at column {e.colno}") from None
+        for i, rec in enumerate(data if isinstance(data, list) else [data], 1):
+            yield rec, f"{path}[record {i}]"
+    else:  # .jsonl and friends
+        with open(path, encoding="utf-8-sig") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line), f"{path}:{lineno}"
+                    except json.JSONDecodeError as e:
+                        raise DataError(f"{path}:{lineno}: invalid JSON: {e.msg} at column {e.colno}") from None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# formats
+
+
+def detect_format(rec: dict, where: str = "record") -> str:
+    if "chosen" in rec and "rejected" in rec:
+        return "preference"
+    if "messages" in rec:
+        return "messages"
+    if "conversations" in rec:
+        return "sharegpt"
+    if "prompt" in rec and "completion" in rec:
+        return "prompt_completion"
+    if "instruction" in rec:
+        return "alpaca"
+    if "text" in rec:
+        return "text"
+    raise DataError(f"{where}: cannot tell the format from keys {sorted(rec)}; expected messages, conversations, "
+                    f"chosen+rejected, prompt+completion, instruction or text")
+
+
+def _as_messages(value: Any, role: str) -> list[dict]:
+    """A string or message list (OpenAI or ShareGPT style) as OpenAI messages; bare strings get `role`."""
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    if isinstance(value, dict):
+        value = [value]
+    out = []
+    for m in value or []:
+        if "from" in m:
+            out.append({"role": SHAREGPT_ROLES.get(m["from"], m["from"]), "content": m.get("value", "")})
+        else:
+            out.append(dict(m))
+    return out
+
+
+def to_messages(rec: dict, fmt: str | None = None, where: str = "record") -> list[dict]:
+    """A training conversation from one record of any SFT format."""
+    fmt = fmt or detect_format(rec, where)
+    if fmt == "messages":
+        return _as_messages(rec["messages"], "user")
+    if fmt == "sharegpt":
+        msgs = _as_messages(rec["conversations"], "user")
+        if rec.get("system"):
+            msgs = [{"role": "system", "content": rec["system"]}] + msgs
+        return msgs
+    if fmt == "prompt_completion":
+        return _as_messages(rec["prompt"], "user") + _as_messages(rec["completion"], "assistant")
+    if fmt == "alpaca":
+        inp = rec.get("input") or ""
+        prompt = ALPACA_PROMPT.format(ctx=", paired with an input that provides further context" if inp else "",
+                                      instruction=rec["instruction"], input=f"### Input:\n{inp}\n\n" if inp else "")
+        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": rec.get("output", "")}]
+    if fmt == "text":
+        return [{"role": "assistant", "content": rec["text"]}]
+    raise DataError(f"{where}: format {fmt!r} is not an SFT format")
+
+
+def _split_dialogue(text: str) -> list[dict]:
+    """hh-rlhf style "\\n\\nHuman: …\\n\\nAssistant: …" → messages."""
+    msgs: list[dict] = []
+    for chunk in text.split("\n\n"):
+        for tag, role in (("Human:", "user"), ("Assistant:", "assistant")):
+            if chunk.startswith(tag):
+                msgs.append({"role": role, "content": chunk[len(tag):].strip()})
+                break
+        else:
+            if msgs:
+                msgs[-1]["content"] += "\n\n" + chunk
+    return msgs
+
+
+def to_preference(rec: dict, where: str = "record") -> tuple[list[dict], list[dict], list[dict]]:
+    """(prompt messages, chosen messages, rejected messages) from any preference form."""
+    if "prompt" in rec:
+        prompt = _as_messages(rec["prompt"], "user")
+    elif "conversations" in rec:
+        prompt = _as_messages(rec["conversations"], "user")
+    else:  # implicit prompt: whole dialogues; the shared prefix is the prompt
+        ch, rj = rec["chosen"], rec["rejected"]
+        ch = _split_dialogue(ch) if isinstance(ch, str) else _as_messages(ch, "assistant")
+        rj = _split_dialogue(rj) if isinstance(rj, str) else _as_messages(rj, "assistant")
+        n = 0
+        while n < min(len(ch), len(rj)) - 1 and ch[n] == rj[n]:
+            n += 1
+        if not ch[n:] or not rj[n:]:
+            raise DataError(f"{where}: chosen and rejected are identical")
+        return ch[:n], ch[n:], rj[n:]
+    chosen, rejected = _as_messages(rec["chosen"], "assistant"), _as_messages(rec["rejected"], "assistant")
+    if not prompt or not chosen or not rejected:
+        raise DataError(f"{where}: empty prompt, chosen or rejected")
+    return prompt, chosen, rejected
+
+
+# ----------------------------------------------------------------------------------------------------------
+# tokenizing
+
+
+def encode_sft(messages: list[dict], tokenizer, max_len: int, template: str | None = None) -> tuple[list[int], list[int]]:
+    """(input ids, labels) of length ≤ max_len: labels[t] = ids[t+1] on assistant tokens, else -100."""
+    r = render(messages, tokenizer, template=template)
+    ids, mask = r.ids[:max_len + 1], r.mask[:max_len + 1]
+    labels = [t if m else IGNORE_INDEX for t, m in zip(ids[1:], mask[1:])]
+    return ids[:-1], labels
+
+
+def encode_pair(prompt: list[dict], completion: list[dict], tokenizer, max_len: int,
+                template: str | None = None) -> tuple[list[int], list[int]]:
+    """A prompt and one completion (chosen or rejected): loss/score only on the final assistant turn."""
+    r = render(prompt + completion, tokenizer, template=template, train_on="last")
+    ids, mask = r.ids, r.mask
+    if len(ids) > max_len + 1:  # keep the end (the completion); cut the start of the prompt
+        ids, mask = ids[-(max_len + 1):], mask[-(max_len + 1):]
+    return ids[:-1], [t if m else IGNORE_INDEX for t, m in zip(ids[1:], mask[1:])]
+
+
+def pad_batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int, length: int | None = None):
+    """Right-pad (ids, labels) rows to one length → x (B, T) int64, y (B, T) int64 (-100 on padding)."""
+    T = length or max(len(r[0]) for r in rows)
+    x = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    y = torch.full((len(rows), T), IGNORE_INDEX, dtype=torch.long)
+    for i, (ids, labels) in enumerate(rows):
+        x[i, :len(ids)] = torch.tensor(ids[:T], dtype=torch.long)
+        y[i, :len(labels)] = torch.tensor(labels[:T], dtype=torch.long)
+    return x, y
+
+
+def pack(examples: Sequence[tuple[list[int], list[int]]], seq_len: int) -> list[tuple[list[int], list[int]]]:
+    """Concatenate examples into rows of exactly seq_len tokens (the last row padded later). Attention is
+    not reset at example boundaries (TRL's default packing); the loss mask still applies per token."""
+    rows, ids, labels = [], [], []
+    for a, b in examples:
+        ids += a
+        labels += b
+        while len(ids) >= seq_len:
+            rows.append((ids[:seq_len], labels[:seq_len]))
+            ids, labels = ids[seq_len:], labels[seq_len:]
+    if ids:
+        rows.append((ids, labels))
+    return rows
+
+
+def pad_id_of(tokenizer) -> int:
+    return tokenizer.pad_id if tokenizer.pad_id is not None else (tokenizer.eos_id or 0)
+
+
+class _Shuffled:
+    """Epoch-seeded shuffling over `n` items with an exact resume position."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True):
+        if n == 0:
+            raise DataError("no training examples")
+        self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        self.epoch, self.pos = 0, 0
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def next_indices(self) -> list[int]:
+        out: list[int] = []
+        while len(out) < self.batch_size:
+            order = self._order()
+            take = order[self.pos:self.pos + self.batch_size - len(out)]
+            out += take
+            self.pos += len(take)
+            if self.pos >= self.n:
+                self.epoch, self.pos = self.epoch + 1, 0
+        return out
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+
+
+class SFTData(_Shuffled):
+    """Batch source for SFT: `examples` are (ids, labels) rows; with `packing` they are packed first."""
+
+    def __init__(self, examples, batch_size: int, pad_id: int, seq_len: int | None = None, packing: bool = False,
+                 seed: int = 0, shuffle: bool = True):
+        self.rows = pack(examples, seq_len) if packing and seq_len else list(examples)
+        self.pad_id, self.seq_len = pad_id, seq_len if packing else None
+        super().__init__(len(self.rows), batch_size, seed, shuffle)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_batch([self.rows[i] for i in self.next_indices()], self.pad_id, self.seq_len)
+
+    def iter_all(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(0, len(self.rows), batch_size):
+            yield pad_batch(self.rows[i:i + batch_size], self.pad_id)
+
+
+class PreferenceData(_Shuffled):
+    """Batch source of (chosen, rejected) pairs: x (2B, T) chosen rows then rejected rows, y labels, index."""
+
+    def __init__(self, pairs, batch_size: int, pad_id: int, seed: int = 0, shuffle: bool = True):
+        self.pairs = list(pairs)  # [((ids, labels) chosen, (ids, labels) rejected)]
+        self.pad_id = pad_id
+        super().__init__(len(self.pairs), batch_size, seed, shuffle)
+
+    def batch_of(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows = [self.pairs[i][0] for i in idx] + [self.pairs[i][1] for i in idx]
+        x, y = pad_batch(rows, self.pad_id)
+        return x, y, torch.tensor(list(idx), dtype=torch.long)
+
+    def next_batch(self):
+        return self.batch_of(self.next_indices())
+
+    def iter_all(self, batch_size: int):
+        for i in range(0, len(self.pairs), batch_size):
+            yield self.batch_of(range(i, min(i + batch_size, len(self.pairs))))
+
+
+def load_sft_examples(paths, tokenizer, max_len: int, limit: int | None = None, template: str | None = None):
+    """Read any SFT format and tokenize; examples without a single target token are dropped."""
+    out = []
+    for rec, where in read_records(paths, limit):
+        ex = encode_sft(to_messages(rec, where=where), tokenizer, max_len, template)
+        if any(t != IGNORE_INDEX for t in ex[1]):
+            out.append(ex)
+    if not out:
+        raise DataError(f"{paths}: no example has assistant tokens within max_len={max_len}")
+    return out
+
+
+def load_preference_pairs(paths, tokenizer, max_len: int, limit: int | None = None, template: str | None = None):
+    """Read preference records → [((chosen ids, labels), (rejected ids, labels))]."""
+    out = []
+    for rec, where in read_records(paths, limit):
+        if detect_format(rec, where) != "preference":
+            raise DataError(f"{where}: not a preference record (needs chosen and rejected)")
+        prompt, chosen, rejected = to_preference(rec, where)
+        c = encode_pair(prompt, chosen, tokenizer, max_len, template)
+        r = encode_pair(prompt, rejected, tokenizer, max_len, template)
+        if any(t != IGNORE_INDEX for t in c[1]) and any(t != IGNORE_INDEX for t in r[1]):
+            out.append((c, r))
+    return out
+
+
+def load_prompts(paths, limit: int | None = None) -> list[tuple[list[dict], dict]]:
+    """(prompt messages, record) for RL: `prompt`/`question`/`messages` (without a final assistant turn)."""
+    out = []
+    for rec, where in read_records(paths, limit):
+        if "question" in rec:
+            msgs = [{"role": "user", "content": rec["question"]}]
+        elif "prompt" in rec:
+            msgs = _as_messages(rec["prompt"], "user")
+        elif "messages" in rec or "conversations" in rec:
+            msgs = to_messages(rec, where=where)
+            while msgs and msgs[-1]["role"] == "assistant":
+                msgs = msgs[:-1]
+        else:
+            raise DataError(f"{where}: no prompt (expected question, prompt or messages)")
+        out.append((msgs, rec))
+    return out
+
+
+def write_jsonl(path: str | Path, records: Sequence[dict]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = ["read_records", "detect_format", "to_messages", "to_preference", "encode_sft", "encode_pair", "pack",
+           "pad_batch", "SFTData", "PreferenceData", "load_sft_examples", "load_preference_pairs", "load_prompts",
+           "content_text", "write_jsonl", "IGNORE_INDEX"]

@@ -1,0 +1,348 @@
+"""LoRA (Hu et al. 2021), written here: low-rank adapters on chosen linear layers, merge/unmerge, and
+adapters saved and loaded in PEFT's file format.
+
+Math (Hu et al. 2021, eq. 3): a frozen weight W (out, in) gets a trainable low-rank update
+
+    h = W x + s · B A dropout(x),      A (r, in) ~ Kaiming-uniform, B (out, r) = 0 at start,
+    s = alpha / r                      (rsLoRA, Kalajdzievski 2023: s = alpha / sqrt(r))
+
+so training starts at the base model. Merging folds the update into the weight, W ← W + s·B A (inference
+costs nothing extra); unmerging subtracts it again (equal to the original up to float rounding, ~1e-7).
+
+Targets are module-name patterns: a name matches a pattern when it equals it or ends with "." + it
+(`["q_proj", "v_proj"]`, `["attn.o_proj", "mlp.fc"]`), or a single regex string matched against the whole
+name (`"blocks\\.[01]\\..*"`). Our module names (model/transformer.py) are
+`blocks.{i}.attn.{q,k,v,o}_proj` and `blocks.{i}.mlp.{fc,proj}` | `{gate,up,down}_proj`.
+
+PEFT files (interop.md §2): `adapter_config.json` + `adapter_model.safetensors` with keys
+`base_model.model.<HF module>.lora_{A,B}.weight`. Our module ↔ HF module:
+
+    llama/mistral/qwen2/qwen3  blocks.{i}.attn.X  ↔ model.layers.{i}.self_attn.X,   blocks.{i}.mlp.X ↔ model.layers.{i}.mlp.X
+    gpt2                       blocks.{i}.attn.o_proj ↔ transformer.h.{i}.attn.c_proj,  mlp.fc ↔ mlp.c_fc,
+                               mlp.proj ↔ mlp.c_proj,  attn.{q,k,v}_proj ↔ one fused attn.c_attn
+
+GPT-2's fused c_attn: three rank-r adapters on q, k, v are exactly one rank-3r adapter on c_attn with
+A = [A_q; A_k; A_v] (3r, D) and B = blockdiag(B_q, B_k, B_v) (3D, 3r); `rank_pattern`/`alpha_pattern` give
+c_attn its rank 3r and the alpha that keeps the same scale. The other way, a PEFT c_attn adapter (A, B)
+is q/k/v adapters sharing A with B split in three row blocks. Both directions are exact.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "fc", "proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoRAConfig:
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: list = field(default_factory=lambda: list(DEFAULT_TARGETS))  # or a regex string
+    rslora: bool = False
+    train_head: bool = False  # also train extra heads (value/reward) — they are always trainable
+
+
+class LoRAMixin:
+    """Adds lora_A, lora_B (and merge state) to a linear layer whose forward gives W x + b."""
+
+    def _init_lora(self, in_features: int, out_features: int, r: int, alpha: float, dropout: float,
+                   rslora: bool, device=None) -> None:
+        if r <= 0:
+            raise ValueError(f"LoRA rank must be positive, got {r}")
+        self.r, self.alpha, self.rslora = r, float(alpha), rslora
+        self.scaling = self.alpha / (math.sqrt(r) if rslora else r)
+        self.lora_A = nn.Parameter(torch.empty(r, in_features, device=device))
+        self.lora_B = nn.Parameter(torch.zeros(out_features, r, device=device))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as nn.Linear / PEFT
+        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B @ self.lora_A) * self.scaling  # (out, in)
+
+    def lora_forward(self, x: torch.Tensor, base_out: torch.Tensor) -> torch.Tensor:
+        if self.merged:
+            return base_out
+        a = F.linear(self.lora_dropout(x), self.lora_A.to(x.dtype))  # (..., r)
+        return base_out + F.linear(a, self.lora_B.to(x.dtype)) * self.scaling
+
+
+class LoRALinear(LoRAMixin, nn.Linear):
+    """An nn.Linear that keeps the original weight/bias Parameters (same names, no copy) plus LoRA."""
+
+    def __init__(self, base: nn.Linear, r: int, alpha: float, dropout: float = 0.0, rslora: bool = False):
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight, self.bias = base.weight, base.bias
+        self._init_lora(self.in_features, self.out_features, r, alpha, dropout, rslora, base.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lora_forward(x, F.linear(x, self.weight, self.bias))
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            self.weight += self.delta_weight().to(self.weight.dtype)
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged:
+            self.weight -= self.delta_weight().to(self.weight.dtype)
+            self.merged = False
+
+
+def matches(name: str, targets) -> bool:
+    if isinstance(targets, str):
+        return re.fullmatch(targets, name) is not None
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, module)
+
+
+def _wrap(module: nn.Module, r: int, alpha: float, dropout: float, rslora: bool) -> nn.Module:
+    from zerollm.posttrain.nf4 import NF4Linear, NF4LoRALinear
+
+    if isinstance(module, NF4Linear):
+        return NF4LoRALinear(module, r, alpha, dropout, rslora)
+    if isinstance(module, nn.Linear):
+        return LoRALinear(module, r, alpha, dropout, rslora)
+    raise TypeError(f"cannot put LoRA on {type(module).__name__}")
+
+
+def apply_lora(model: nn.Module, cfg: LoRAConfig, per_module: dict[str, tuple[int, float]] | None = None,
+               freeze: bool = True) -> list[str]:
+    """Replace matching linear layers with LoRA layers (in place); freeze everything else. Returns the names.
+    `per_module` overrides (r, alpha) by module name (used when loading adapters)."""
+    from zerollm.posttrain.nf4 import NF4Linear
+
+    names = [n for n, m in model.named_modules()
+             if isinstance(m, (nn.Linear, NF4Linear)) and not isinstance(m, LoRAMixin)
+             and (matches(n, cfg.targets) if per_module is None else n in per_module)]
+    if not names:
+        raise ValueError(f"LoRA targets {cfg.targets!r} match no linear layer of the model")
+    if freeze:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    for n in names:
+        r, alpha = (per_module or {}).get(n, (cfg.r, cfg.alpha))
+        _set_module(model, n, _wrap(model.get_submodule(n), r, alpha, cfg.dropout, cfg.rslora))
+    return names
+
+
+def lora_modules(model: nn.Module) -> dict[str, LoRAMixin]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, LoRAMixin)}
+
+
+def merge_lora(model: nn.Module) -> None:
+    for m in lora_modules(model).values():
+        m.merge()
+
+
+def unmerge_lora(model: nn.Module) -> None:
+    for m in lora_modules(model).values():
+        m.unmerge()
+
+
+@torch.no_grad()
+def strip_lora(model: nn.Module) -> nn.Module:
+    """Merge and put plain nn.Linear layers back (same Parameters): a model any checkpoint code can save."""
+    for name, m in lora_modules(model).items():
+        if not isinstance(m, LoRALinear):
+            raise ValueError(f"{name}: a quantized (QLoRA) layer cannot be merged into full weights here")
+        m.merge()
+        plain = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None, device="meta")
+        plain.weight, plain.bias = m.weight, m.bias
+        _set_module(model, name, plain)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+def trainable_share(model: nn.Module) -> tuple[int, int]:
+    """(trainable parameters, all parameters)."""
+    ps = {id(p): p for p in model.parameters()}.values()
+    return sum(p.numel() for p in ps if p.requires_grad), sum(p.numel() for p in ps)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# PEFT format
+
+
+def _hf_type(model: nn.Module) -> str:
+    from zerollm.interop.hf_arch import hf_model_type
+
+    mt = hf_model_type(model.cfg)
+    if mt not in ("gpt2", "llama", "mistral", "qwen2", "qwen3"):
+        raise ValueError(f"PEFT adapters: architecture {mt!r} is not mapped (gpt2, llama, mistral, qwen2/3 are)")
+    return mt
+
+
+_GPT2 = {"attn.o_proj": "attn.c_proj", "mlp.fc": "mlp.c_fc", "mlp.proj": "mlp.c_proj"}
+_QKV = ("attn.q_proj", "attn.k_proj", "attn.v_proj")
+
+
+def hf_module_name(ours: str, model_type: str) -> str:
+    """blocks.{i}.<sub> → the HF module path (GPT-2 q/k/v all map to the fused attn.c_attn)."""
+    m = re.fullmatch(r"blocks\.(\d+)\.(.+)", ours)
+    if not m:
+        raise ValueError(f"{ours}: not a transformer block module")
+    i, sub = m.groups()
+    if model_type == "gpt2":
+        return f"transformer.h.{i}." + ("attn.c_attn" if sub in _QKV else _GPT2[sub])
+    return f"model.layers.{i}." + sub.replace("attn.", "self_attn.")
+
+
+def save_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str = "",
+                 extra: dict | None = None) -> Path:
+    """Write adapter_config.json + adapter_model.safetensors that `peft.PeftModel.from_pretrained` loads
+    onto the HF export of the base model."""
+    from safetensors.torch import save_file
+
+    from zerollm.artifacts import atomic_dir, atomic_write_text
+
+    mt = _hf_type(model)
+    mods = lora_modules(model)
+    if not mods:
+        raise ValueError("model has no LoRA layers")
+    first = next(iter(mods.values()))
+    r, alpha, rslora = first.r, first.alpha, first.rslora
+    tensors: dict[str, torch.Tensor] = {}
+    rank_pattern, alpha_pattern, hf_names = {}, {}, set()
+    groups: dict[str, list[tuple[str, LoRAMixin]]] = {}
+    for name, m in mods.items():
+        if m.rslora != rslora:
+            raise ValueError("all LoRA layers must agree on rslora to be saved as one PEFT adapter")
+        groups.setdefault(hf_module_name(name, mt), []).append((name, m))
+    for hf, members in groups.items():
+        if mt == "gpt2" and hf.endswith("c_attn"):
+            got = {n.rsplit(".", 2)[-2] + "." + n.rsplit(".", 1)[-1]: m for n, m in members}
+            if set(got) != set(_QKV):
+                raise ValueError(f"{hf}: GPT-2 fuses q/k/v, so LoRA must target all three of q_proj, k_proj, v_proj")
+            parts = [got[k] for k in _QKV]
+            if len({(p.r, p.alpha) for p in parts}) != 1:
+                raise ValueError(f"{hf}: q/k/v adapters need one rank and alpha")
+            A = torch.cat([p.lora_A.detach() for p in parts], 0)  # (3r, D)
+            B = torch.block_diag(*[p.lora_B.detach() for p in parts])  # (3D, 3r)
+            rr = A.shape[0]
+            # same scale s at rank 3r: alpha'/3r = alpha/r (or alpha'/sqrt(3r) = alpha/sqrt(r) for rsLoRA)
+            aa = parts[0].scaling * (math.sqrt(rr) if rslora else rr)
+        else:
+            (_, m), = members
+            A, B, rr, aa = m.lora_A.detach(), m.lora_B.detach(), m.r, m.alpha
+        if rr != r or not math.isclose(aa, alpha):
+            leaf = hf.rsplit(".", 1)[-1]
+            rank_pattern[hf if leaf in rank_pattern else leaf] = rr
+            alpha_pattern[hf if leaf in alpha_pattern else leaf] = aa
+        tensors[f"base_model.model.{hf}.lora_A.weight"] = A.float().contiguous().cpu()
+        tensors[f"base_model.model.{hf}.lora_B.weight"] = B.float().contiguous().cpu()
+        hf_names.add(hf)
+    leaves = {h.rsplit(".", 1)[-1] for h in hf_names}
+    all_hf = {hf_module_name(n, mt) for n, mod in model.named_modules()
+              if re.fullmatch(r"blocks\.\d+\.(attn|mlp)\.\w+", n) and isinstance(mod, nn.Linear)}
+    # leaf names when they pick exactly the adapted modules, else full paths
+    exact = {h for h in all_hf if h.rsplit(".", 1)[-1] in leaves} == hf_names
+    target_modules = sorted(leaves) if exact else sorted(hf_names)
+    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name_or_path,
+              "r": r, "lora_alpha": alpha, "lora_dropout": float(getattr(first.lora_dropout, "p", 0.0)),
+              "target_modules": target_modules, "bias": "none", "fan_in_fan_out": mt == "gpt2",
+              "use_rslora": rslora, "use_dora": False, "modules_to_save": None, "inference_mode": True,
+              "init_lora_weights": True, "rank_pattern": rank_pattern, "alpha_pattern": alpha_pattern,
+              **(extra or {})}
+    with atomic_dir(Path(out)) as tmp:
+        save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+        atomic_write_text(tmp / "adapter_config.json", json.dumps(config, indent=2) + "\n")
+    return Path(out)
+
+
+def _pattern_value(patterns: dict, hf: str, default):
+    """PEFT's rank_pattern/alpha_pattern lookup: a key matches a module path ending in it (as a regex)."""
+    for key, value in (patterns or {}).items():
+        if re.match(rf"(.*\.)?({key})$", hf):
+            return value
+    return default
+
+
+def load_adapter(model: nn.Module, adapter_dir: str | Path, dropout: float | None = None) -> list[str]:
+    """Apply a PEFT LoRA adapter (ours or made by `peft`) to a plain model, in place; base frozen."""
+    from safetensors.torch import load_file
+
+    adapter_dir = Path(adapter_dir)
+    cfg_path = adapter_dir / "adapter_config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{cfg_path}: cannot read adapter config ({e})") from None
+    if cfg.get("peft_type", "LORA") != "LORA":
+        raise ValueError(f"{cfg_path}: peft_type {cfg.get('peft_type')!r} is not LORA")
+    for unsupported in ("use_dora",):
+        if cfg.get(unsupported):
+            raise ValueError(f"{cfg_path}: {unsupported}=true is not supported")
+    if cfg.get("modules_to_save"):
+        raise ValueError(f"{cfg_path}: modules_to_save {cfg['modules_to_save']} is not supported")
+    mt = _hf_type(model)
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    r0, alpha0, rslora = int(cfg["r"]), float(cfg["lora_alpha"]), bool(cfg.get("use_rslora", False))
+    # our module names for each HF module
+    ours_of: dict[str, list[str]] = {}
+    for n, mod in model.named_modules():
+        if re.fullmatch(r"blocks\.\d+\.(attn|mlp)\.\w+_?\w*", n) and isinstance(mod, nn.Linear):
+            try:
+                ours_of.setdefault(hf_module_name(n, mt), []).append(n)
+            except (KeyError, ValueError):
+                continue
+    plan: dict[str, tuple[int, float]] = {}
+    weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for key, A in tensors.items():
+        m = re.fullmatch(r"base_model\.model\.(.+)\.lora_A(?:\.\w+)?\.weight", key)
+        if not m:
+            if ".lora_B" not in key:
+                raise ValueError(f"{adapter_dir}: unexpected tensor {key}")
+            continue
+        hf = m.group(1)
+        B = tensors.get(key.replace(".lora_A", ".lora_B"))
+        if hf not in ours_of or B is None:
+            raise ValueError(f"{adapter_dir}: {key} names no {mt} module of this model (or has no lora_B)")
+        r = int(_pattern_value(cfg.get("rank_pattern"), hf, r0))
+        alpha = float(_pattern_value(cfg.get("alpha_pattern"), hf, alpha0))
+        if A.shape[0] != r:
+            raise ValueError(f"{adapter_dir}: {key} has rank {A.shape[0]}, config says {r}")
+        names = ours_of[hf]
+        if mt == "gpt2" and hf.endswith("c_attn"):
+            names = sorted(names, key=lambda n: _QKV.index(n.split(".", 2)[2]))
+        if len(names) > 1 and B.shape[0] % len(names):
+            raise ValueError(f"{adapter_dir}: {key} cannot be split over {names}")
+        for name, b in zip(names, B.chunk(len(names), 0)):
+            plan[name] = (r, alpha)
+            weights[name] = (A, b)
+    apply_lora(model, LoRAConfig(dropout=cfg.get("lora_dropout", 0.0) if dropout is None else dropout,
+                                 rslora=rslora), per_module=plan)
+    with torch.no_grad():
+        for name, (A, B) in weights.items():
+            mod = model.get_submodule(name)
+            if tuple(A.shape) != tuple(mod.lora_A.shape) or tuple(B.shape) != tuple(mod.lora_B.shape):
+                raise ValueError(f"{adapter_dir}: {name} shapes A{tuple(A.shape)} B{tuple(B.shape)} do not fit "
+                                 f"A{tuple(mod.lora_A.shape)} B{tuple(mod.lora_B.shape)}")
+            mod.lora_A.copy_(A)
+            mod.lora_B.copy_(B)
+    return list(plan)
+
+
+def lora_config_dict(cfg: LoRAConfig) -> dict:
+    return asdict(cfg)
+
+
+__all__ = ["LoRAConfig", "LoRALinear", "apply_lora", "merge_lora", "unmerge_lora", "strip_lora", "lora_modules",
+           "trainable_share", "save_adapter", "load_adapter", "hf_module_name", "DEFAULT_TARGETS"]

@@ -1,0 +1,336 @@
+"""Post-training objectives for the one training loop: each is `loss(model, batch) -> (loss, metrics)`.
+
+Notation: x (B, T) token ids, y (B, T) next-token labels with -100 where no loss is taken (prompt, padding),
+log π(y|x) = Σ_t log p(y_t | x_≤t) summed over the labelled positions.
+
+SFT        next-token cross entropy on assistant tokens only (labels from chat_format's mask).
+Reward     Bradley–Terry pairwise loss (InstructGPT, Ouyang et al. 2022, eq. 1):
+               loss = −log σ(r(x, y⁺) − r(x, y⁻)),   r = value_head(hidden at the last response token)
+DPO        (Rafailov et al. 2023, eq. 7), with h = [log π(y⁺) − log π_ref(y⁺)] − [log π(y⁻) − log π_ref(y⁻)]:
+               sigmoid: −(1−ε) log σ(β h) − ε log σ(−β h)      (ε = label smoothing: cDPO / robust DPO)
+               ipo:     (h − 1/(2β))²                           (Azar et al. 2023, eq. 17)
+           π_ref's log-probabilities are computed once, before training (`reference_logps`).
+PPO        (Schulman et al. 2017, eq. 7) clipped surrogate per response token,
+               L = −min(ρ_t Â_t, clip(ρ_t, 1−ε, 1+ε) Â_t),   ρ_t = π(a_t|s_t) / π_old(a_t|s_t)
+           + clipped value loss ½ max((V−R)², (V_old + clip(V−V_old, ±ε_v) − R)²);
+           rewards per token r_t = −β_KL (log π_old − log π_ref)_t, plus the reward model's score on the
+           last token; advantages by GAE (Schulman et al. 2016, eq. 16):
+               δ_t = r_t + γ V_{t+1} − V_t,   Â_t = Σ_l (γλ)^l δ_{t+l}
+GRPO       (Shao et al. 2024, eq. 3): G samples per prompt, outcome advantage Â_i = (r_i − mean r) / std r
+           for every token of sample i; per-token clipped ratio as PPO minus β·KL, with the unbiased
+           "k3" estimator KL = π_ref/π − log(π_ref/π) − 1; averaged over tokens of a sample, then samples.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE_INDEX = -100
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def token_logps(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """log p(y_t) per position (B, T); 0 where y == -100."""
+    mask = y != IGNORE_INDEX
+    lp = torch.gather(F.log_softmax(logits.float(), -1), -1, y.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return lp * mask
+
+
+def sequence_logps(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Σ_t log π(y_t | x_≤t) over labelled positions: (B,)."""
+    return token_logps(model(x), y).sum(-1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# SFT
+
+
+class SFTObjective:
+    """Cross entropy on the labelled (assistant) tokens; batch = (x, y)."""
+
+    name = "sft"
+
+    def loss(self, model, batch):
+        x, y = batch[0], batch[1]
+        logits = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=IGNORE_INDEX)
+        return loss, {"target_tokens": float((y != IGNORE_INDEX).sum())}
+
+
+@torch.no_grad()
+def evaluate_sft(model: nn.Module, batches) -> dict:
+    was = model.training
+    model.eval()
+    total, n = 0.0, 0
+    device = next(model.parameters()).device
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX,
+                                       reduction="sum"))
+        n += int((y != IGNORE_INDEX).sum())
+    model.train(was)
+    return {"val_loss": total / max(n, 1)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# scalar heads (reward model, PPO value)
+
+
+def add_value_head(model: nn.Module) -> nn.Linear:
+    """Attach `value_head` (d_model → 1, zero-initialised) to a Transformer; returns it. Its weights are
+    saved with the model's (`value_head.weight`, `value_head.bias`)."""
+    head = nn.Linear(model.cfg.d_model, 1).to(next(model.parameters()).device)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    model.value_head = head
+    return head
+
+
+def hidden_and_values(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hidden (B, T, D), values (B, T)) — one forward for both the LM and the scalar head."""
+    h = model(x, return_hidden=True)
+    return h, _unwrap(model).value_head(h).squeeze(-1).float()
+
+
+def last_target_index(y: torch.Tensor) -> torch.Tensor:
+    """Index of the last response token in x for each row: one past the last labelled position (B,)."""
+    T = y.shape[1]
+    pos = torch.arange(T, device=y.device).expand_as(y)
+    last = torch.where(y != IGNORE_INDEX, pos, torch.full_like(pos, -1)).amax(-1)
+    return (last + 1).clamp(max=T - 1)
+
+
+def scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Reward-model score of each sequence (B,): the head's value at its last response token."""
+    _, v = hidden_and_values(model, x)
+    return v.gather(1, last_target_index(y).unsqueeze(1)).squeeze(1)
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """InstructGPT eq. 1: −log σ(r⁺ − r⁻), averaged over pairs."""
+    return -F.logsigmoid(r_chosen - r_rejected).mean()
+
+
+class RewardObjective:
+    """Batch = (x (2B, T), y, index): chosen rows first, then rejected."""
+
+    name = "reward"
+
+    def loss(self, model, batch):
+        x, y = batch[0], batch[1]
+        r = scores(model, x, y)
+        B = x.shape[0] // 2
+        rc, rr = r[:B], r[B:]
+        d = (rc - rr).detach()
+        return bradley_terry_loss(rc, rr), {"accuracy": float((d > 0).float().mean()), "margin": float(d.mean())}
+
+
+@torch.no_grad()
+def evaluate_pairs(model, data, batch_size: int, score_fn) -> dict:
+    """Held-out pairwise accuracy and mean margin of score_fn(model, x, y, index) -> (B,) per pair."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    acc, margin, n = 0.0, 0.0, 0
+    for x, y, idx in data.iter_all(batch_size):
+        m = score_fn(model, x.to(device), y.to(device), idx.to(device))
+        acc += float((m > 0).sum())
+        margin += float(m.sum())
+        n += m.numel()
+    model.train(was)
+    return {"pair_accuracy": acc / max(n, 1), "margin": margin / max(n, 1)}
+
+
+def reward_margin(model, x, y, idx):
+    r = scores(model, x, y)
+    B = x.shape[0] // 2
+    return r[:B] - r[B:]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# DPO
+
+
+def dpo_loss(pi_chosen, pi_rejected, ref_chosen, ref_rejected, beta: float = 0.1, loss_type: str = "sigmoid",
+             label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rafailov et al. 2023 eq. 7 (and variants) from summed log-probs (B,) → (mean loss, β·h per pair)."""
+    h = (pi_chosen - ref_chosen) - (pi_rejected - ref_rejected)
+    if loss_type == "sigmoid":
+        losses = -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
+    elif loss_type == "ipo":
+        losses = (h - 1 / (2 * beta)) ** 2
+    else:
+        raise ValueError(f"unknown DPO loss_type {loss_type!r} (sigmoid | ipo)")
+    return losses.mean(), beta * h
+
+
+@torch.no_grad()
+def reference_logps(model: nn.Module, data, batch_size: int = 8) -> torch.Tensor:
+    """log π_ref of every pair, computed once: (N, 2) [chosen, rejected], on the model's device."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = torch.zeros(len(data.pairs), 2, device=device)
+    for x, y, idx in data.iter_all(batch_size):
+        lp = sequence_logps(model, x.to(device), y.to(device))
+        B = idx.numel()
+        out[idx.to(device), 0], out[idx.to(device), 1] = lp[:B], lp[B:]
+    model.train(was)
+    return out
+
+
+class DPOObjective:
+    """Batch = (x (2B, T), y, index); `ref` (N, 2) holds π_ref's log-probs of every pair."""
+
+    name = "dpo"
+
+    def __init__(self, ref: torch.Tensor, beta: float = 0.1, loss_type: str = "sigmoid", label_smoothing: float = 0.0):
+        self.ref, self.beta, self.loss_type, self.label_smoothing = ref, beta, loss_type, label_smoothing
+
+    def margins(self, model, x, y, idx):
+        lp = sequence_logps(model, x, y)
+        B = idx.numel()
+        ref = self.ref.to(x.device)[idx]
+        return lp[:B], lp[B:], ref[:, 0], ref[:, 1]
+
+    def loss(self, model, batch):
+        x, y, idx = batch[0], batch[1], batch[2]
+        pc, pr, rc, rr = self.margins(model, x, y, idx)
+        loss, bh = dpo_loss(pc, pr, rc, rr, self.beta, self.loss_type, self.label_smoothing)
+        bh, pc, pr = bh.detach(), pc.detach(), pr.detach()
+        return loss, {"reward_accuracy": float((bh > 0).float().mean()), "reward_margin": float(bh.mean()),
+                      "chosen_reward": float((self.beta * (pc - rc)).mean()),
+                      "rejected_reward": float((self.beta * (pr - rr)).mean())}
+
+    def pair_margin(self, model, x, y, idx):
+        pc, pr, rc, rr = self.margins(model, x, y, idx)
+        return self.beta * ((pc - rc) - (pr - rr))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# PPO pieces
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
+        lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimation (Schulman et al. 2016, eq. 16) over the masked (response) positions
+    of each row, which must be contiguous; the episode ends after the last one (V = 0 beyond).
+    rewards, values, mask: (B, T) → (advantages, returns = advantages + values), zero off the mask."""
+    mask = mask.float()
+    adv = torch.zeros_like(rewards, dtype=torch.float32)
+    last = torch.zeros(rewards.shape[0], device=rewards.device)
+    next_value = torch.zeros(rewards.shape[0], device=rewards.device)
+    for t in range(rewards.shape[1] - 1, -1, -1):
+        m = mask[:, t]
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = (delta + gamma * lam * last) * m
+        adv[:, t] = last
+        next_value = torch.where(m > 0, values[:, t], next_value * 0)
+    return adv, (adv + values) * mask
+
+
+def ppo_policy_loss(logp, old_logp, adv, mask, clip: float = 0.2):
+    """Schulman et al. 2017 eq. 7, mean over masked tokens → (loss, clip fraction)."""
+    ratio = torch.exp(logp - old_logp)
+    surr = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
+    m = mask.float()
+    loss = -(surr * m).sum() / m.sum().clamp_min(1)
+    clipped = (((ratio - 1).abs() > clip).float() * m).sum() / m.sum().clamp_min(1)
+    return loss, clipped
+
+
+def ppo_value_loss(v, old_v, returns, mask, clip: float = 0.2):
+    """½ max((V−R)², (V_old + clip(V − V_old, ±clip) − R)²), mean over masked tokens."""
+    v_clipped = old_v + (v - old_v).clamp(-clip, clip)
+    m = mask.float()
+    return 0.5 * (torch.maximum((v - returns) ** 2, (v_clipped - returns) ** 2) * m).sum() / m.sum().clamp_min(1)
+
+
+def kl_shaped_rewards(score: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor,
+                      kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards −β(log π − log π_ref) with the sequence score added on the last response token.
+    Returns (rewards (B, T), KL per sequence (B,))."""
+    m = mask.float()
+    kl = (logp - ref_logp) * m
+    rewards = -kl_coef * kl
+    T = mask.shape[1]
+    pos = torch.arange(T, device=mask.device).expand_as(mask)
+    last = torch.where(mask, pos, torch.full_like(pos, -1)).amax(-1).clamp_min(0)
+    rewards = rewards.scatter_add(1, last.unsqueeze(1), score.unsqueeze(1).float())
+    return rewards, kl.sum(-1)
+
+
+class PPOObjective:
+    """Batch = (x, y, mask, old_logp, old_values, advantages, returns, stats): y labels the response tokens
+    (B, T); the rest are (B, T) floats aligned with y; stats carries rollout metrics for logging."""
+
+    name = "ppo"
+
+    def __init__(self, clip: float = 0.2, value_clip: float = 0.2, vf_coef: float = 0.1,
+                 stat_names: tuple[str, ...] = ()):
+        self.clip, self.value_clip, self.vf_coef, self.stat_names = clip, value_clip, vf_coef, stat_names
+
+    def loss(self, model, batch):
+        x, y, mask, old_logp, old_v, adv, ret = batch[:7]
+        h, v = hidden_and_values(model, x)
+        logp = token_logps(_unwrap(model).logits(h), y)
+        mask = mask > 0
+        pg, clipfrac = ppo_policy_loss(logp, old_logp, adv, mask, self.clip)
+        vf = ppo_value_loss(v, old_v, ret, mask, self.value_clip)
+        metrics = {"pg_loss": float(pg.detach()), "vf_loss": float(vf.detach()), "clipfrac": float(clipfrac)}
+        metrics.update(_stats(batch[7], self.stat_names))
+        return pg + self.vf_coef * vf, metrics
+
+
+def _stats(t: torch.Tensor, names) -> dict:
+    return {n: float(v) for n, v in zip(names, t.reshape(-1, len(names))[0].tolist())} if len(names) else {}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# GRPO
+
+
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Shao et al. 2024 eq. 3 (outcome supervision): rewards (N, G) → (r − mean_g r) / (std_g r + eps)."""
+    mean = rewards.mean(-1, keepdim=True)
+    std = rewards.std(-1, keepdim=True) if rewards.shape[-1] > 1 else torch.zeros_like(mean)
+    return (rewards - mean) / (std + eps)
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Unbiased, non-negative per-token KL estimate: π_ref/π − log(π_ref/π) − 1 (Schulman 2020; GRPO eq. 4)."""
+    d = ref_logp - logp
+    return torch.exp(d) - d - 1
+
+
+def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip: float = 0.2, beta: float = 0.04):
+    """GRPO eq. 3 → (loss, mean KL). logp/old/ref (B, T) per token, adv (B,), mask (B, T)."""
+    ratio = torch.exp(logp - old_logp)
+    a = adv.unsqueeze(1)
+    surr = torch.minimum(ratio * a, ratio.clamp(1 - clip, 1 + clip) * a)
+    kl = k3_kl(logp, ref_logp)
+    m = mask.float()
+    per_seq = ((surr - beta * kl) * m).sum(-1) / m.sum(-1).clamp_min(1)
+    kl_seq = (kl * m).sum(-1) / m.sum(-1).clamp_min(1)
+    return -per_seq.mean(), kl_seq.mean()
+
+
+class GRPOObjective:
+    """Batch = (x, y, old_logp, ref_logp, advantages (B,), stats)."""
+
+    name = "grpo"
+
+    def __init__(self, clip: float = 0.2, beta: float = 0.04, stat_names: tuple[str, ...] = ()):
+        self.clip, self.beta, self.stat_names = clip, beta, stat_names
+
+    def loss(self, model, batch):
+        x, y, old_logp, ref_logp, adv = batch[:5]
+        logp = token_logps(model(x), y)
+        loss, kl = grpo_loss(logp, old_logp, ref_logp, adv, y != IGNORE_INDEX, self.clip, self.beta)
+        return loss, {"kl": float(kl.detach()), **_stats(batch[5], self.stat_names)}

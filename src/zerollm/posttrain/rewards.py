@@ -1,0 +1,48 @@
+"""Verifiable rewards for RL (GRPO / PPO without a learned reward model).
+
+GSM8K convention (Cobbe et al. 2021): a solution ends with a line `#### <answer>`; the answer is a number,
+possibly with thousands separators or a currency sign. `exact_numeric_reward` is 1 when the completion's
+final `#### …` number equals the reference numerically, else 0. `format_reward` is 1 when the completion
+ends with a well-formed `#### <number>` line (a shaping signal that teaches the answer format first).
+"""
+from __future__ import annotations
+
+import re
+
+_ANSWER = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
+_FORMAT = re.compile(r"####\s*\$?\s*-?[\d,]*\.?\d+\s*$")
+
+
+def extract_answer(text: str) -> float | None:
+    """The number after the last `####`, or None."""
+    found = _ANSWER.findall(text)
+    if not found:
+        return None
+    try:
+        return float(found[-1].replace(",", ""))
+    except ValueError:
+        return None
+
+
+def exact_numeric_reward(completion: str, answer: str | float | int) -> float:
+    """1.0 if the completion's `#### x` equals the reference answer (itself a number or a GSM8K solution)."""
+    ref = answer if isinstance(answer, (int, float)) else extract_answer(answer)
+    if ref is None and isinstance(answer, str):
+        try:
+            ref = float(answer.replace(",", ""))
+        except ValueError:
+            return 0.0
+    got = extract_answer(completion)
+    return float(got is not None and ref is not None and abs(got - float(ref)) < 1e-6)
+
+
+def format_reward(completion: str) -> float:
+    return float(_FORMAT.search(completion.strip()) is not None)
+
+
+def combined_reward(completion: str, answer, format_weight: float = 0.1) -> float:
+    """Exact-match reward plus a small format bonus."""
+    return exact_numeric_reward(completion, answer) + format_weight * format_reward(completion)
+
+
+REWARDS = {"exact": exact_numeric_reward, "format": lambda c, a: format_reward(c), "exact+format": combined_reward}

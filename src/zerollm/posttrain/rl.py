@@ -1,0 +1,192 @@
+"""RL rollouts as batch sources for the one training loop (GRPO and PPO).
+
+The loop asks its batch source for `next_batch()`; here that *generates* — the current policy samples
+completions through `engine.generate`, they are scored, and the tensors the objective needs come back:
+
+    prompts ──(policy, engine.generate)──▶ completions ──reward──▶ advantages ──▶ batch tensors
+                                                                               └─ reused `updates_per_rollout`
+                                                                                  times (GRPO's μ, PPO epochs)
+
+Sampling is seeded from (seed, rollout number, sample number), and `state_dict()` holds the prompt order
+position, the rollout counter and the current rollout buffer, so a resumed run continues exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Callable
+
+import torch
+
+from zerollm.chat_format import chatml_prompt_ids, render, stop_token_ids
+from zerollm.engine.generate import GenerationConfig, generate
+from zerollm.posttrain.data import IGNORE_INDEX, _Shuffled, pad_batch
+from zerollm.posttrain.objectives import (group_advantages, hidden_and_values, kl_shaped_rewards, gae, scores,
+                                          token_logps)
+
+
+@contextlib.contextmanager
+def adapters_disabled(model):
+    """Run the base model of a LoRA model (the reference policy) without copying it."""
+    from zerollm.posttrain.lora import lora_modules
+
+    mods = [m for m in lora_modules(model).values() if not m.merged]
+    for m in mods:
+        m.merged = True  # a merged layer skips the LoRA branch; its weight holds the base here
+    try:
+        yield model
+    finally:
+        for m in mods:
+            m.merged = False
+
+
+class Reference:
+    """The frozen reference policy: a copy of the start model, or the LoRA model with adapters disabled."""
+
+    def __init__(self, policy, lora: bool):
+        self.policy, self.lora = policy, lora
+        self.model = None if lora else copy.deepcopy(policy).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def token_logps(self, x, y):
+        if self.lora:
+            with adapters_disabled(self.policy):
+                return token_logps(self.policy(x), y)
+        return token_logps(self.model(x), y)
+
+
+def sample(policy, tokenizer, prompt_ids: list[int], n: int, max_new_tokens: int, temperature: float, seed: int,
+           top_k: int = 0) -> list[list[int]]:
+    """n completions of one prompt; a completion that stopped ends with the end-of-turn token."""
+    stops = stop_token_ids(tokenizer)
+    out = []
+    for k in range(n):
+        gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None,
+                               seed=seed + k, stop_token_ids=stops)
+        new = generate(policy, tokenizer, prompt_ids, gen)
+        out.append(new + ([stops[0]] if len(new) < max_new_tokens else []))
+    return out
+
+
+def completion_text(tokenizer, completion: list[int]) -> str:
+    stops = set(stop_token_ids(tokenizer))
+    return tokenizer.decode([t for t in completion if t not in stops])
+
+
+def rows_for(prompt_ids: list[int], completions: list[list[int]]) -> list[tuple[list[int], list[int]]]:
+    """(x, y) rows: y labels the completion tokens only."""
+    rows = []
+    for c in completions:
+        ids = prompt_ids + c
+        labels = [IGNORE_INDEX] * (len(prompt_ids) - 1) + c
+        rows.append((ids[:-1], labels))
+    return rows
+
+
+class GRPORollouts(_Shuffled):
+    """Each batch: `prompts_per_step` prompts × `group_size` samples → (x, y, old_logp, ref_logp, adv, stats)."""
+
+    stat_names = ("reward", "accuracy", "completion_len", "reward_std")
+
+    def __init__(self, policy, reference: Reference, tokenizer, prompts: list, reward_fn: Callable, *,
+                 prompts_per_step: int, group_size: int, max_new_tokens: int, temperature: float,
+                 updates_per_rollout: int = 1, seed: int = 0, accuracy_fn: Callable | None = None):
+        super().__init__(len(prompts), prompts_per_step, seed)
+        self.policy, self.ref, self.tok, self.prompts = policy, reference, tokenizer, prompts
+        self.reward_fn, self.accuracy_fn = reward_fn, accuracy_fn or reward_fn
+        self.G, self.max_new, self.temperature, self.mu = group_size, max_new_tokens, temperature, updates_per_rollout
+        self.rollouts, self.uses, self.buffer = 0, 0, None
+
+    @torch.no_grad()
+    def _rollout(self) -> tuple[torch.Tensor, ...]:
+        device = next(self.policy.parameters()).device
+        rows, rewards, accs, lens = [], [], [], []
+        for j, i in enumerate(self.next_indices()):
+            msgs, rec = self.prompts[i]
+            p = chatml_prompt_ids(msgs, self.tok)
+            comps = sample(self.policy, self.tok, p, self.G, self.max_new, self.temperature,
+                           seed=self.seed * 1_000_003 + self.rollouts * 10_007 + j * 101)
+            texts = [completion_text(self.tok, c) for c in comps]
+            rewards.append([self.reward_fn(t, rec.get("answer")) for t in texts])
+            accs += [self.accuracy_fn(t, rec.get("answer")) for t in texts]
+            lens += [len(c) for c in comps]
+            rows += rows_for(p, comps)
+        self.rollouts += 1
+        pad = self.tok.pad_id if self.tok.pad_id is not None else 0
+        x, y = pad_batch(rows, pad)
+        x, y = x.to(device), y.to(device)
+        r = torch.tensor(rewards, dtype=torch.float32)  # (N, G)
+        adv = group_advantages(r).reshape(-1).to(device)
+        old = token_logps(self.policy(x), y)
+        ref = self.ref.token_logps(x, y)
+        stats = torch.tensor([[r.mean().item(), sum(accs) / len(accs), sum(lens) / len(lens),
+                               r.std(-1).mean().item()]], device=device)
+        return x, y, old, ref, adv, stats
+
+    def next_batch(self):
+        if self.buffer is None or self.uses >= self.mu:
+            self.buffer, self.uses = self._rollout(), 0
+        self.uses += 1
+        return self.buffer
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "rollouts": self.rollouts, "uses": self.uses,
+                "buffer": [t.cpu() for t in self.buffer] if self.buffer is not None else []}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.rollouts, self.uses = int(state["rollouts"]), int(state["uses"])
+        device = next(self.policy.parameters()).device
+        self.buffer = tuple(t.to(device) for t in state["buffer"]) or None
+
+
+class PPORollouts(GRPORollouts):
+    """Each batch: `prompts_per_step` prompts, one sample each, scored by a reward model; per-token KL
+    penalty, GAE → (x, y, mask, old_logp, old_values, adv, returns, stats). Served `updates_per_rollout`
+    times (PPO epochs)."""
+
+    stat_names = ("score", "kl", "completion_len", "property")
+
+    def __init__(self, policy, reference: Reference, reward_model, tokenizer, prompts, *, prompts_per_step: int,
+                 max_new_tokens: int, temperature: float, kl_coef: float, gamma: float, lam: float,
+                 updates_per_rollout: int = 4, seed: int = 0, property_fn: Callable | None = None):
+        super().__init__(policy, reference, tokenizer, prompts, lambda t, a: 0.0, prompts_per_step=prompts_per_step,
+                         group_size=1, max_new_tokens=max_new_tokens, temperature=temperature,
+                         updates_per_rollout=updates_per_rollout, seed=seed)
+        self.rm, self.kl_coef, self.gamma, self.lam = reward_model, kl_coef, gamma, lam
+        self.property_fn = property_fn or (lambda t: 0.0)
+
+    @torch.no_grad()
+    def _rollout(self):
+        device = next(self.policy.parameters()).device
+        rows, rm_rows, lens, props = [], [], [], []
+        for j, i in enumerate(self.next_indices()):
+            msgs, _ = self.prompts[i]
+            p = chatml_prompt_ids(msgs, self.tok)
+            (c,) = sample(self.policy, self.tok, p, 1, self.max_new, self.temperature,
+                          seed=self.seed * 1_000_003 + self.rollouts * 10_007 + j * 101)
+            rows += rows_for(p, [c])
+            text = completion_text(self.tok, c)
+            props.append(self.property_fn(text))
+            r = render(list(msgs) + [{"role": "assistant", "content": text}], self.tok,
+                       train_on="last")
+            rm_rows.append((r.ids[:-1], [t if m else IGNORE_INDEX for t, m in zip(r.ids[1:], r.mask[1:])]))
+            lens.append(len(c))
+        self.rollouts += 1
+        pad = self.tok.pad_id if self.tok.pad_id is not None else 0
+        x, y = (t.to(device) for t in pad_batch(rows, pad))
+        rx, ry = (t.to(device) for t in pad_batch(rm_rows, pad))
+        score = scores(self.rm, rx, ry)  # (B,)
+        h, values = hidden_and_values(self.policy, x)
+        old = token_logps(self.policy.logits(h), y)
+        ref = self.ref.token_logps(x, y)
+        mask = y != IGNORE_INDEX
+        rewards, kl = kl_shaped_rewards(score, old, ref, mask, self.kl_coef)
+        adv, ret = gae(rewards, values, mask, self.gamma, self.lam)
+        m = mask.float()
+        mean = (adv * m).sum() / m.sum()
+        std = (((adv - mean) ** 2 * m).sum() / m.sum()).sqrt()
+        adv = (adv - mean) / (std + 1e-8) * m  # whitened advantages
+        stats = torch.tensor([[score.mean().item(), kl.mean().item(), sum(lens) / len(lens),
+                               sum(props) / len(props)]], device=device)
+        return x, y, m, old, values, adv, ret, stats

@@ -1,0 +1,436 @@
+"""Post-training stages: `sft`, `reward`, `dpo`, `grpo`, `ppo` — each a config dataclass plus a function that
+composes data, an objective (objectives.py) and the one training loop (train/loop.py).
+
+    model dir (checkpoint / run / HF) ─┐
+    data files (JSONL / JSON / parquet)┴─▶ stage ─▶ run dir/
+                                                     manifest.json, config.yaml, metrics.jsonl, loss.png,
+                                                     <stage>.png (stage figures), report.md,
+                                                     checkpoints/step-N/ (exact resume: weights incl. LoRA,
+                                                                          optimizer, RNG, data/rollout state)
+                                                     model/    final plain checkpoint (LoRA merged) → next stage
+                                                     adapter/  PEFT adapter (with --lora / --qlora)
+
+`--lora` freezes the base and trains LoRA adapters (lora.py); `--qlora` first quantizes the frozen base
+linear layers to NF4 (nf4.py). RL stages (grpo, ppo) produce their batches by sampling the current policy
+through `engine.generate` (rl.py), so they run in the same loop with the same checkpoints.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from zerollm.artifacts import atomic_write_text, write_manifest
+from zerollm.config import load_config, to_yaml
+from zerollm.posttrain import data as D
+from zerollm.posttrain.lora import LoRAConfig, apply_lora, save_adapter, strip_lora, trainable_share
+from zerollm.posttrain.objectives import (DPOObjective, GRPOObjective, PPOObjective, RewardObjective,
+                                          SFTObjective, add_value_head, evaluate_pairs, evaluate_sft,
+                                          reference_logps, reward_margin, scores)
+from zerollm.train.loop import TrainConfig, train
+
+
+def _post_train_defaults() -> TrainConfig:
+    return TrainConfig(steps=200, batch_size=8, seq_len=256, lr=1e-4, warmup_steps=10, weight_decay=0.0,
+                       eval_every=50, eval_batches=10, ckpt_every=100, log_every=5)
+
+
+@dataclass
+class StageConfig:
+    model: str = ""  # checkpoint / run / HF directory to start from
+    data: list = field(default_factory=list)  # training files (JSONL, JSON list, parquet; dirs and globs)
+    val_data: list = field(default_factory=list)  # held-out files; default: val_fraction of `data`
+    val_fraction: float = 0.05
+    max_examples: int = 0  # 0 = all
+    max_len: int = 256  # tokens per example (prompt + response)
+    out: str = "runs/posttrain"
+    lora: bool = False
+    qlora: bool = False  # LoRA over an NF4-quantized frozen base
+    lora_config: LoRAConfig = field(default_factory=LoRAConfig)
+    train: TrainConfig = field(default_factory=_post_train_defaults)
+    resume: bool = False
+
+
+@dataclass
+class SFTConfig(StageConfig):
+    out: str = "runs/sft"
+    packing: bool = False
+    eval_answers: list = field(default_factory=list)  # {"question","answer"} files: greedy exact match
+    eval_limit: int = 100
+    eval_max_new_tokens: int = 64
+
+
+@dataclass
+class RewardConfig(StageConfig):
+    out: str = "runs/reward"
+
+
+@dataclass
+class DPOConfig(StageConfig):
+    out: str = "runs/dpo"
+    beta: float = 0.1
+    loss_type: str = "sigmoid"  # sigmoid | ipo
+    label_smoothing: float = 0.0  # cDPO / robust DPO ε
+
+
+@dataclass
+class GRPOConfig(SFTConfig):
+    out: str = "runs/grpo"
+    group_size: int = 8
+    prompts_per_step: int = 4
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    beta: float = 0.04  # KL(π‖π_ref) weight
+    clip: float = 0.2
+    updates_per_rollout: int = 1  # GRPO's μ
+    reward: str = "exact+format"  # rewards.REWARDS key
+
+
+@dataclass
+class PPOConfig(StageConfig):
+    out: str = "runs/ppo"
+    reward_model: str = ""  # run/model dir of a `zerollm reward` run
+    prompts_per_step: int = 8
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    kl_coef: float = 0.05
+    gamma: float = 1.0
+    lam: float = 0.95
+    clip: float = 0.2
+    value_clip: float = 0.2
+    vf_coef: float = 0.1
+    ppo_epochs: int = 4
+    eval_limit: int = 32
+
+
+# ----------------------------------------------------------------------------------------------------------
+# shared plumbing
+
+
+def _resolve(cls, cfg, overrides):
+    if not isinstance(cfg, cls):
+        return load_config(cls, cfg, overrides)
+    return load_config(cls, None, overrides, base=cfg) if overrides else cfg
+
+
+def load_scored_model(path, device="cpu"):
+    """A reward model (Transformer + value_head) saved by the reward stage."""
+    from zerollm.interop.weights import empty_model
+    from zerollm.tokenizer.base import load_tokenizer
+    from zerollm.train.checkpoint import load_model_config, load_weights, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(Path(path) / "model" if (Path(path) / "model").is_dir() else path)
+    model = empty_model(load_model_config(ckpt))
+    add_value_head(model)
+    load_weights(model, ckpt / "model.safetensors")
+    tok = load_tokenizer(ckpt / "tokenizer") if (ckpt / "tokenizer").is_dir() else None
+    return model.to(device).eval(), tok
+
+
+class Ctx:
+    """What every stage sets up the same way: device, model (+LoRA), tokenizer, run dir, resume point."""
+
+    def __init__(self, cfg: StageConfig, stage: str, value_head: bool = False, scored: bool = False):
+        from zerollm.pretrain import latest_checkpoint
+        from zerollm.train.checkpoint import load_model
+        from zerollm.train.distributed import pick_device
+
+        if not cfg.model:
+            raise ValueError(f"{stage}: no starting model (set model=DIR or --model)")
+        self.cfg, self.stage, self.device = cfg, stage, pick_device(cfg.train.device)
+        torch.manual_seed(cfg.train.seed)
+        if scored:
+            self.model, self.tok = load_scored_model(cfg.model, self.device)
+        else:
+            self.model, self.tok, _ = load_model(cfg.model, device=self.device)
+        if self.tok is None:
+            raise FileNotFoundError(f"{cfg.model}: no tokenizer/ directory")
+        self.model.train().requires_grad_(True)
+        if cfg.qlora:
+            from zerollm.posttrain.nf4 import quantize_nf4
+
+            quantize_nf4(self.model, cfg.lora_config.targets)
+        self.lora = cfg.lora or cfg.qlora
+        if self.lora:
+            apply_lora(self.model, cfg.lora_config)
+        if value_head:
+            if not hasattr(self.model, "value_head"):
+                add_value_head(self.model)
+            self.model.value_head.requires_grad_(True)
+        self.run_dir = Path(cfg.out)
+        self.resume_from = latest_checkpoint(self.run_dir) if cfg.resume else None
+        if cfg.resume and self.resume_from is None:
+            raise FileNotFoundError(f"--resume: no checkpoint found in {self.run_dir}/checkpoints")
+        self.config_yaml = to_yaml(cfg)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "config.yaml", self.config_yaml)
+        write_manifest(self.run_dir, "run", stage=stage, model=str(cfg.model), lora=self.lora)
+        self.trainable, self.total = trainable_share(self.model)
+
+    def train(self, objective, data, evaluate=None) -> dict:
+        return train(self.model, objective, data, self.cfg.train, self.run_dir, model_cfg=self.model.cfg,
+                     tokenizer=self.tok, evaluate=evaluate, resume_from=self.resume_from,
+                     config_yaml=self.config_yaml)
+
+    def finish(self, summary: dict, plots: list[tuple[str, list[str]]], lines: list[str],
+               samples: list[tuple[str, str]] | None = None, keep_head: bool = False) -> dict:
+        from zerollm.pretrain import finish_run_report
+        from zerollm.train.checkpoint import save_checkpoint
+
+        model, cfg = self.model, self.cfg
+        if self.lora:
+            save_adapter(model, self.run_dir / "adapter", base_model_name_or_path=str(cfg.model))
+            summary["adapter"] = str(self.run_dir / "adapter")
+        if not cfg.qlora:
+            if self.lora:
+                strip_lora(model)
+            if not keep_head and hasattr(model, "value_head"):
+                del model.value_head
+            save_checkpoint(self.run_dir / "model", model, model.cfg, tokenizer=self.tok, step=summary["steps"],
+                            extra={"stage": self.stage, "value_head": keep_head})
+            summary["model_dir"] = str(self.run_dir / "model")
+        figures = []
+        for name, keys in plots:
+            png = plot_metrics(self.run_dir / "metrics.jsonl", keys, self.run_dir / f"{name}.png", f"{self.stage}: {name}")
+            if png:
+                figures.append(f"![{name}]({png.name})")
+        share = self.trainable / max(self.total, 1)
+        lines = [f"- trainable parameters: {self.trainable:,} of {self.total:,} ({share:.2%})"
+                 + (" — LoRA" + (" over NF4 base (QLoRA)" if cfg.qlora else "") if self.lora else "")] + lines
+        sections = [(f"{self.stage} results", "\n".join(lines))] + ([("Figures", "\n\n".join(figures))] if figures else [])
+        for title, text in samples or []:
+            sections.append((title, "```text\n" + text.replace("```", "`\u200b``") + "\n```"))
+        sections.append(("Reproduce (post-training)", f"`zerollm {self.stage} --config {self.run_dir / 'config.yaml'}`"))
+        summary.update(run_dir=str(self.run_dir), trainable_params=self.trainable, total_params=self.total)
+        finish_run_report(self.run_dir, self.stage, model, model.cfg, cfg.train, summary, extra_sections=sections)
+        return summary
+
+
+def plot_metrics(metrics_path: Path, keys: list[str], png: Path, title: str) -> Path | None:
+    """One panel per metric key present in metrics.jsonl, against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zerollm.train.report import read_metrics
+
+    rows = read_metrics(metrics_path)
+    series = {k: [(r["step"], r[k]) for r in rows if k in r] for k in keys}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.4), dpi=100, squeeze=False)
+    for ax, (k, pts) in zip(axes[0], series.items()):
+        ax.plot(*zip(*pts), "o-" if len(pts) < 30 else "-", markersize=3, linewidth=1.2)
+        ax.set_xlabel("step")
+        ax.set_title(k)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    return png
+
+
+def _split(items: list, cfg: StageConfig) -> tuple[list, list]:
+    items = list(items)
+    random.Random(cfg.train.seed).shuffle(items)
+    n_val = max(1, int(len(items) * cfg.val_fraction)) if len(items) > 1 else 0
+    return items[n_val:], items[:n_val]
+
+
+@torch.no_grad()
+def exact_match(model, tok, prompts: list, max_new_tokens: int) -> float:
+    """Greedy decoding on (messages, record) prompts; share whose `#### x` equals record["answer"]."""
+    from zerollm.chat_format import chatml_prompt_ids, stop_token_ids
+    from zerollm.engine.generate import GenerationConfig, generate
+    from zerollm.posttrain.rewards import exact_numeric_reward
+
+    if not prompts:
+        return float("nan")
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, stop_token_ids=stop_token_ids(tok))
+    hits = sum(exact_numeric_reward(tok.decode(generate(model, tok, chatml_prompt_ids(m, tok), gen)), r["answer"])
+               for m, r in prompts)
+    return hits / len(prompts)
+
+
+def greedy_samples(model, tok, prompts: list, max_new_tokens: int, n: int = 3) -> str:
+    from zerollm.chat_format import chatml_prompt_ids, stop_token_ids
+    from zerollm.engine.generate import GenerationConfig, generate
+
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, stop_token_ids=stop_token_ids(tok))
+    return "\n\n".join(f"> {m[-1]['content']}\n{tok.decode(generate(model, tok, chatml_prompt_ids(m, tok), gen))}"
+                       for m, _ in prompts[:n])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# stages
+
+
+def sft(cfg: SFTConfig | str | None = None, overrides=None) -> dict:
+    """Supervised fine-tuning on conversations (loss on assistant tokens incl. <|im_end|>)."""
+    cfg = _resolve(SFTConfig, cfg, overrides)
+    ctx = Ctx(cfg, "sft")
+    limit = cfg.max_examples or None
+    examples = D.load_sft_examples(cfg.data, ctx.tok, cfg.max_len, limit)
+    train_ex, val_ex = (examples, D.load_sft_examples(cfg.val_data, ctx.tok, cfg.max_len)) if cfg.val_data \
+        else _split(examples, cfg)
+    pad = D.pad_id_of(ctx.tok)
+    data = D.SFTData(train_ex, cfg.train.batch_size, pad, cfg.max_len, cfg.packing, seed=cfg.train.seed)
+    val = D.SFTData(val_ex, cfg.train.batch_size, pad, shuffle=False) if val_ex else None
+    answers = D.load_prompts(cfg.eval_answers, cfg.eval_limit) if cfg.eval_answers else []
+
+    def evaluate(m):
+        out = evaluate_sft(m, val.iter_all(cfg.train.batch_size)) if val else {}
+        if answers:
+            out["exact_match"] = exact_match(m, ctx.tok, answers, cfg.eval_max_new_tokens)
+        return out
+
+    summary = ctx.train(SFTObjective(), data, evaluate)
+    ev = summary["evals"]
+    lines = [f"- examples: {len(train_ex)} train, {len(val_ex)} held out" + (" (packed)" if cfg.packing else "")]
+    if answers and ev:
+        lines.append(f"- held-out exact match: {ev[0].get('exact_match', float('nan')):.1%} (step {ev[0]['step']}) → "
+                     f"**{ev[-1].get('exact_match', float('nan')):.1%}** (step {ev[-1]['step']}), {len(answers)} prompts")
+    samples = [("Samples after SFT", greedy_samples(ctx.model, ctx.tok, answers, cfg.eval_max_new_tokens))] if answers else []
+    return ctx.finish(summary, [("sft", ["val_loss", "exact_match"])], lines, samples)
+
+
+def _preference_split(cfg, tok):
+    pairs = D.load_preference_pairs(cfg.data, tok, cfg.max_len, cfg.max_examples or None)
+    if cfg.val_data:
+        return pairs, D.load_preference_pairs(cfg.val_data, tok, cfg.max_len)
+    return _split(pairs, cfg)
+
+
+def reward(cfg: RewardConfig | str | None = None, overrides=None) -> dict:
+    """Reward model: scalar head on the transformer, Bradley–Terry loss on (chosen, rejected) pairs."""
+    cfg = _resolve(RewardConfig, cfg, overrides)
+    ctx = Ctx(cfg, "reward", value_head=True)
+    train_p, val_p = _preference_split(cfg, ctx.tok)
+    pad = D.pad_id_of(ctx.tok)
+    data = D.PreferenceData(train_p, cfg.train.batch_size, pad, seed=cfg.train.seed)
+    val = D.PreferenceData(val_p, cfg.train.batch_size, pad, shuffle=False)
+
+    def evaluate(m):
+        return evaluate_pairs(m, val, cfg.train.batch_size, reward_margin)
+
+    summary = ctx.train(RewardObjective(), data, evaluate)
+    ev = summary["evals"]
+    lines = [f"- pairs: {len(train_p)} train, {len(val_p)} held out"]
+    if ev:
+        lines.append(f"- held-out pairwise accuracy: {ev[0]['pair_accuracy']:.1%} → **{ev[-1]['pair_accuracy']:.1%}**"
+                     f"; mean margin {ev[0]['margin']:.3f} → {ev[-1]['margin']:.3f}")
+    return ctx.finish(summary, [("reward", ["pair_accuracy", "margin", "accuracy"])], lines, keep_head=True)
+
+
+def dpo(cfg: DPOConfig | str | None = None, overrides=None) -> dict:
+    """Direct preference optimization against the start model as reference (log-probs computed once)."""
+    cfg = _resolve(DPOConfig, cfg, overrides)
+    ctx = Ctx(cfg, "dpo")
+    train_p, val_p = _preference_split(cfg, ctx.tok)
+    pad = D.pad_id_of(ctx.tok)
+    data = D.PreferenceData(train_p, cfg.train.batch_size, pad, seed=cfg.train.seed)
+    val = D.PreferenceData(val_p, cfg.train.batch_size, pad, shuffle=False)
+    # π_ref = the start model (LoRA's B = 0, so the same function); deterministic, so recomputed on resume
+    obj = DPOObjective(reference_logps(ctx.model, data), cfg.beta, cfg.loss_type, cfg.label_smoothing)
+    val_obj = DPOObjective(reference_logps(ctx.model, val), cfg.beta, cfg.loss_type, cfg.label_smoothing)
+
+    def evaluate(m):
+        return evaluate_pairs(m, val, cfg.train.batch_size, val_obj.pair_margin)
+
+    summary = ctx.train(obj, data, evaluate)
+    ev = summary["evals"]
+    lines = [f"- pairs: {len(train_p)} train, {len(val_p)} held out; β={cfg.beta}, loss {cfg.loss_type}"
+             + (f", label smoothing {cfg.label_smoothing}" if cfg.label_smoothing else "")]
+    if ev:
+        lines.append(f"- held-out preference accuracy: {ev[0]['pair_accuracy']:.1%} → **{ev[-1]['pair_accuracy']:.1%}**;"
+                     f" implicit reward margin {ev[0]['margin']:.3f} → **{ev[-1]['margin']:.3f}**")
+    return ctx.finish(summary, [("dpo", ["pair_accuracy", "margin", "reward_accuracy", "reward_margin"])], lines)
+
+
+def grpo(cfg: GRPOConfig | str | None = None, overrides=None) -> dict:
+    """GRPO on verifiable rewards: group sampling, group-normalized advantages, k3 KL to the start model."""
+    from zerollm.posttrain.rewards import REWARDS, exact_numeric_reward
+    from zerollm.posttrain.rl import GRPORollouts, Reference
+
+    cfg = _resolve(GRPOConfig, cfg, overrides)
+    if cfg.reward not in REWARDS:
+        raise ValueError(f"grpo: unknown reward {cfg.reward!r}; known: {', '.join(REWARDS)}")
+    ctx = Ctx(cfg, "grpo")
+    prompts = D.load_prompts(cfg.data, cfg.max_examples or None)
+    answers = D.load_prompts(cfg.eval_answers, cfg.eval_limit) if cfg.eval_answers else []
+    data = GRPORollouts(ctx.model, Reference(ctx.model, ctx.lora), ctx.tok, prompts, REWARDS[cfg.reward],
+                        prompts_per_step=cfg.prompts_per_step, group_size=cfg.group_size,
+                        max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                        updates_per_rollout=cfg.updates_per_rollout, seed=cfg.train.seed,
+                        accuracy_fn=exact_numeric_reward)
+
+    def evaluate(m):
+        return {"exact_match": exact_match(m, ctx.tok, answers, cfg.max_new_tokens)} if answers else {}
+
+    summary = ctx.train(GRPOObjective(cfg.clip, cfg.beta, GRPORollouts.stat_names), data, evaluate)
+    ev = summary["evals"]
+    lines = [f"- {len(prompts)} prompts, {cfg.prompts_per_step} per step × group of {cfg.group_size}; reward "
+             f"{cfg.reward}; β={cfg.beta}, clip {cfg.clip}, μ={cfg.updates_per_rollout}"]
+    if ev and answers:
+        lines.append(f"- held-out exact match (greedy): {ev[0]['exact_match']:.1%} → **{ev[-1]['exact_match']:.1%}**"
+                     f" ({len(answers)} prompts)")
+    samples = [("Samples after GRPO", greedy_samples(ctx.model, ctx.tok, answers, cfg.max_new_tokens))] if answers else []
+    return ctx.finish(summary, [("grpo", ["reward", "accuracy", "exact_match", "kl"])], lines, samples)
+
+
+def ppo(cfg: PPOConfig | str | None = None, overrides=None, property_fn=None) -> dict:
+    """PPO (RLHF): policy + value head, frozen reference, per-token KL penalty, GAE, reward-model score."""
+    from zerollm.posttrain.rl import PPORollouts, Reference, sample, completion_text
+
+    cfg = _resolve(PPOConfig, cfg, overrides)
+    if not cfg.reward_model:
+        raise ValueError("ppo: no reward model (set reward_model=DIR from `zerollm reward`)")
+    ctx = Ctx(cfg, "ppo", value_head=True)
+    rm, _ = load_scored_model(cfg.reward_model, ctx.device)
+    rm.requires_grad_(False)
+    prompts = D.load_prompts(cfg.data, cfg.max_examples or None)
+    train_pr, val_pr = _split(prompts, cfg)
+    val_pr = val_pr[:cfg.eval_limit]
+    ref = Reference(ctx.model, ctx.lora)
+    data = PPORollouts(ctx.model, ref, rm, ctx.tok, train_pr, prompts_per_step=cfg.prompts_per_step,
+                       max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, kl_coef=cfg.kl_coef,
+                       gamma=cfg.gamma, lam=cfg.lam, updates_per_rollout=cfg.ppo_epochs, seed=cfg.train.seed,
+                       property_fn=property_fn)
+
+    @torch.no_grad()
+    def evaluate(m):
+        # held-out prompts, sampled with fixed seeds: reward-model score, KL to the reference, property
+        ev = PPORollouts(m, ref, rm, ctx.tok, val_pr, prompts_per_step=len(val_pr), max_new_tokens=cfg.max_new_tokens,
+                         temperature=cfg.temperature, kl_coef=cfg.kl_coef, gamma=cfg.gamma, lam=cfg.lam,
+                         seed=12345, property_fn=property_fn)
+        stats = ev._rollout()[-1][0].tolist()
+        return {"val_score": stats[0], "val_kl": stats[1], "val_property": stats[3]}
+
+    summary = ctx.train(PPOObjective(cfg.clip, cfg.value_clip, cfg.vf_coef, PPORollouts.stat_names), data, evaluate)
+    ev = summary["evals"]
+    lines = [f"- {len(train_pr)} train prompts, {len(val_pr)} held out; {cfg.prompts_per_step} rollouts per batch, "
+             f"{cfg.ppo_epochs} epochs; KL coef {cfg.kl_coef}, γ={cfg.gamma}, λ={cfg.lam}"]
+    if ev:
+        lines.append(f"- held-out reward-model score: {ev[0]['val_score']:.3f} → **{ev[-1]['val_score']:.3f}**; "
+                     f"KL to reference {ev[0]['val_kl']:.3f} → {ev[-1]['val_kl']:.3f} nats/sequence")
+        if property_fn is not None:
+            lines.append(f"- held-out property score: {ev[0]['val_property']:.3f} → **{ev[-1]['val_property']:.3f}**")
+    texts = []
+    for i, (msgs, _) in enumerate(val_pr[:3]):
+        from zerollm.chat_format import chatml_prompt_ids
+        (c,) = sample(ctx.model, ctx.tok, chatml_prompt_ids(msgs, ctx.tok), 1, cfg.max_new_tokens, cfg.temperature, i)
+        texts.append(f"> {msgs[-1]['content']}\n{completion_text(ctx.tok, c)}")
+    return ctx.finish(summary, [("ppo", ["val_score", "val_kl", "score", "kl"])], lines,
+                      [("Samples after PPO", "\n\n".join(texts))])
+
+
+STAGES = {"sft": (sft, SFTConfig), "reward": (reward, RewardConfig), "dpo": (dpo, DPOConfig),
+          "grpo": (grpo, GRPOConfig), "ppo": (ppo, PPOConfig)}
+
+__all__ = ["sft", "reward", "dpo", "grpo", "ppo", "SFTConfig", "RewardConfig", "DPOConfig", "GRPOConfig",
+           "PPOConfig", "StageConfig", "load_scored_model", "exact_match", "STAGES"]
