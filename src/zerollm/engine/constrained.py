@@ -1,0 +1,638 @@
+"""Constrained decoding: force the output to match a regex or a JSON Schema by masking tokens at each step.
+
+The approach is Outlines' (Willard & Louf 2023, "Efficient Guided Generation for Large Language Models"):
+compile the constraint to a finite automaton over characters, then at each step allow exactly the tokens
+whose characters keep the automaton alive.
+
+    JSON Schema ──_schema_ast──┐
+                               ├─▶ AST ──_NFA (Thompson 1968)──▶ lazy DFA (subset construction, cached)
+    regex ──────_RegexParser───┘                                      │
+                                                                      ▼
+    vocabulary trie (token strings, shared prefixes) ── walked from a DFA state ──▶ per-state token table
+
+For every DFA state we cache, per token, the *distance to acceptance* after consuming the token (the
+fewest characters still needed to reach a complete match; inf = token not allowed). A step's mask is then
+one comparison: `dist_after <= remaining_tokens - 1`. Because every byte-level vocabulary has
+single-character tokens, a completion of d characters needs at most d tokens, so the output is always
+complete — valid JSON / a full regex match — within `max_new_tokens`, whatever the model's weights (a
+random tiny model included). The stop token (eos) is allowed only in accepting states; in an accepting
+state from which no token can continue, generation ends by itself.
+
+API:
+
+    c = JSONSchemaConstraint(schema, tokenizer)        # or RegexConstraint(r"\\d{3}-[a-z]+", tokenizer)
+    st = c.begin()                                      # a per-sequence ConstraintState
+    mask = st.mask(remaining=50, n_logits=V)            # (V,) bool, True = allowed
+    st.advance(token_id); st.accepting; st.done; st.text
+    c.allowed_mask("text so far")                       # stateless convenience
+    ids = generate_constrained(model, tokenizer, prompt_ids, c, GenerationConfig(...))
+
+Limits (documented, regular languages only): JSON nesting is bounded by the schema itself (an untyped
+value `{}` allows JSON up to depth 2); `minimum`/`maximum`, `$ref`, `uniqueItems` and formats are not
+enforced; properties come out in schema order; non-ASCII text is produced only by tokens that hold whole
+UTF-8 characters (a token that is a partial character is never allowed). Regex syntax: literals, escapes
+(\\d \\w \\s \\D \\W \\S and escaped metacharacters), `.`, classes `[...]`/`[^...]`, groups `(...)`,
+`(?:...)`, `|`, and the quantifiers `* + ? {m} {m,} {m,n}`; the whole output must match (fullmatch).
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Sequence
+
+import torch
+
+INF = math.inf
+
+# ---------------------------------------------------------------------------------------------------------
+# AST: ("chars", CharSet) | ("seq", [nodes]) | ("alt", [nodes]) | ("rep", node, min, max|None)
+
+
+class CharSet:
+    """A set of characters: explicit chars and (lo, hi) ranges, optionally negated."""
+
+    __slots__ = ("chars", "ranges", "negated")
+
+    def __init__(self, chars: str = "", ranges: Sequence[tuple[str, str]] = (), negated: bool = False):
+        self.chars, self.ranges, self.negated = frozenset(chars), tuple(ranges), negated
+
+    def __contains__(self, c: str) -> bool:
+        hit = c in self.chars or any(lo <= c <= hi for lo, hi in self.ranges)
+        return hit != self.negated
+
+
+def lit(text: str):
+    return ("seq", [("chars", CharSet(c)) for c in text])
+
+
+def seq(*nodes):
+    return ("seq", list(nodes))
+
+
+def alt(*nodes):
+    return ("alt", list(nodes))
+
+
+def rep(node, lo: int = 0, hi: int | None = None):
+    return ("rep", node, lo, hi)
+
+
+def opt(node):
+    return rep(node, 0, 1)
+
+
+EMPTY = ("seq", [])
+DIGIT = CharSet(ranges=[("0", "9")])
+WORD = CharSet("_", [("a", "z"), ("A", "Z"), ("0", "9")])
+SPACE = CharSet(" \t\n\r\f\v")
+ANY = CharSet("\n", negated=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# regex -> AST
+
+
+class _RegexParser:
+    """Recursive-descent parser for the regex subset in the module docstring."""
+
+    _ESC = {"d": DIGIT, "w": WORD, "s": SPACE}
+    _CTRL = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "0": "\0"}
+
+    def __init__(self, pattern: str):
+        self.p, self.i = pattern, 0
+
+    def parse(self):
+        node = self._alt()
+        if self.i != len(self.p):
+            raise ValueError(f"regex {self.p!r}: unexpected {self.p[self.i]!r} at {self.i}")
+        return node
+
+    def _peek(self):
+        return self.p[self.i] if self.i < len(self.p) else None
+
+    def _alt(self):
+        branches = [self._seq()]
+        while self._peek() == "|":
+            self.i += 1
+            branches.append(self._seq())
+        return branches[0] if len(branches) == 1 else ("alt", branches)
+
+    def _seq(self):
+        items = []
+        while self._peek() not in (None, "|", ")"):
+            items.append(self._quantified(self._atom()))
+        return ("seq", items)
+
+    def _quantified(self, node):
+        while True:
+            c = self._peek()
+            if c in ("*", "+", "?"):
+                self.i += 1
+                node = rep(node, *{"*": (0, None), "+": (1, None), "?": (0, 1)}[c])
+            elif c == "{" and self._brace_ahead():
+                end = self.p.index("}", self.i)
+                lo, _, hi = self.p[self.i + 1:end].partition(",")
+                has_comma = "," in self.p[self.i + 1:end]
+                self.i = end + 1
+                node = rep(node, int(lo or 0), (int(hi) if hi else None) if has_comma else int(lo))
+            else:
+                return node
+            if self._peek() == "?":  # lazy quantifier: same language
+                self.i += 1
+
+    def _brace_ahead(self) -> bool:
+        end = self.p.find("}", self.i)
+        body = self.p[self.i + 1:end] if end > 0 else ""
+        return bool(body) and all(ch.isdigit() or ch == "," for ch in body) and body.count(",") <= 1
+
+    def _atom(self):
+        c = self._peek()
+        if c is None:
+            raise ValueError(f"regex {self.p!r}: unexpected end")
+        self.i += 1
+        if c == "(":
+            if self.p.startswith("?:", self.i):
+                self.i += 2
+            elif self._peek() == "?":
+                raise ValueError(f"regex {self.p!r}: only (...) and (?:...) groups are supported")
+            node = self._alt()
+            if self._peek() != ")":
+                raise ValueError(f"regex {self.p!r}: missing ')'")
+            self.i += 1
+            return node
+        if c == "[":
+            return ("chars", self._class())
+        if c == ".":
+            return ("chars", ANY)
+        if c == "\\":
+            return ("chars", self._escape())
+        if c in "^$":
+            if c == "^" and self.i == 1 or c == "$" and self.i == len(self.p):
+                return EMPTY  # anchors at the ends are implied (fullmatch)
+            raise ValueError(f"regex {self.p!r}: anchors are only supported at the ends")
+        if c in "*+?)":
+            raise ValueError(f"regex {self.p!r}: nothing to repeat at {self.i - 1}")
+        return ("chars", CharSet(c))
+
+    def _escape(self) -> CharSet:
+        c = self.p[self.i]
+        self.i += 1
+        if c.lower() in self._ESC:
+            base = self._ESC[c.lower()]
+            return base if c.islower() else CharSet(base.chars, base.ranges, not base.negated)
+        return CharSet(self._CTRL.get(c, c))
+
+    def _class(self) -> CharSet:
+        negated = self._peek() == "^"
+        self.i += negated
+        chars, ranges, first = [], [], True
+        while True:
+            c = self._peek()
+            if c is None:
+                raise ValueError(f"regex {self.p!r}: missing ']'")
+            if c == "]" and not first:
+                self.i += 1
+                break
+            first = False
+            self.i += 1
+            if c == "\\":
+                e = self.p[self.i]
+                if e.lower() in self._ESC:
+                    self.i += 1
+                    sub = self._ESC[e.lower()]
+                    if e.isupper():
+                        raise ValueError(f"regex {self.p!r}: \\{e} inside [...] is not supported")
+                    chars.extend(sub.chars)
+                    ranges.extend(sub.ranges)
+                    continue
+                self.i += 1
+                c = self._CTRL.get(e, e)
+            if self._peek() == "-" and self.i + 1 < len(self.p) and self.p[self.i + 1] != "]":
+                hi = self.p[self.i + 1]
+                self.i += 2
+                if hi == "\\":
+                    hi = self._CTRL.get(self.p[self.i], self.p[self.i])
+                    self.i += 1
+                ranges.append((c, hi))
+            else:
+                chars.append(c)
+        return CharSet("".join(chars), ranges, negated)
+
+
+def regex_ast(pattern: str):
+    return _RegexParser(pattern).parse()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# JSON Schema -> AST
+
+
+def _json_string_ast(min_len: int = 0, max_len: int | None = None, pattern: str | None = None):
+    if pattern is not None:
+        return seq(lit('"'), regex_ast(pattern.removeprefix("^").removesuffix("$")), lit('"'))
+    plain = ("chars", CharSet('"\\', [("\0", "\x1f")], negated=True))
+    escape = seq(lit("\\"), alt(("chars", CharSet('"\\/bfnrt')),
+                                seq(lit("u"), rep(("chars", CharSet(ranges=[("0", "9"), ("a", "f"), ("A", "F")])), 4, 4))))
+    return seq(lit('"'), rep(alt(plain, escape), min_len, max_len), lit('"'))
+
+
+_INT = seq(opt(lit("-")), alt(lit("0"), seq(("chars", CharSet(ranges=[("1", "9")])), rep(("chars", DIGIT)))))
+_NUMBER = seq(_INT, opt(seq(lit("."), rep(("chars", DIGIT), 1))),
+              opt(seq(("chars", CharSet("eE")), opt(("chars", CharSet("+-"))), rep(("chars", DIGIT), 1))))
+
+
+class JSONSchemaCompiler:
+    """JSON Schema (the subset in the module docstring) -> AST. `ws` is the optional whitespace allowed
+    after `:` and `,` (default: at most one space, so tokens like `": "` stay usable)."""
+
+    def __init__(self, ws=None, any_depth: int = 2):
+        self.ws = opt(lit(" ")) if ws is None else ws
+        self.any_depth = any_depth
+
+    def compile(self, schema: dict, depth: int | None = None):
+        depth = self.any_depth if depth is None else depth
+        if schema is True or schema == {}:
+            return self._any(depth)
+        if "const" in schema:
+            return lit(json.dumps(schema["const"]))
+        if "enum" in schema:
+            return alt(*(lit(json.dumps(v)) for v in schema["enum"]))
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                return alt(*(self.compile(s, depth) for s in schema[key]))
+        if "allOf" in schema and len(schema["allOf"]) == 1:
+            return self.compile(schema["allOf"][0], depth)
+        if "$ref" in schema:
+            raise ValueError("JSON Schema $ref is not supported by constrained decoding")
+        t = schema.get("type")
+        if t is None:
+            t = "object" if "properties" in schema else "array" if "items" in schema else None
+        if t is None:
+            return self._any(depth)
+        if isinstance(t, list):
+            return alt(*(self.compile({**schema, "type": x}, depth) for x in t))
+        if t == "object":
+            return self._object(schema, depth)
+        if t == "array":
+            return self._array(schema, depth)
+        if t == "string":
+            return _json_string_ast(schema.get("minLength", 0), schema.get("maxLength"), schema.get("pattern"))
+        if t == "integer":
+            return _nonneg(_INT) if schema.get("minimum", -1) >= 0 else _INT
+        if t == "number":
+            return _nonneg(_NUMBER) if schema.get("minimum", -1) >= 0 else _NUMBER
+        if t == "boolean":
+            return alt(lit("true"), lit("false"))
+        if t == "null":
+            return lit("null")
+        raise ValueError(f"unsupported JSON Schema type {t!r}")
+
+    def _object(self, schema: dict, depth: int):
+        props = list((schema.get("properties") or {}).items())
+        if not props:
+            if schema.get("additionalProperties") is False:
+                return lit("{}")
+            return self._any_object(depth) if depth > 0 else lit("{}")
+        required = set(schema.get("required", ()))
+        items = [(seq(lit(json.dumps(name) + ":"), self.ws, self.compile(sub, depth - 1)), name in required)
+                 for name, sub in props]
+        sep = seq(lit(","), self.ws)
+
+        # rest(i, emitted): properties i.. in order; a comma precedes each one after the first present.
+        # rest(i, True) is linear in size; rest(i, False) nests, so the total is O(n^2) nodes.
+        def rest(i: int, emitted: bool):
+            if i == len(items):
+                return EMPTY
+            node, req = items[i]
+            if emitted:
+                part = seq(sep, node)
+                return seq(part if req else opt(part), rest(i + 1, True))
+            with_it = seq(node, rest(i + 1, True))
+            return with_it if req else alt(with_it, rest(i + 1, False))
+
+        return seq(lit("{"), rest(0, False), lit("}"))
+
+    def _array(self, schema: dict, depth: int):
+        item = self.compile(schema.get("items", {}), depth - 1)
+        lo, hi = schema.get("minItems", 0), schema.get("maxItems")
+        more = rep(seq(lit(","), self.ws, item), max(lo - 1, 0), None if hi is None else max(hi - 1, 0))
+        body = seq(item, more)
+        if hi == 0:
+            return lit("[]")
+        return seq(lit("["), body if lo > 0 else opt(body), lit("]"))
+
+    def _any(self, depth: int):
+        scalars = [_json_string_ast(), _NUMBER, lit("true"), lit("false"), lit("null")]
+        if depth > 0:
+            scalars += [self._any_object(depth), self._array({"items": True}, depth)]
+        return alt(*scalars)
+
+    def _any_object(self, depth: int):
+        member = seq(_json_string_ast(), lit(":"), self.ws, self._any(depth - 1))
+        return seq(lit("{"), opt(seq(member, rep(seq(lit(","), self.ws, member)))), lit("}"))
+
+
+def _nonneg(node):
+    return node[1][1] if node[0] == "seq" and node[1][0] == ("rep", lit("-"), 0, 1) else node
+
+
+# ---------------------------------------------------------------------------------------------------------
+# AST -> NFA -> lazy DFA
+
+
+class _NFA:
+    """Thompson NFA: state s has eps[s] (targets) and edges[s] = [(CharSet, target)]; one accept state."""
+
+    def __init__(self, ast):
+        self.eps: list[list[int]] = []
+        self.edges: list[list[tuple[CharSet, int]]] = []
+        self.start = self._new()
+        self.accept = self._build(ast, self.start)
+        self.dist = self._distances()
+
+    def _new(self) -> int:
+        self.eps.append([])
+        self.edges.append([])
+        return len(self.eps) - 1
+
+    def _build(self, node, s: int) -> int:
+        kind = node[0]
+        if kind == "chars":
+            t = self._new()
+            self.edges[s].append((node[1], t))
+            return t
+        if kind == "seq":
+            for child in node[1]:
+                s = self._build(child, s)
+            return s
+        if kind == "alt":
+            end = self._new()
+            for child in node[1]:
+                b = self._new()
+                self.eps[s].append(b)
+                self.eps[self._build(child, b)].append(end)
+            return end
+        _, child, lo, hi = node
+        for _ in range(lo):
+            s = self._build(child, s)
+        if hi is None:  # star: s -eps-> loop -child-> back to loop; loop -eps-> end
+            loop, end = self._new(), self._new()
+            self.eps[s].append(loop)
+            self.eps[self._build(child, loop)].append(loop)
+            self.eps[loop].append(end)
+            return end
+        end = self._new()
+        for _ in range(hi - lo):  # each optional copy may be skipped to the end
+            self.eps[s].append(end)
+            s = self._build(child, s)
+        self.eps[s].append(end)
+        return end
+
+    def _distances(self) -> list[float]:
+        """Fewest characters from each state to the accept state (0-1 BFS on reversed edges)."""
+        rev: list[list[tuple[int, int]]] = [[] for _ in self.eps]
+        for s, targets in enumerate(self.eps):
+            for t in targets:
+                rev[t].append((s, 0))
+        for s, edges in enumerate(self.edges):
+            for _, t in edges:
+                rev[t].append((s, 1))
+        dist = [INF] * len(self.eps)
+        dist[self.accept] = 0
+        from collections import deque
+        dq = deque([self.accept])
+        while dq:
+            t = dq.popleft()
+            for s, w in rev[t]:
+                if dist[t] + w < dist[s]:
+                    dist[s] = dist[t] + w
+                    dq.appendleft(s) if w == 0 else dq.append(s)
+        return dist
+
+    def closure(self, states) -> frozenset[int]:
+        out, stack = set(states), list(states)
+        while stack:
+            for t in self.eps[stack.pop()]:
+                if t not in out:
+                    out.add(t)
+                    stack.append(t)
+        return frozenset(s for s in out if self.dist[s] < INF)  # drop states that can never accept
+
+
+class _Trie:
+    __slots__ = ("children", "ids")
+
+    def __init__(self):
+        self.children: dict[str, _Trie] = {}
+        self.ids: list[int] = []
+
+
+class Constraint:
+    """A compiled constraint over a tokenizer's vocabulary (shared by any number of sequences)."""
+
+    def __init__(self, ast, tokenizer, eos_id: int | None = None, vocab_size: int | None = None):
+        self.nfa = _NFA(ast)
+        self.tokenizer = tokenizer
+        self.eos_id = getattr(tokenizer, "eos_id", None) if eos_id is None else eos_id
+        self.vocab_size = vocab_size or tokenizer.vocab_size
+        self._sets: list[frozenset[int]] = []
+        self._ids: dict[frozenset[int], int] = {}
+        self._trans: list[dict[str, int]] = []
+        self.dist: list[float] = []
+        self.accepting: list[bool] = []
+        self._tables: dict[int, torch.Tensor] = {}
+        self.start = self._state(self.nfa.closure([self.nfa.start]))
+        self.trie = self._build_trie(tokenizer)
+
+    # --- DFA ---------------------------------------------------------------------------------------------
+    def _state(self, nfa_states: frozenset[int]) -> int:
+        sid = self._ids.get(nfa_states)
+        if sid is None:
+            sid = self._ids[nfa_states] = len(self._sets)
+            self._sets.append(nfa_states)
+            self._trans.append({})
+            self.dist.append(min((self.nfa.dist[s] for s in nfa_states), default=INF))
+            self.accepting.append(self.nfa.accept in nfa_states)
+        return sid
+
+    def step(self, state: int, ch: str) -> int:
+        """DFA transition on one character (-1 = dead)."""
+        nxt = self._trans[state].get(ch)
+        if nxt is None:
+            targets = [t for s in self._sets[state] for cs, t in self.nfa.edges[s] if ch in cs]
+            closure = self.nfa.closure(targets)
+            nxt = self._state(closure) if closure else -1
+            self._trans[state][ch] = nxt
+        return nxt
+
+    def walk(self, state: int, text: str) -> int:
+        for ch in text:
+            if state < 0:
+                return -1
+            state = self.step(state, ch)
+        return state
+
+    # --- vocabulary --------------------------------------------------------------------------------------
+    def _build_trie(self, tokenizer) -> _Trie:
+        root = _Trie()
+        special = set(getattr(tokenizer, "special_tokens", {}).values())
+        for tid in range(self.vocab_size):
+            if tid in special or tid == self.eos_id:
+                continue
+            try:
+                text = tokenizer.token_bytes(tid).decode("utf-8")
+            except (UnicodeDecodeError, KeyError, IndexError, ValueError):
+                continue  # partial UTF-8 or unused id
+            if not text:
+                continue
+            node = root
+            for ch in text:
+                node = node.children.setdefault(ch, _Trie())
+            node.ids.append(tid)
+        return root
+
+    def table(self, state: int) -> torch.Tensor:
+        """(vocab_size,) float: distance to acceptance after each token from `state` (inf = not allowed).
+        The eos entry is 0 in accepting states. Cached per DFA state."""
+        tab = self._tables.get(state)
+        if tab is not None:
+            return tab
+        ids, dists = [], []
+        stack = [(self.trie, state)]
+        while stack:
+            node, s = stack.pop()
+            for ch, child in node.children.items():
+                ns = self.step(s, ch)
+                if ns < 0:
+                    continue
+                if child.ids:
+                    ids.extend(child.ids)
+                    dists.extend([self.dist[ns]] * len(child.ids))
+                if child.children:
+                    stack.append((child, ns))
+        tab = torch.full((self.vocab_size,), INF)
+        if ids:
+            tab[torch.tensor(ids)] = torch.tensor(dists, dtype=torch.float32)
+        if self.accepting[state] and self.eos_id is not None and self.eos_id < self.vocab_size:
+            tab[self.eos_id] = 0.0
+        self._tables[state] = tab
+        return tab
+
+    # --- conveniences ------------------------------------------------------------------------------------
+    def begin(self) -> "ConstraintState":
+        return ConstraintState(self)
+
+    def allowed_mask(self, text: str = "", remaining: int | None = None, n_logits: int | None = None) -> torch.Tensor:
+        """Allowed next tokens after `text` (bool, True = allowed); all False if text cannot be extended."""
+        st = self.begin()
+        st.feed_text(text)
+        return st.mask(remaining, n_logits)
+
+
+class ConstraintState:
+    """One sequence's position in a constraint: `mask()` for the next step, `advance(token)` after it."""
+
+    def __init__(self, constraint: Constraint):
+        self.c, self.state, self.text = constraint, constraint.start, ""
+
+    def mask(self, remaining: int | None = None, n_logits: int | None = None) -> torch.Tensor:
+        """(n_logits,) bool. With `remaining` (tokens left, this one included) only tokens after which
+        the output can still be completed within the budget are allowed (falls back to the plain mask if
+        nothing fits, which only happens with a budget smaller than the shortest match)."""
+        n = n_logits or self.c.vocab_size
+        if self.state < 0:
+            return torch.zeros(n, dtype=torch.bool)
+        tab = self.c.table(self.state)
+        ok = tab <= (remaining - 1) if remaining is not None else tab < INF
+        if remaining is not None and not ok.any():
+            ok = tab < INF
+        if n > ok.numel():
+            ok = torch.cat([ok, torch.zeros(n - ok.numel(), dtype=torch.bool)])
+        return ok[:n]
+
+    def advance(self, token_id: int) -> None:
+        if token_id == self.c.eos_id:
+            return
+        piece = self.c.tokenizer.token_bytes(token_id).decode("utf-8", errors="replace")
+        self.feed_text(piece)
+
+    def feed_text(self, text: str) -> None:
+        self.state = self.c.walk(self.state, text) if self.state >= 0 else -1
+        self.text += text
+
+    @property
+    def accepting(self) -> bool:
+        return self.state >= 0 and self.c.accepting[self.state]
+
+    @property
+    def done(self) -> bool:
+        """Accepting and no token can extend the output: generation should stop here."""
+        if self.state < 0:
+            return True
+        if not self.accepting:
+            return False
+        tab = self.c.table(self.state).clone()
+        if self.c.eos_id is not None and self.c.eos_id < tab.numel():
+            tab[self.c.eos_id] = INF
+        return not bool((tab < INF).any())
+
+
+class RegexConstraint(Constraint):
+    """Output must fullmatch `pattern` (the regex subset in the module docstring)."""
+
+    def __init__(self, pattern: str, tokenizer, **kw):
+        self.pattern = pattern
+        super().__init__(regex_ast(pattern), tokenizer, **kw)
+
+
+class JSONSchemaConstraint(Constraint):
+    """Output must be JSON that validates against `schema` (the subset in the module docstring)."""
+
+    def __init__(self, schema: dict | str, tokenizer, whitespace: bool = True, **kw):
+        self.schema = json.loads(schema) if isinstance(schema, str) else schema
+        compiler = JSONSchemaCompiler(ws=None if whitespace else EMPTY)
+        super().__init__(compiler.compile(self.schema), tokenizer, **kw)
+
+
+def apply_mask(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """logits (..., V) with disallowed entries set to -inf (mask on logits' device)."""
+    return logits.masked_fill(~mask.to(logits.device), float("-inf"))
+
+
+def generate_constrained(model, tokenizer, prompt_ids, constraint: Constraint, gen_cfg=None) -> list[int]:
+    """New token ids whose text matches `constraint` (a complete match within gen_cfg.max_new_tokens; the
+    eos token, if chosen, is not included). Uses gen_cfg's sampling options (temperature 0 = greedy, top-k,
+    top-p, penalties, seed); stop strings/ids are ignored: the constraint decides where the output ends.
+    The Engine (engine.py) runs the same masking for batched requests (`Request(constraint=...)`)."""
+    from ..model.kv_cache import KVCache
+    from .generate import GenerationConfig
+    from .sampling import sample_next
+
+    gen_cfg = gen_cfg or GenerationConfig()
+    device = next(model.parameters()).device
+    ids = torch.as_tensor(list(prompt_ids), dtype=torch.long, device=device).view(1, -1)
+    P, budget = ids.shape[1], min(gen_cfg.max_new_tokens, model.cfg.max_seq_len - ids.shape[1])
+    generator = torch.Generator(device=device).manual_seed(gen_cfg.seed) if gen_cfg.seed is not None else None
+    st, out = constraint.begin(), []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            cache = KVCache.for_model(model, batch_size=1, max_len=P + budget)
+            logits = model.logits(model(ids, cache=cache, return_hidden=True)[:, -1])  # (1, V)
+            seq = ids
+            for n in range(budget):
+                if st.done:
+                    break
+                logits = apply_mask(logits, st.mask(budget - n, logits.shape[-1]))
+                tok = int(sample_next(logits, generator, gen_cfg, seq))
+                if tok == constraint.eos_id:
+                    break
+                out.append(tok)
+                st.advance(tok)
+                nxt = torch.tensor([[tok]], device=device)
+                seq = torch.cat([seq, nxt], 1)
+                logits = model.logits(model(nxt, cache=cache, return_hidden=True)[:, -1])
+    finally:
+        model.train(was_training)
+    return out
