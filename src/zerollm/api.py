@@ -4,6 +4,7 @@
     zerollm data prepare     ↔ data_prepare(inputs, tokenizer, out, ...)
     zerollm pretrain         ↔ pretrain(config_or_yaml, overrides)
     zerollm generate         ↔ generate(model, prompt, ...)
+    zerollm serve            ↔ serve(model, host="127.0.0.1", port=8000, api_key=None)
     zerollm quickstart       ↔ quickstart(corpus=..., minutes=..., preset=...)
 """
 from __future__ import annotations
@@ -64,5 +65,12 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
     return text_stream if stream else text_stream.read()  # read(): stop strings already cut
 
 
-__all__ = ["tokenizer_train", "data_prepare", "pretrain", "PretrainConfig", "generate", "load", "quickstart",
+def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None) -> None:
+    """Serve `model` with the OpenAI-compatible API and the chat page (zerollm.serve) until interrupted."""
+    from zerollm.serve import serve as _serve
+
+    _serve(model, host=host, port=port, api_key=api_key)
+
+
+__all__ = ["serve", "tokenizer_train", "data_prepare", "pretrain", "PretrainConfig", "generate", "load", "quickstart",
            "QuickstartConfig"]

@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     qs.add_argument("--preset", default="quickstart")
     qs.add_argument("--out", default="runs/quickstart")
     qs.add_argument("--device", default="auto")
+    sv = sub.add_parser("serve", help="OpenAI-compatible API + chat page (http://HOST:PORT/)")
+    sv.add_argument("--model", required=True, help="checkpoint or run directory")
+    sv.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
     info = sub.add_parser("model", help="inspect a model: parameters and FLOPs per token")
     info.add_argument("action", choices=["info"])
     info.add_argument("--preset", default=None)
@@ -135,6 +140,8 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     elif args.stage == "quickstart":
         api.quickstart(corpus=args.corpus or [], minutes=args.minutes, preset=args.preset, out=args.out,
                        device=args.device)
+    elif args.stage == "serve":
+        api.serve(args.model, host=args.host, port=args.port, api_key=args.api_key)
     elif args.stage == "model":
         from zerollm.config import model_config_from_preset
         from zerollm.model.transformer import Transformer
