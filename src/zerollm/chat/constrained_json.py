@@ -427,10 +427,29 @@ def call_prefix() -> str:
 
 
 def decode_tool_call(model, tokenizer, prompt_ids: list[int], tools, *, temperature: float = 0.0,
-                     seed: int | None = None, max_new_tokens: int = 256) -> ToolCall:
+                     seed: int | None = None, max_new_tokens: int = 256, backend: str = "auto") -> ToolCall:
     """Decode `{"name": <one of the tools>, "arguments": <valid under that tool's schema>}` after
-    `prompt_ids` (which end where the call's JSON starts, e.g. after the `<|tool_call|>` token)."""
+    `prompt_ids` (which end where the call's JSON starts, e.g. after the `<|tool_call|>` token).
+
+    backend: "engine" = the engine's automaton-based constrained decoder (engine/constrained.py), "walk" =
+    the schema walk in this module, "auto" = the engine's when it is installed, else the walk."""
     names, schemas = tool_call_schema(tools)
+    if backend in ("auto", "engine"):
+        try:
+            from zerollm.engine.constrained import JSONSchemaConstraint, generate_constrained
+        except ImportError:
+            if backend == "engine":
+                raise
+        else:
+            from zerollm.engine.generate import GenerationConfig
+
+            schema = {"anyOf": [{"type": "object", "properties": {"name": {"const": n}, "arguments": s},
+                                 "required": ["name", "arguments"]} for n, s in zip(names, schemas)]}
+            out = generate_constrained(model, tokenizer, prompt_ids, JSONSchemaConstraint(schema, tokenizer),
+                                       GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature,
+                                                        seed=seed))
+            call = json.loads(tokenizer.decode(out))
+            return ToolCall(call["name"], call["arguments"], out)
     gen = None
     if seed is not None:
         gen = torch.Generator(device=next(model.parameters()).device)

@@ -282,7 +282,7 @@ class AgentStep:
 class AgentResult:
     answer: str
     steps: list[AgentStep] = field(default_factory=list)
-    stopped: str = "answer"  # "answer" | "max_steps"
+    stopped: str = "answer"  # "answer" | "max_steps" | "context" (tool results filled the context window)
 
 
 def _call_marker(tokenizer) -> tuple[int, int]:
@@ -307,8 +307,16 @@ def run_agent(model, tokenizer, conversation, tools: list[Tool], *, max_steps: i
     budget = budget or model.cfg.max_seq_len - max_new_tokens
     end_id = tokenizer.special_tokens.get("<|im_end|>", tokenizer.eos_id)
     steps: list[AgentStep] = []
+    from .conversation import ContextTooLong
+
     while True:
-        ids, _ = conversation.fit(tokenizer, budget, tools=tools)
+        try:
+            ids, _ = conversation.fit(tokenizer, budget, tools=tools)
+        except ContextTooLong as e:
+            if not steps:
+                raise
+            msg = f"stopped: the tool results no longer fit in the context window ({e})"
+            return AgentResult(msg, steps, "context")
         want_call = False
         if tool_choice != "none" and len(steps) < max_steps:
             with torch.inference_mode():
