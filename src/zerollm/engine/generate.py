@@ -24,7 +24,7 @@ from typing import Iterator, Protocol, Sequence
 import torch
 
 from ..model.kv_cache import KVCache
-from .sampling import sample_next
+from .sampling import needs_history, sample_next
 
 
 @dataclass
@@ -37,6 +37,16 @@ class GenerationConfig:
     stop_token_ids: list[int] | None = None  # None = the tokenizer's eos_id (if it has one); [] = none
     stop_strings: list[str] = field(default_factory=list)
     seed: int | None = None  # None = torch's global RNG
+    min_p: float = 0.0  # 0 = off; keep tokens with p >= min_p * p_max (Nguyen et al. 2024)
+    presence_penalty: float = 0.0  # OpenAI-style, over generated tokens
+    frequency_penalty: float = 0.0
+    no_repeat_ngram_size: int = 0  # 0 = off; as HF (prompt + generated)
+    logit_bias: dict[int, float] | None = None
+    logprobs: int | None = None  # Engine: None = off; 0 = chosen token's logprob; k = also the top k
+    num_return_sequences: int = 1  # Engine / beam search
+    num_beams: int = 1  # > 1: beam search (engine/beam.py)
+    length_penalty: float = 1.0  # beam search: score = sum logprob / length ** length_penalty (as HF)
+    early_stopping: bool | str = False  # beam search: True / False / "never" (as HF)
 
     def __post_init__(self) -> None:
         if isinstance(self.stop_strings, str):  # a lone string, not a list of one-character stops
@@ -45,7 +55,11 @@ class GenerationConfig:
             self.stop_token_ids = [self.stop_token_ids]
         for name, ok in (("max_new_tokens", self.max_new_tokens >= 0), ("temperature", self.temperature >= 0),
                          ("top_k", self.top_k is None or self.top_k >= 0), ("top_p", 0 < self.top_p <= 1),
-                         ("repetition_penalty", self.repetition_penalty > 0)):
+                         ("repetition_penalty", self.repetition_penalty > 0), ("min_p", 0 <= self.min_p <= 1),
+                         ("no_repeat_ngram_size", self.no_repeat_ngram_size >= 0),
+                         ("num_return_sequences", self.num_return_sequences >= 1),
+                         ("num_beams", self.num_beams >= 1),
+                         ("logprobs", self.logprobs is None or self.logprobs >= 0)):
             if not ok:
                 raise ValueError(f"GenerationConfig.{name}={getattr(self, name)!r} is out of range")
 
@@ -87,7 +101,7 @@ def _token_loop(model, idx: torch.Tensor, gen_cfg: GenerationConfig, stop_ids: f
     if gen_cfg.seed is not None:
         generator = torch.Generator(device=device)
         generator.manual_seed(gen_cfg.seed)
-    penalize = (gen_cfg.repetition_penalty or 1.0) != 1.0
+    penalize = needs_history(gen_cfg)
     was_training = model.training
     model.eval()
     try:
@@ -102,7 +116,7 @@ def _token_loop(model, idx: torch.Tensor, gen_cfg: GenerationConfig, stop_ids: f
         n = 0
         while True:
             with torch.inference_mode():
-                next_id = sample_next(logits, generator, gen_cfg, seq[:, :P + n] if penalize else None)  # (1,)
+                next_id = sample_next(logits, generator, gen_cfg, seq[:, :P + n] if penalize else None, P)  # (1,)
                 tok = int(next_id)  # the one host sync per token
             if tok in stop_ids:
                 return "stop"

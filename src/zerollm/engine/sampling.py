@@ -1,10 +1,12 @@
 """Logits processors and next-token sampling: pure functions on logits of shape (B, V).
 
-The order `sample_next` applies them is HF's: repetition penalty -> temperature -> top-k -> top-p ->
-softmax -> draw. Filters set removed entries to -inf, so they compose in any order and softmax ignores them.
+The order `sample_next` applies them is HF's: logit bias -> repetition penalty -> presence/frequency
+penalties -> no-repeat-n-gram ban -> (greedy: argmax) temperature -> top-k -> top-p -> min-p -> softmax -> draw. Filters set removed entries to -inf, so they compose in any order and softmax ignores them.
 Temperature 0 means greedy (argmax), the deterministic choice that parity tests and evals use.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -52,32 +54,111 @@ def apply_repetition_penalty(logits: torch.Tensor, prev_ids: torch.Tensor, penal
     return logits.scatter(-1, prev_ids, score)
 
 
-def process_logits(logits: torch.Tensor, cfg, prev_ids: torch.Tensor | None = None) -> torch.Tensor:
-    """Apply cfg's repetition penalty, temperature, top-k and top-p to logits (B, V). `cfg` is any object
-    with the GenerationConfig fields (temperature, top_k, top_p, repetition_penalty)."""
+def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Min-p sampling (Nguyen et al. 2024): keep tokens whose probability is >= min_p times the top token's
+    probability; the rest -> -inf. Equivalent in logit space: logit >= max_logit + log(min_p)."""
+    if min_p <= 0:
+        return logits
+    threshold = logits.max(dim=-1, keepdim=True).values + math.log(min_p)  # (B, 1)
+    return logits.masked_fill(logits < threshold, float("-inf"))
+
+
+def apply_presence_frequency(logits: torch.Tensor, gen_ids: torch.Tensor, presence: float,
+                             frequency: float) -> torch.Tensor:
+    """OpenAI's penalties over the *generated* tokens gen_ids (B, N): logit[t] -= presence * [count_t > 0]
+    + frequency * count_t."""
+    if (presence == 0 and frequency == 0) or gen_ids.numel() == 0:
+        return logits
+    counts = torch.zeros_like(logits).scatter_add_(-1, gen_ids.view(logits.shape[0], -1),
+                                                   torch.ones_like(gen_ids, dtype=logits.dtype).view(
+                                                       logits.shape[0], -1))
+    return logits - presence * (counts > 0).to(logits.dtype) - frequency * counts
+
+
+def banned_ngram_tokens(prev: list[int], n: int) -> list[int]:
+    """Tokens that would complete an n-gram already present in `prev` (HF's no_repeat_ngram_size, after
+    fairseq / Paulus et al. 2018): the next token t is banned if prev[-(n-1):] + [t] occurred before."""
+    if n <= 0 or len(prev) + 1 < n:
+        return []
+    tail = tuple(prev[len(prev) - n + 1:]) if n > 1 else ()
+    return [prev[i + n - 1] for i in range(len(prev) - n + 1) if tuple(prev[i:i + n - 1]) == tail]
+
+
+def apply_logit_bias(logits: torch.Tensor, bias: dict) -> torch.Tensor:
+    """Add bias[token] to that token's logit (OpenAI's logit_bias; -100 effectively bans, +100 forces)."""
+    if not bias:
+        return logits
+    ids = torch.tensor([int(k) for k in bias], device=logits.device)
+    vals = torch.tensor([float(v) for v in bias.values()], device=logits.device, dtype=logits.dtype)
+    return logits.index_add(-1, ids, vals.expand(logits.shape[0], -1))
+
+
+def needs_history(cfg) -> bool:
+    """Whether cfg's processors look at the previous tokens (then callers must pass prev_ids)."""
+    return ((getattr(cfg, "repetition_penalty", 1.0) or 1.0) != 1.0 or bool(getattr(cfg, "presence_penalty", 0))
+            or bool(getattr(cfg, "frequency_penalty", 0)) or bool(getattr(cfg, "no_repeat_ngram_size", 0)))
+
+
+def apply_processors(logits: torch.Tensor, cfg, prev_ids: torch.Tensor | None = None,
+                     prompt_len: int = 0) -> torch.Tensor:
+    """The history-dependent and bias processors (everything applied before greedy argmax), on (B, V).
+    prev_ids (B, N): prompt + generated tokens; the first `prompt_len` are the prompt."""
+    bias = getattr(cfg, "logit_bias", None)
+    if bias:
+        logits = apply_logit_bias(logits, bias)
+    if prev_ids is None:
+        return logits
     penalty = getattr(cfg, "repetition_penalty", 1.0) or 1.0
-    if penalty != 1.0 and prev_ids is not None:
+    if penalty != 1.0:
         logits = apply_repetition_penalty(logits, prev_ids, penalty)
+    presence, frequency = getattr(cfg, "presence_penalty", 0.0), getattr(cfg, "frequency_penalty", 0.0)
+    if presence or frequency:
+        logits = apply_presence_frequency(logits, prev_ids[:, prompt_len:], presence, frequency)
+    n = getattr(cfg, "no_repeat_ngram_size", 0)
+    if n:
+        bans = [banned_ngram_tokens(row, n) for row in prev_ids.tolist()]
+        if any(bans):
+            logits = logits.clone()
+            for b, banned in enumerate(bans):
+                logits[b, banned] = float("-inf")
+    return logits
+
+
+def process_logits(logits: torch.Tensor, cfg, prev_ids: torch.Tensor | None = None,
+                   prompt_len: int = 0) -> torch.Tensor:
+    """Apply every processor of cfg to logits (B, V): biases and penalties, then temperature, top-k, top-p
+    and min-p. `cfg` is any object with the GenerationConfig fields (missing ones count as off)."""
+    logits = apply_processors(logits, cfg, prev_ids, prompt_len)
     logits = apply_temperature(logits, cfg.temperature)
     if getattr(cfg, "top_k", None):
         logits = top_k_filter(logits, cfg.top_k)
     if getattr(cfg, "top_p", None) is not None and cfg.top_p < 1.0:
         logits = top_p_filter(logits, cfg.top_p)
+    if getattr(cfg, "min_p", 0.0):
+        logits = min_p_filter(logits, cfg.min_p)
     return logits
 
 
 def sample_next(logits: torch.Tensor, generator: torch.Generator | None, cfg,
-                prev_ids: torch.Tensor | None = None) -> torch.Tensor:
+                prev_ids: torch.Tensor | None = None, prompt_len: int = 0) -> torch.Tensor:
     """Next token ids (B,) from logits (B, V).
 
-    cfg.temperature == 0: greedy argmax (after the repetition penalty, as HF applies it). Otherwise draw from
+    cfg.temperature == 0: greedy argmax (after biases and penalties, as HF applies them). Otherwise draw from
     softmax of the processed logits with `generator` (seeded -> reproducible; must live on logits' device).
-    prev_ids (B, N): tokens seen so far, only needed for the repetition penalty.
+    prev_ids (B, N): tokens seen so far (prompt first, `prompt_len` of them), needed by the penalties.
     """
     if cfg.temperature == 0:
-        penalty = getattr(cfg, "repetition_penalty", 1.0) or 1.0
-        if penalty != 1.0 and prev_ids is not None:
-            logits = apply_repetition_penalty(logits, prev_ids, penalty)
-        return logits.argmax(dim=-1)
-    probs = process_logits(logits.float(), cfg, prev_ids).softmax(dim=-1)  # (B, V)
+        return apply_processors(logits, cfg, prev_ids, prompt_len).argmax(dim=-1)
+    probs = process_logits(logits.float(), cfg, prev_ids, prompt_len).softmax(dim=-1)  # (B, V)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+
+
+def token_logprobs(logits: torch.Tensor, chosen: torch.Tensor, top: int = 0):
+    """Log-probabilities under the model's own distribution (log_softmax of the raw logits, before any
+    processor, as vLLM reports them): of `chosen` (B,), and the `top` most likely (values, ids) (B, top)."""
+    logp = logits.float().log_softmax(dim=-1)
+    chosen_lp = logp.gather(-1, chosen.view(-1, 1)).squeeze(-1)
+    if top > 0:
+        values, ids = logp.topk(top, dim=-1)
+        return chosen_lp, values, ids
+    return chosen_lp, None, None

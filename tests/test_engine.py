@@ -1,0 +1,198 @@
+"""Engine: batched and continuous-batching output equals single-request output; seeds, streaming, stop
+strings, cancellation, logprobs; sampling filters against their definitions; HF parity of processors."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from zerollm.config import ModelConfig
+from zerollm.engine.engine import Engine, Request
+from zerollm.engine.generate import GenerationConfig, generate, stream
+from zerollm.engine.sampling import (apply_presence_frequency, banned_ngram_tokens, min_p_filter, process_logits,
+                                     sample_next)
+from zerollm.model.transformer import Transformer
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only add contention on the shared machine
+    yield
+    torch.set_num_threads(n)
+
+
+
+class ByteTok:
+    """Byte tokenizer: ids 0-255 are bytes, 256 is eos."""
+    vocab_size, eos_id, special_tokens = 257, 256, {"<eos>": 256}
+
+    def token_bytes(self, i):
+        return b"" if i == 256 else bytes([i])
+
+    def decode(self, ids):
+        return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", "replace")
+
+
+def tiny(seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=257, n_layer=2, n_head=4, n_kv_head=2, d_model=64, max_seq_len=64, init_std=0.3)
+    return Transformer(ModelConfig(**{**cfg, **kw})).eval()
+
+
+PROMPTS = [[1, 2, 3], [5, 6, 7, 8, 9, 10, 11], [4], [9, 9, 9, 9], [3, 1, 4, 1, 5, 9, 2, 6, 5], [2, 7]]
+GREEDY = GenerationConfig(max_new_tokens=12, temperature=0, stop_token_ids=[])
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(norm="layernorm", mlp="gelu", position="learned", bias=True)])
+def test_batched_equals_single(kw):
+    m = tiny(**kw)
+    eng = Engine(m, max_batch_size=4)  # 6 prompts, 4 rows: two requests wait and join later
+    sampled = GenerationConfig(max_new_tokens=12, temperature=0.9, top_k=40, top_p=0.9, min_p=0.02, seed=5,
+                               repetition_penalty=1.2, presence_penalty=0.3, frequency_penalty=0.2,
+                               no_repeat_ngram_size=3, stop_token_ids=[])
+    for cfg in (GREEDY, sampled):
+        outs = eng.generate(PROMPTS, cfg)
+        for p, o in zip(PROMPTS, outs):
+            assert o[0].token_ids == generate(m, None, p, cfg)
+            assert o[0].finish_reason == "length"
+
+
+def test_continuous_batching_joins_and_rebases():
+    m = tiny()
+    eng = Engine(m, max_batch_size=3, max_len=40)  # small cache: forces shifts of the shared fill level
+    cfgs = [GenerationConfig(max_new_tokens=n, temperature=0, stop_token_ids=[]) for n in (20, 5, 14, 9, 25, 3)]
+    handles = []
+    for i, (p, c) in enumerate(zip(PROMPTS, cfgs)):
+        handles.append(eng.submit(Request(p, c)))
+        for _ in range(i + 1):  # requests arrive while others are mid-decode
+            eng.step()
+    eng.run_until_done()
+    for p, c, h in zip(PROMPTS, cfgs, handles):
+        assert h.result().token_ids == generate(m, None, p, c)
+
+
+def test_seeds_and_num_return_sequences():
+    m = tiny()
+    eng = Engine(m, max_batch_size=4)
+    cfg = GenerationConfig(max_new_tokens=10, temperature=1.0, seed=7, num_return_sequences=3, stop_token_ids=[])
+    a = [c.token_ids for c in eng.generate([PROMPTS[0]], cfg)[0]]
+    b = [c.token_ids for c in eng.generate([PROMPTS[0]], cfg)[0]]
+    assert a == b and len({tuple(x) for x in a}) == 3  # reproducible, and the sequences differ
+    one = GenerationConfig(max_new_tokens=10, temperature=1.0, seed=8, stop_token_ids=[])
+    assert a[1] == generate(m, None, PROMPTS[0], one)  # sequence i uses seed + i
+
+
+def test_stop_strings_and_streaming_match_generate_stream():
+    m = tiny(3)
+    tok = ByteTok()
+    base = generate(m, tok, [65, 66], GenerationConfig(max_new_tokens=30, temperature=0))
+    text = tok.decode(base)
+    stop = text[5:8]  # spans several tokens
+    cfg = GenerationConfig(max_new_tokens=30, temperature=0, stop_strings=[stop])
+    ref = stream(m, tok, [65, 66], cfg)
+    ref_text = ref.read()
+    eng = Engine(m, tok)
+    h = eng.submit([65, 66], cfg)
+    pieces = list(h.texts())
+    res = h.result()
+    assert "".join(pieces) == res.text == ref_text and stop not in res.text
+    assert res.finish_reason == ref.finish_reason == "stop" and res.token_ids == ref.token_ids
+
+
+def test_cancellation_in_background_thread():
+    m = tiny()
+    eng = Engine(m, max_batch_size=2).start()
+    try:
+        long = eng.submit(PROMPTS[0], GenerationConfig(max_new_tokens=50, temperature=0, stop_token_ids=[]))
+        short = eng.submit(PROMPTS[1], GREEDY)
+        seen = 0
+        for ev in long:
+            seen += 1
+            if seen == 3:
+                long.cancel()
+        assert long.result().finish_reason == "cancelled" and 3 <= len(long.result().token_ids) < 50
+        assert short.result().token_ids == generate(m, None, PROMPTS[1], GREEDY)
+    finally:
+        eng.stop()
+    assert not eng.running and threading.active_count() >= 1
+
+
+def test_logprobs_match_log_softmax():
+    m = tiny()
+    cfg = GenerationConfig(max_new_tokens=6, temperature=0.8, seed=1, logprobs=3, stop_token_ids=[])
+    res = Engine(m).generate([PROMPTS[1]], cfg)[0][0]
+    seq = torch.tensor([PROMPTS[1] + res.token_ids])
+    with torch.no_grad():
+        logp = m(seq)[0].log_softmax(-1)
+    P = len(PROMPTS[1])
+    for i, t in enumerate(res.token_ids):
+        assert abs(res.logprobs[i] - float(logp[P - 1 + i, t])) < 1e-4
+        top = logp[P - 1 + i].topk(3)
+        assert [x[0] for x in res.top_logprobs[i]] == top.indices.tolist()
+
+
+# --- sampling filters against their definitions --------------------------------------------------------
+def _empirical(logits, cfg, n=20000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    probs = process_logits(logits[None], cfg).softmax(-1)[0]
+    draws = torch.multinomial(probs.expand(n // 100, -1), 100, replacement=True, generator=g).flatten()
+    return torch.bincount(draws, minlength=logits.numel()).float() / draws.numel()
+
+
+@pytest.mark.parametrize("cfg,keep", [
+    (GenerationConfig(temperature=1.0, min_p=0.2), lambda p: p >= 0.2 * p.max()),
+    (GenerationConfig(temperature=1.0, top_k=3), lambda p: p >= p.sort(descending=True).values[2]),
+    (GenerationConfig(temperature=1.0, top_p=0.7), lambda p: (p.sort(descending=True).values.cumsum(0) - p.sort(
+        descending=True).values)[p.argsort(descending=True).argsort()] < 0.7),
+])
+def test_filters_sample_their_definition(cfg, keep):
+    logits = torch.tensor([2.0, 1.5, 1.0, 0.3, 0.0, -1.0, -2.0, 0.9])
+    p = logits.softmax(-1)
+    kept = keep(p)
+    target = torch.where(kept, p, torch.zeros_like(p))
+    target /= target.sum()
+    freq = _empirical(logits, cfg)
+    assert torch.all(freq[~kept] == 0)
+    assert torch.allclose(freq, target, atol=0.015)  # ~4 sigma at n=20000
+
+
+def test_min_p_and_penalty_definitions():
+    logits = torch.tensor([[0.0, -1.0, -3.0]])
+    kept = torch.isfinite(min_p_filter(logits, 0.3))
+    assert kept.tolist() == [[True, True, False]]  # e^-1 = 0.37 >= 0.3, e^-3 = 0.05 < 0.3
+    out = apply_presence_frequency(torch.zeros(1, 4), torch.tensor([[1, 1, 3]]), 0.5, 0.25)
+    assert out.tolist() == [[0.0, -1.0, 0.0, -0.75]]
+    assert sorted(banned_ngram_tokens([1, 2, 3, 1, 2], 3)) == [3]
+    assert banned_ngram_tokens([1, 2], 3) == []
+    # logit bias: +100 forces a token, under greedy
+    assert int(sample_next(torch.zeros(1, 5), None, GenerationConfig(temperature=0, logit_bias={3: 100.0}))) == 3
+
+
+def test_greedy_processors_match_transformers():
+    pytest.importorskip("transformers")
+    from zerollm.model.hf_gpt2 import to_hf_gpt2
+
+    m = tiny(1, norm="layernorm", mlp="gelu", position="learned", bias=True, n_kv_head=4, vocab_size=97)
+    hf = to_hf_gpt2(m)
+    prompt = [5, 17, 60, 3, 5, 17]
+    for kw in (dict(no_repeat_ngram_size=2), dict(no_repeat_ngram_size=3, repetition_penalty=1.3)):
+        cfg = GenerationConfig(max_new_tokens=20, temperature=0, stop_token_ids=[], **kw)
+        ours = Engine(m).generate([prompt], cfg)[0][0].token_ids
+        ref = hf.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, pad_token_id=0,
+                          eos_token_id=None, attention_mask=torch.ones(1, len(prompt), dtype=torch.long), **kw)
+        assert ours == ref[0, len(prompt):].tolist() == generate(m, None, prompt, cfg), kw
+
+
+def test_engine_constrained_request():
+    from zerollm.engine.constrained import RegexConstraint
+    import re
+
+    m, tok = tiny(), ByteTok()
+    c = RegexConstraint(r"[a-c]{2,4}-\d{2}", tok)
+    eng = Engine(m, tok, max_batch_size=3)
+    hs = [eng.submit(Request([65 + i], GenerationConfig(max_new_tokens=10, temperature=1.0, seed=i),
+                             constraint=c)) for i in range(4)]
+    eng.run_until_done()
+    for h in hs:
+        assert re.fullmatch(r"[a-c]{2,4}-\d{2}", h.result().text), h.result().text
