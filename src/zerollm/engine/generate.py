@@ -223,6 +223,9 @@ def generate(model, tokenizer: TokenizerLike | None, prompt_ids: Sequence[int] |
     string matches, the ids end with the token that completed it (`stream(...).text` gives the text without
     the stop string). `tokenizer` is only used for stop strings and the default eos id (may be None)."""
     gen_cfg = gen_cfg or GenerationConfig()
+    if gen_cfg.num_beams > 1:  # deterministic beam search; returns the best beam
+        from .beam import beam_search
+        return beam_search(model, prompt_ids, gen_cfg, tokenizer)[0]
     tokens = iter_tokens(model, prompt_ids, gen_cfg, _stop_ids(gen_cfg, tokenizer))
     if not [s for s in gen_cfg.stop_strings if s]:
         return list(tokens)
