@@ -5,6 +5,8 @@
     zerollm pretrain         ↔ pretrain(config_or_yaml, overrides)
     zerollm generate         ↔ generate(model, prompt, ...)
     zerollm serve            ↔ serve(model, host="127.0.0.1", port=8000, api_key=None)
+    zerollm chat             ↔ chat(model, system=...)
+    zerollm rag index / ask  ↔ rag_index(docs, out, ...) / rag_ask(index, question, model=...)
     zerollm quickstart       ↔ quickstart(corpus=..., minutes=..., preset=...)
 """
 from __future__ import annotations
@@ -74,3 +76,39 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key:
 
 __all__ = ["serve", "tokenizer_train", "data_prepare", "pretrain", "PretrainConfig", "generate", "load", "quickstart",
            "QuickstartConfig"]
+
+
+# ---- using a model: chat and RAG (zerollm.chat, zerollm.rag) ------------------------------------------------
+def chat(model: str | Path, system: str | None = None, device: str = "auto", **kwargs) -> None:
+    """`zerollm chat`: the interactive REPL (kwargs: max_new_tokens, temperature, top_p, seed)."""
+    from zerollm.chat.repl import chat_main
+
+    chat_main(str(model), system=system, device=device, **kwargs)
+
+
+def rag_index(docs: list[str], out: str | Path, embedder: str | None = None, max_chars: int = 500,
+              overlap: int = 100, delete: list[str] = ()):
+    """`zerollm rag index`: build or update (add/replace/delete sources) an index directory atomically."""
+    from zerollm.rag.embed import load_embedder
+    from zerollm.rag.index import build_index
+
+    emb = load_embedder(embedder) if embedder else None
+    return build_index(list(docs), out, embedder=emb, max_chars=max_chars, overlap=overlap, delete=delete)
+
+
+def rag_ask(index: str | Path, question: str, model: str | Path | None = None, k: int = 4, mode: str = "auto",
+            max_new_tokens: int = 200, device: str = "auto", stream=None):
+    """`zerollm rag ask`: retrieve passages and (with a model) answer with numbered citations."""
+    from zerollm.rag.answer import Answer, answer
+    from zerollm.rag.index import RAGIndex
+    from zerollm.rag.retrieve import Retriever
+
+    retriever = Retriever(RAGIndex.open(index))
+    if model is None:
+        hits = retriever.search(question, k=k, mode=mode)
+        passages = [{"n": i, "source": h.chunk.source, "heading": h.chunk.heading, "text": h.chunk.text}
+                    for i, h in enumerate(hits, 1)]
+        body = "\n\n".join(f"[{p['n']}] {p['text']}" for p in passages) or "(no matching passages)"
+        return Answer(body, passages, passages)
+    m, tok = load(model, device)
+    return answer(question, retriever, m, tok, k=k, mode=mode, max_new_tokens=max_new_tokens, stream=stream)

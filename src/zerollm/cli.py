@@ -92,6 +92,56 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     from zerollm import api
 
     if args.stage == "tokenizer" and args.action in ("stats", "compare"):
+def _add_use(sub) -> None:
+    """`zerollm chat` and `zerollm rag index|ask` (zerollm.chat, zerollm.rag)."""
+    c = sub.add_parser("chat", help="chat with a model in the terminal (streaming; /reset /system /save /load)")
+    c.add_argument("--model", required=True, help="checkpoint, run or Hugging Face model directory")
+    c.add_argument("--system", default=None, help="system prompt")
+    c.add_argument("--max-new-tokens", type=int, default=256)
+    c.add_argument("--temperature", type=float, default=0.7)
+    c.add_argument("--seed", type=int, default=None)
+    c.add_argument("--device", default="auto")
+    r = sub.add_parser("rag", help="retrieval-augmented answers from your documents")
+    rsub = r.add_subparsers(dest="action", required=True)
+    ri = rsub.add_parser("index", help="build or update an index from .txt/.md/.html/.jsonl files or directories")
+    ri.add_argument("docs", nargs="*", help="files or directories to add (re-adding a file replaces it)")
+    ri.add_argument("--out", required=True, help="index directory (updated in place if it exists)")
+    ri.add_argument("--delete", action="append", default=[], help="remove a source from the index (repeatable)")
+    ri.add_argument("--embedder", default=None, help="sentence-transformers or zerollm model dir (dense + hybrid)")
+    ri.add_argument("--chunk-chars", type=int, default=500)
+    ri.add_argument("--overlap", type=int, default=100)
+    ra = rsub.add_parser("ask", help="answer a question with numbered citations")
+    ra.add_argument("index", help="index directory")
+    ra.add_argument("question")
+    ra.add_argument("--model", default=None, help="model to answer with; without it, print the passages")
+    ra.add_argument("-k", type=int, default=4, help="passages to retrieve")
+    ra.add_argument("--mode", default="auto", choices=["auto", "bm25", "dense", "hybrid"])
+    ra.add_argument("--max-new-tokens", type=int, default=200)
+    ra.add_argument("--device", default="auto")
+
+
+def _run_use(args: argparse.Namespace) -> int:
+    from zerollm import api
+
+    if args.stage == "chat":
+        api.chat(args.model, system=args.system, device=args.device, max_new_tokens=args.max_new_tokens,
+                 temperature=args.temperature, seed=args.seed)
+    elif args.action == "index":
+        if not args.docs and not args.delete:
+            raise ValueError("give documents to index and/or --delete SOURCE")
+        index = api.rag_index(args.docs, args.out, embedder=args.embedder, max_chars=args.chunk_chars,
+                              overlap=args.overlap, delete=args.delete)
+        print(f"index: {len(index)} chunks from {len(index.sources)} sources → {args.out}")
+    else:
+        result = api.rag_ask(args.index, args.question, model=args.model, k=args.k, mode=args.mode,
+                             max_new_tokens=args.max_new_tokens, device=args.device,
+                             stream=(lambda piece: (sys.stdout.write(piece), sys.stdout.flush())))
+        print() if args.model else None
+        print(result.format() if not args.model else "\n".join(
+            f"[{c['n']}] {c['source']}" for c in result.citations))
+    return 0
+
+
         from zerollm.tokenizer.stats import tokenizer_compare, tokenizer_stats
 
         if args.action == "stats":
@@ -107,6 +157,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         tok = api.tokenizer_train(inputs, args.out, vocab_size=args.vocab_size,
                                   pattern=resolve_pattern(args.pattern) if args.pattern else None,
                                   text_field=args.text_field)
+    _add_use(sub)
         print(f"tokenizer: {tok.vocab_size} tokens → {args.out}")
     elif args.stage == "data":
         from zerollm.data.prepare import prepare_summary
@@ -130,6 +181,8 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
                   top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop_strings=args.stop,
                   seed=args.seed, device=args.device)
         if args.no_stream:
+    if args.stage in ("chat", "rag"):
+        return _run_use(args)
             print(prompt + api.generate(args.model, prompt, **kw))
         else:
             sys.stdout.write(prompt)
