@@ -55,43 +55,6 @@ def _add_generate(sub) -> None:
     g.add_argument("--no-stream", action="store_true")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zerollm", description="build, train and use your own language models")
-    parser.add_argument("--version", action="store_true")
-    sub = parser.add_subparsers(dest="stage")
-    _add_tokenizer(sub)
-    _add_data(sub)
-    pt = sub.add_parser("pretrain", help="train a model on token shards (torchrun-ready)")
-    pt.add_argument("--config", default=None, help="YAML config (see configs/)")
-    pt.add_argument("--data", default=None, help="shards directory")
-    pt.add_argument("--out", default=None, help="run directory")
-    pt.add_argument("--preset", default=None)
-    pt.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    pt.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4 model.n_layer=6")
-    _add_generate(sub)
-    qs = sub.add_parser("quickstart", help="tokenizer + data + pretrain + samples in ~5 minutes")
-    qs.add_argument("--corpus", nargs="+", default=None, help="your own text files instead of the Python docs")
-    qs.add_argument("--minutes", type=float, default=5.0)
-    qs.add_argument("--preset", default="quickstart")
-    qs.add_argument("--out", default="runs/quickstart")
-    qs.add_argument("--device", default="auto")
-    sv = sub.add_parser("serve", help="OpenAI-compatible API + chat page (http://HOST:PORT/)")
-    sv.add_argument("--model", required=True, help="checkpoint or run directory")
-    sv.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
-    sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
-    info = sub.add_parser("model", help="inspect a model: parameters and FLOPs per token")
-    info.add_argument("action", choices=["info"])
-    info.add_argument("--preset", default=None)
-    info.add_argument("--model", default=None)
-    info.add_argument("--seq-len", type=int, default=None)
-    return parser
-
-
-def _run(args: argparse.Namespace, rest: list[str]) -> int:
-    from zerollm import api
-
-    if args.stage == "tokenizer" and args.action in ("stats", "compare"):
 def _add_use(sub) -> None:
     """`zerollm chat` and `zerollm rag index|ask` (zerollm.chat, zerollm.rag)."""
     c = sub.add_parser("chat", help="chat with a model in the terminal (streaming; /reset /system /save /load)")
@@ -142,6 +105,46 @@ def _run_use(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zerollm", description="build, train and use your own language models")
+    parser.add_argument("--version", action="store_true")
+    sub = parser.add_subparsers(dest="stage")
+    _add_tokenizer(sub)
+    _add_data(sub)
+    pt = sub.add_parser("pretrain", help="train a model on token shards (torchrun-ready)")
+    pt.add_argument("--config", default=None, help="YAML config (see configs/)")
+    pt.add_argument("--data", default=None, help="shards directory")
+    pt.add_argument("--out", default=None, help="run directory")
+    pt.add_argument("--preset", default=None)
+    pt.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    pt.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4 model.n_layer=6")
+    _add_generate(sub)
+    _add_use(sub)
+    qs = sub.add_parser("quickstart", help="tokenizer + data + pretrain + samples in ~5 minutes")
+    qs.add_argument("--corpus", nargs="+", default=None, help="your own text files instead of the Python docs")
+    qs.add_argument("--minutes", type=float, default=5.0)
+    qs.add_argument("--preset", default="quickstart")
+    qs.add_argument("--out", default="runs/quickstart")
+    qs.add_argument("--device", default="auto")
+    sv = sub.add_parser("serve", help="OpenAI-compatible API + chat page (http://HOST:PORT/)")
+    sv.add_argument("--model", required=True, help="checkpoint or run directory")
+    sv.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
+    info = sub.add_parser("model", help="inspect a model: parameters and FLOPs per token")
+    info.add_argument("action", choices=["info"])
+    info.add_argument("--preset", default=None)
+    info.add_argument("--model", default=None)
+    info.add_argument("--seq-len", type=int, default=None)
+    return parser
+
+
+def _run(args: argparse.Namespace, rest: list[str]) -> int:
+    from zerollm import api
+
+    if args.stage in ("chat", "rag"):
+        return _run_use(args)
+    if args.stage == "tokenizer" and args.action in ("stats", "compare"):
         from zerollm.tokenizer.stats import tokenizer_compare, tokenizer_stats
 
         if args.action == "stats":
@@ -157,7 +160,6 @@ def _run_use(args: argparse.Namespace) -> int:
         tok = api.tokenizer_train(inputs, args.out, vocab_size=args.vocab_size,
                                   pattern=resolve_pattern(args.pattern) if args.pattern else None,
                                   text_field=args.text_field)
-    _add_use(sub)
         print(f"tokenizer: {tok.vocab_size} tokens → {args.out}")
     elif args.stage == "data":
         from zerollm.data.prepare import prepare_summary
@@ -181,8 +183,6 @@ def _run_use(args: argparse.Namespace) -> int:
                   top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop_strings=args.stop,
                   seed=args.seed, device=args.device)
         if args.no_stream:
-    if args.stage in ("chat", "rag"):
-        return _run_use(args)
             print(prompt + api.generate(args.model, prompt, **kw))
         else:
             sys.stdout.write(prompt)
