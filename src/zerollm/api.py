@@ -8,6 +8,7 @@
     zerollm chat             ↔ chat(model, system=...)
     zerollm rag index / ask  ↔ rag_index(docs, out, ...) / rag_ask(index, question, model=...)
     zerollm quickstart       ↔ quickstart(corpus=..., minutes=..., preset=...)
+    zerollm sft|reward|dpo|ppo|grpo ↔ sft(config_or_yaml, overrides) ... (zerollm.posttrain.stages)
 """
 from __future__ import annotations
 
@@ -74,7 +75,49 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key:
     _serve(model, host=host, port=port, api_key=api_key)
 
 
-__all__ = ["serve", "tokenizer_train", "data_prepare", "pretrain", "PretrainConfig", "generate", "load", "quickstart",
+def sft(cfg=None, overrides=None) -> dict:
+    """Supervised chat fine-tuning; cfg: SFTConfig or YAML path; overrides: dotted list or dict."""
+    from zerollm.posttrain.stages import sft as _sft
+
+    return _sft(cfg, overrides)
+
+
+def reward(cfg=None, overrides=None) -> dict:
+    """Reward model (Bradley-Terry) on preference pairs."""
+    from zerollm.posttrain.stages import reward as _reward
+
+    return _reward(cfg, overrides)
+
+
+def dpo(cfg=None, overrides=None) -> dict:
+    """Direct preference optimization."""
+    from zerollm.posttrain.stages import dpo as _dpo
+
+    return _dpo(cfg, overrides)
+
+
+def ppo(cfg=None, overrides=None, property_fn=None) -> dict:
+    """PPO (RLHF) against a reward model from `reward`."""
+    from zerollm.posttrain.stages import ppo as _ppo
+
+    return _ppo(cfg, overrides, property_fn=property_fn)
+
+
+def grpo(cfg=None, overrides=None) -> dict:
+    """GRPO on verifiable (exact-answer) rewards."""
+    from zerollm.posttrain.stages import grpo as _grpo
+
+    return _grpo(cfg, overrides)
+
+
+def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None) -> None:
+    """Serve `model` with the OpenAI-compatible API and the chat page (zerollm.serve) until interrupted."""
+    from zerollm.serve import serve as _serve
+
+    _serve(model, host=host, port=port, api_key=api_key)
+
+
+__all__ = ["serve", "sft", "reward", "dpo", "ppo", "grpo", "tokenizer_train", "data_prepare", "pretrain", "PretrainConfig", "generate", "load", "quickstart",
            "QuickstartConfig"]
 
 

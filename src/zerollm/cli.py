@@ -105,6 +105,78 @@ def _run_use(args: argparse.Namespace) -> int:
     return 0
 
 
+POSTTRAIN_STAGES = {"sft": "supervised chat fine-tuning (loss on assistant tokens)",
+                    "reward": "reward model: scalar head + Bradley-Terry loss on preference pairs",
+                    "dpo": "direct preference optimization against the start model",
+                    "ppo": "PPO (RLHF) with a reward model, value head, KL penalty and GAE",
+                    "grpo": "GRPO on verifiable rewards (GSM8K-style #### answers)"}
+
+
+def _add_posttrain(sub) -> None:
+    for name, help_ in POSTTRAIN_STAGES.items():
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", default=None, help="YAML config")
+        p.add_argument("--model", default=None, help="start model: checkpoint, run or HF directory")
+        p.add_argument("--data", action="append", default=None, help="data file/dir/glob (repeatable)")
+        p.add_argument("--out", default=None, help="run directory")
+        p.add_argument("--lora", action="store_true", help="train LoRA adapters on a frozen base")
+        p.add_argument("--qlora", action="store_true", help="LoRA over a 4-bit NF4 base")
+        p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+        if name == "ppo":
+            p.add_argument("--reward-model", default=None, help="run dir of `zerollm reward`")
+        p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4 lora_config.r=16")
+
+
+def _add_use(sub) -> None:
+    """`zerollm chat` and `zerollm rag index|ask` (zerollm.chat, zerollm.rag)."""
+    c = sub.add_parser("chat", help="chat with a model in the terminal (streaming; /reset /system /save /load)")
+    c.add_argument("--model", required=True, help="checkpoint, run or Hugging Face model directory")
+    c.add_argument("--system", default=None, help="system prompt")
+    c.add_argument("--max-new-tokens", type=int, default=256)
+    c.add_argument("--temperature", type=float, default=0.7)
+    c.add_argument("--seed", type=int, default=None)
+    c.add_argument("--device", default="auto")
+    r = sub.add_parser("rag", help="retrieval-augmented answers from your documents")
+    rsub = r.add_subparsers(dest="action", required=True)
+    ri = rsub.add_parser("index", help="build or update an index from .txt/.md/.html/.jsonl files or directories")
+    ri.add_argument("docs", nargs="*", help="files or directories to add (re-adding a file replaces it)")
+    ri.add_argument("--out", required=True, help="index directory (updated in place if it exists)")
+    ri.add_argument("--delete", action="append", default=[], help="remove a source from the index (repeatable)")
+    ri.add_argument("--embedder", default=None, help="sentence-transformers or zerollm model dir (dense + hybrid)")
+    ri.add_argument("--chunk-chars", type=int, default=500)
+    ri.add_argument("--overlap", type=int, default=100)
+    ra = rsub.add_parser("ask", help="answer a question with numbered citations")
+    ra.add_argument("index", help="index directory")
+    ra.add_argument("question")
+    ra.add_argument("--model", default=None, help="model to answer with; without it, print the passages")
+    ra.add_argument("-k", type=int, default=4, help="passages to retrieve")
+    ra.add_argument("--mode", default="auto", choices=["auto", "bm25", "dense", "hybrid"])
+    ra.add_argument("--max-new-tokens", type=int, default=200)
+    ra.add_argument("--device", default="auto")
+
+
+def _run_use(args: argparse.Namespace) -> int:
+    from zerollm import api
+
+    if args.stage == "chat":
+        api.chat(args.model, system=args.system, device=args.device, max_new_tokens=args.max_new_tokens,
+                 temperature=args.temperature, seed=args.seed)
+    elif args.action == "index":
+        if not args.docs and not args.delete:
+            raise ValueError("give documents to index and/or --delete SOURCE")
+        index = api.rag_index(args.docs, args.out, embedder=args.embedder, max_chars=args.chunk_chars,
+                              overlap=args.overlap, delete=args.delete)
+        print(f"index: {len(index)} chunks from {len(index.sources)} sources → {args.out}")
+    else:
+        result = api.rag_ask(args.index, args.question, model=args.model, k=args.k, mode=args.mode,
+                             max_new_tokens=args.max_new_tokens, device=args.device,
+                             stream=(lambda piece: (sys.stdout.write(piece), sys.stdout.flush())))
+        print() if args.model else None
+        print(result.format() if not args.model else "\n".join(
+            f"[{c['n']}] {c['source']}" for c in result.citations))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zerollm", description="build, train and use your own language models")
     parser.add_argument("--version", action="store_true")
@@ -118,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--preset", default=None)
     pt.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     pt.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4 model.n_layer=6")
+    _add_posttrain(sub)
     _add_generate(sub)
     _add_use(sub)
     qs = sub.add_parser("quickstart", help="tokenizer + data + pretrain + samples in ~5 minutes")
@@ -177,6 +250,26 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         summary = api.pretrain(args.config, overrides)
         if summary.get("run_dir"):
             print(f"run: {summary['run_dir']}/report.md")
+    elif args.stage in POSTTRAIN_STAGES:
+        overrides = list(rest) + list(args.overrides)
+        for key in ("model", "out"):
+            if getattr(args, key):
+                overrides.append(f"{key}={getattr(args, key)}")
+        if getattr(args, "reward_model", None):
+            overrides.append(f"reward_model={args.reward_model}")
+        cli = {"data": args.data} if args.data else {}
+        for flag in ("lora", "qlora", "resume"):
+            if getattr(args, flag):
+                overrides.append(f"{flag}=true")
+        from zerollm.config import parse_overrides
+
+        from zerollm.data.sources import DataError
+
+        try:
+            summary = getattr(api, args.stage)(args.config, {**cli, **parse_overrides(overrides)})
+        except DataError as e:
+            raise ValueError(str(e)) from None
+        print(f"run: {summary['run_dir']}/report.md")
     elif args.stage == "generate":
         prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
         kw = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
@@ -221,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.stage:
         parser.print_help()
         return 1
-    if rest and args.stage != "pretrain":
+    if rest and args.stage != "pretrain" and args.stage not in POSTTRAIN_STAGES:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return _run(args, rest)

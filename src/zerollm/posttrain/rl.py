@@ -55,17 +55,50 @@ class Reference:
         return token_logps(self.model(x), y)
 
 
-def sample(policy, tokenizer, prompt_ids: list[int], n: int, max_new_tokens: int, temperature: float, seed: int,
-           top_k: int = 0) -> list[list[int]]:
-    """n completions of one prompt; a completion that stopped ends with the end-of-turn token."""
+def sample_many(policy, tokenizer, prompts: list[list[int]], n: int, max_new_tokens: int, temperature: float,
+                seeds: list[int], max_batch: int = 64) -> list[list[list[int]]]:
+    """n completions per prompt (completion k of prompt j seeded seeds[j] + k); a completion that stopped
+    ends with the end-of-turn token. Batched through `engine.Engine` when it is available (its output per
+    request equals `generate()`'s for that request alone), else one `generate()` call per completion."""
     stops = stop_token_ids(tokenizer)
-    out = []
-    for k in range(n):
-        gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None,
-                               seed=seed + k, stop_token_ids=stops)
-        new = generate(policy, tokenizer, prompt_ids, gen)
-        out.append(new + ([stops[0]] if len(new) < max_new_tokens else []))
+    was_training = policy.training
+    out: list[list[list[int]]] = []
+    try:
+        from zerollm.engine.engine import Engine
+
+        GenerationConfig(num_return_sequences=n)
+    except (ImportError, TypeError):
+        Engine = None
+    try:
+        if Engine is not None:
+            engine = Engine(policy, tokenizer, max_batch_size=max(n, min(max_batch, n * len(prompts))))
+            for j0 in range(0, len(prompts), max(1, max_batch // n)):
+                chunk = range(j0, min(len(prompts), j0 + max(1, max_batch // n)))
+                handles = [engine.submit(list(prompts[j]), GenerationConfig(
+                    max_new_tokens=max_new_tokens, temperature=temperature, seed=seeds[j], stop_token_ids=stops,
+                    num_return_sequences=n)) for j in chunk]
+                engine.run_until_done()
+                for h in handles:
+                    out.append([list(c.token_ids) + ([stops[0]] if c.finish_reason == "stop" else [])
+                                for c in sorted(h.results(), key=lambda c: c.index)])
+        else:
+            for j, p in enumerate(prompts):
+                group = []
+                for k in range(n):
+                    gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seeds[j] + k,
+                                           stop_token_ids=stops)
+                    new = generate(policy, tokenizer, p, gen)
+                    group.append(new + ([stops[0]] if len(new) < max_new_tokens else []))
+                out.append(group)
+    finally:
+        policy.train(was_training)
     return out
+
+
+def sample(policy, tokenizer, prompt_ids: list[int], n: int, max_new_tokens: int, temperature: float,
+           seed: int) -> list[list[int]]:
+    """n completions of one prompt (see sample_many)."""
+    return sample_many(policy, tokenizer, [prompt_ids], n, max_new_tokens, temperature, [seed])[0]
 
 
 def completion_text(tokenizer, completion: list[int]) -> str:
@@ -101,11 +134,11 @@ class GRPORollouts(_Shuffled):
     def _rollout(self) -> tuple[torch.Tensor, ...]:
         device = next(self.policy.parameters()).device
         rows, rewards, accs, lens = [], [], [], []
-        for j, i in enumerate(self.next_indices()):
-            msgs, rec = self.prompts[i]
-            p = chatml_prompt_ids(msgs, self.tok)
-            comps = sample(self.policy, self.tok, p, self.G, self.max_new, self.temperature,
-                           seed=self.seed * 1_000_003 + self.rollouts * 10_007 + j * 101)
+        picked = [self.prompts[i] for i in self.next_indices()]
+        pids = [chatml_prompt_ids(msgs, self.tok) for msgs, _ in picked]
+        seeds = [self.seed * 1_000_003 + self.rollouts * 10_007 + j * 101 for j in range(len(picked))]
+        groups = sample_many(self.policy, self.tok, pids, self.G, self.max_new, self.temperature, seeds)
+        for (msgs, rec), p, comps in zip(picked, pids, groups):
             texts = [completion_text(self.tok, c) for c in comps]
             rewards.append([self.reward_fn(t, rec.get("answer")) for t in texts])
             accs += [self.accuracy_fn(t, rec.get("answer")) for t in texts]
@@ -160,11 +193,11 @@ class PPORollouts(GRPORollouts):
     def _rollout(self):
         device = next(self.policy.parameters()).device
         rows, rm_rows, lens, props = [], [], [], []
-        for j, i in enumerate(self.next_indices()):
-            msgs, _ = self.prompts[i]
-            p = chatml_prompt_ids(msgs, self.tok)
-            (c,) = sample(self.policy, self.tok, p, 1, self.max_new, self.temperature,
-                          seed=self.seed * 1_000_003 + self.rollouts * 10_007 + j * 101)
+        picked = [self.prompts[i] for i in self.next_indices()]
+        pids = [chatml_prompt_ids(msgs, self.tok) for msgs, _ in picked]
+        seeds = [self.seed * 1_000_003 + self.rollouts * 10_007 + j * 101 for j in range(len(picked))]
+        groups = sample_many(self.policy, self.tok, pids, 1, self.max_new, self.temperature, seeds)
+        for (msgs, _), p, (c,) in zip(picked, pids, groups):
             rows += rows_for(p, [c])
             text = completion_text(self.tok, c)
             props.append(self.property_fn(text))

@@ -242,28 +242,30 @@ def _split(items: list, cfg: StageConfig) -> tuple[list, list]:
     return items[n_val:], items[:n_val]
 
 
+def greedy_texts(model, tok, prompts: list, max_new_tokens: int) -> list[str]:
+    """Greedy completions of (messages, record) prompts, batched through the engine (rl.sample_many)."""
+    from zerollm.chat_format import chatml_prompt_ids
+    from zerollm.posttrain.rl import completion_text, sample_many
+
+    ids = [chatml_prompt_ids(m, tok) for m, _ in prompts]
+    groups = sample_many(model, tok, ids, 1, max_new_tokens, 0.0, [0] * len(ids))
+    return [completion_text(tok, g[0]) for g in groups]
+
+
 @torch.no_grad()
 def exact_match(model, tok, prompts: list, max_new_tokens: int) -> float:
     """Greedy decoding on (messages, record) prompts; share whose `#### x` equals record["answer"]."""
-    from zerollm.chat_format import chatml_prompt_ids, stop_token_ids
-    from zerollm.engine.generate import GenerationConfig, generate
     from zerollm.posttrain.rewards import exact_numeric_reward
 
     if not prompts:
         return float("nan")
-    gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, stop_token_ids=stop_token_ids(tok))
-    hits = sum(exact_numeric_reward(tok.decode(generate(model, tok, chatml_prompt_ids(m, tok), gen)), r["answer"])
-               for m, r in prompts)
-    return hits / len(prompts)
+    texts = greedy_texts(model, tok, prompts, max_new_tokens)
+    return sum(exact_numeric_reward(t, r["answer"]) for t, (_, r) in zip(texts, prompts)) / len(prompts)
 
 
 def greedy_samples(model, tok, prompts: list, max_new_tokens: int, n: int = 3) -> str:
-    from zerollm.chat_format import chatml_prompt_ids, stop_token_ids
-    from zerollm.engine.generate import GenerationConfig, generate
-
-    gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, stop_token_ids=stop_token_ids(tok))
-    return "\n\n".join(f"> {m[-1]['content']}\n{tok.decode(generate(model, tok, chatml_prompt_ids(m, tok), gen))}"
-                       for m, _ in prompts[:n])
+    texts = greedy_texts(model, tok, prompts[:n], max_new_tokens)
+    return "\n\n".join(f"> {m[-1]['content']}\n{t}" for (m, _), t in zip(prompts[:n], texts))
 
 
 # ----------------------------------------------------------------------------------------------------------

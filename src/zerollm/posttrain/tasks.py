@@ -4,10 +4,12 @@ Arithmetic with worked steps: multi-digit addition, answered column by column fr
 then the GSM8K-style final line. For 347 + 589:
 
     user:      What is 347 + 589?
-    assistant: 7+9=16 carry 1
-               4+8+1=13 carry 1
-               3+5+1=9 carry 0
+    assistant: 7+9=16
+               4+8+1=13
+               3+5+1=9
                #### 936
+
+(each line adds one column and the carry from the line above, its tens digit).
 
 Sentiment preferences: a prompt asks to describe a thing; both responses use the same template, the
 preferred one with positive words, the rejected one with negative words. The property is checkable
@@ -29,7 +31,7 @@ def worked_addition(a: int, b: int) -> str:
         x = int(da[i]) if i < len(da) else 0
         y = int(db[i]) if i < len(db) else 0
         s = x + y + carry
-        lines.append(f"{x}+{y}" + (f"+{carry}" if carry else "") + f"={s} carry {s // 10}")
+        lines.append(f"{x}+{y}" + (f"+{carry}" if carry else "") + f"={s}")
         carry = s // 10
     lines.append(f"#### {a + b}")
     return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""LoRA: merge/unmerge, PEFT-format adapters both ways (against the real `peft`), rsLoRA, NF4/QLoRA."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from zerollm.config import ModelConfig
+from zerollm.model.transformer import Transformer
+from zerollm.posttrain.lora import (LoRAConfig, apply_lora, load_adapter, lora_modules, merge_lora, save_adapter,
+                                    strip_lora, trainable_share, unmerge_lora)
+
+LLAMA = dict(vocab_size=64, n_layer=2, d_model=32, n_head=4, n_kv_head=2, max_seq_len=32, position="rope",
+             norm="rmsnorm", mlp="swiglu", bias=False, tie_embeddings=False)
+GPT2 = dict(vocab_size=64, n_layer=2, d_model=32, n_head=4, max_seq_len=32)
+
+
+def _model(kw, seed=0):
+    torch.manual_seed(seed)
+    return Transformer(ModelConfig(**kw)).eval()
+
+
+def _randomize_b(model, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in lora_modules(model).values():
+            m.lora_B.copy_(torch.randn(m.lora_B.shape, generator=g) * 0.1)
+
+
+def test_zero_init_merge_unmerge_and_freeze():
+    model = _model(LLAMA)
+    x = torch.randint(0, 64, (2, 10))
+    base = model(x)
+    names = apply_lora(model, LoRAConfig(r=4, alpha=8, targets=["q_proj", "v_proj", "down_proj"]))
+    assert len(names) == 6 and all(n.endswith(("q_proj", "v_proj", "down_proj")) for n in names)
+    torch.testing.assert_close(model(x), base, atol=0, rtol=0)  # B = 0: the base model exactly
+    trainable, total = trainable_share(model)
+    assert trainable == sum(m.lora_A.numel() + m.lora_B.numel() for m in lora_modules(model).values()) < total
+    _randomize_b(model)
+    w0 = {n: m.weight.detach().clone() for n, m in lora_modules(model).items()}
+    adapted = model(x)
+    assert not torch.allclose(adapted, base)
+    merge_lora(model)
+    torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=1e-5)  # W + (α/r)·B A
+    unmerge_lora(model)
+    for n, m in lora_modules(model).items():
+        torch.testing.assert_close(m.weight, w0[n], atol=1e-7, rtol=0)  # back to the base weight (rounding only)
+    torch.testing.assert_close(model(x), adapted, atol=1e-6, rtol=1e-6)
+    strip_lora(model)
+    assert not lora_modules(model) and type(model.blocks[0].attn.q_proj) is torch.nn.Linear
+    torch.testing.assert_close(model(x), adapted, atol=1e-5, rtol=1e-5)
+
+
+def test_rslora_scaling_and_regex_targets():
+    model = _model(GPT2)
+    apply_lora(model, LoRAConfig(r=16, alpha=8, rslora=True, targets=r"blocks\.1\.mlp\..*"))
+    mods = lora_modules(model)
+    assert sorted(mods) == ["blocks.1.mlp.fc", "blocks.1.mlp.proj"]
+    assert all(m.scaling == pytest.approx(8 / 4) for m in mods.values())
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_our_adapter_loads_in_peft_with_matching_outputs(arch, tmp_path):
+    peft = pytest.importorskip("peft")
+    from zerollm.interop.hf import to_hf_model
+
+    model = _model(LLAMA if arch == "llama" else GPT2)
+    hf = to_hf_model(model)
+    apply_lora(model, LoRAConfig(r=4, alpha=8))  # all attention and MLP projections
+    _randomize_b(model)
+    save_adapter(model, tmp_path / "adapter", base_model_name_or_path="tiny")
+    cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert cfg["peft_type"] == "LORA" and cfg["r"] == 4
+    peft_model = peft.PeftModel.from_pretrained(hf, str(tmp_path / "adapter")).eval()
+    x = torch.randint(0, 64, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(peft_model(x).logits, model(x), atol=1e-5, rtol=1e-4)
+    # and back: our own files load into a fresh copy of ours
+    fresh = _model(LLAMA if arch == "llama" else GPT2)
+    load_adapter(fresh, tmp_path / "adapter")
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), model(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_peft_adapter_loads_into_ours(arch, tmp_path):
+    peft = pytest.importorskip("peft")
+    from zerollm.interop.hf import to_hf_model
+
+    model = _model(LLAMA if arch == "llama" else GPT2)
+    hf = to_hf_model(model)
+    targets = ["q_proj", "v_proj", "gate_proj", "down_proj"] if arch == "llama" else ["c_attn", "c_fc"]
+    kwargs = {"rank_pattern": {"v_proj": 2}, "alpha_pattern": {"v_proj": 6}} if arch == "llama" else \
+        {"fan_in_fan_out": True}
+    lcfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=targets, lora_dropout=0.0, use_rslora=arch == "gpt2",
+                           **kwargs)
+    pm = peft.get_peft_model(hf, lcfg)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    pm.save_pretrained(str(tmp_path / "peft"))
+    names = load_adapter(model, tmp_path / "peft")
+    assert len(names) == (8 if arch == "llama" else 8)  # gpt2: c_attn → q, k, v (+ c_fc) per layer
+    x = torch.randint(0, 64, (2, 12))
+    pm.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), pm(x).logits, atol=1e-5, rtol=1e-4)
+
+
+def test_nf4_quantization_and_qlora():
+    from zerollm.posttrain.nf4 import NF4Linear, dequantize, nf4_bytes, quantize, quantize_nf4
+
+    torch.manual_seed(0)
+    w = torch.randn(64, 128) * 0.02
+    q = quantize(w)
+    back = dequantize(q, w.shape)
+    # 4-bit: error ≤ half the widest NF4 level gap (0.30 / 2) of the block absmax, plus double-quant rounding
+    absmax = w.reshape(-1, 64).abs().amax(1, keepdim=True)
+    assert ((back - w).reshape(-1, 64).abs() <= 0.16 * absmax + 1e-4).all()
+    assert q["packed"].numel() == w.numel() // 2 and q["packed"].dtype == torch.uint8
+    model = _model(LLAMA)
+    x = torch.randint(0, 64, (2, 10))
+    ref = model(x)
+    quantize_nf4(model)
+    assert isinstance(model.blocks[0].attn.q_proj, NF4Linear)
+    assert nf4_bytes(model) < 0.2 * sum(4 * p.numel() for n, p in _model(LLAMA).named_parameters() if "blocks" in n
+                                        and p.dim() == 2)
+    out = model(x)
+    assert (out - ref).abs().max() < 0.05 * ref.abs().max()
+    apply_lora(model, LoRAConfig(r=4, alpha=8))
+    trainable, _ = trainable_share(model)
+    assert trainable > 0
+    loss = model(x).logsumexp(-1).mean()
+    loss.backward()
+    mods = lora_modules(model)
+    assert all(m.lora_A.grad is not None for m in mods.values())
+    assert all(p.grad is None for n, p in model.named_parameters() if "lora_" not in n)
