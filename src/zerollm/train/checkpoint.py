@@ -131,8 +131,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", with_tokeni
     ckpt = resolve_checkpoint(path)
     read_manifest(ckpt, "checkpoint")
     cfg = load_model_config(ckpt)
-    model = Transformer(cfg)  # tied embeddings stay one Parameter, so loading the embedding fills both
-    load_weights(model, ckpt / "model.safetensors")
+    if (ckpt / "quant.json").is_file():  # weight-only quantized (zerollm quantize; model/quant.py)
+        from zerollm.model.quant import load_quantized
+        model = load_quantized(ckpt, cfg)
+    else:
+        model = Transformer(cfg)  # tied embeddings stay one Parameter, so loading the embedding fills both
+        load_weights(model, ckpt / "model.safetensors")
     model = model.to(device).eval()
     tokenizer = None
     if with_tokenizer and (ckpt / "tokenizer").is_dir():

@@ -1,0 +1,235 @@
+"""Weight-only quantization of every Linear: int8 per output channel, int4 group-wise (symmetric or
+asymmetric) and NF4 with double quantization. Activations stay float, so outputs change only by the
+weight rounding error (unlike dynamic int8, which also rounds activations and diverges in greedy decoding).
+
+Schemes (W is (out, in); a group is `group_size` consecutive input columns of one output row):
+
+    int8       q = round(W / s), s = absmax(row) / 127            W ≈ q · s              (8 bits + 32/in)
+    int4-sym   q = round(W / s) ∈ [-8, 7], s = absmax(group) / 7                        (4 + 32/g bits)
+    int4-asym  q = round((W - min) / s) ∈ [0, 15], s = (max - min) / 15, W ≈ q · s + min   (4 + 64/g)
+    nf4        q = nearest NF4 level of W / absmax(block of 64); the absmaxes are themselves int8
+               in blocks of 256 after subtracting their mean ("double quantization")     (≈ 4.127 bits)
+
+int4 (Frantar/Dettmers-style group-wise rounding-to-nearest) and NF4 (Dettmers et al. 2023, "QLoRA",
+sec. 3: 16 levels at the quantiles of N(0, 1), exact zero; blockwise absmax; double quantization) pack two
+4-bit codes per byte. Kernels: `QuantLinear.forward` dequantizes to the activation dtype and calls
+`F.linear`; for int8 it can instead use torch's `_weight_int8pack_mm` (kernel="aten"). Measured on this
+machine's AVX2 torch 2.13 build (bench/bench_decode.py), torch's CPU int8/int4 pack kernels are several
+times *slower* than an fp32 GEMV at batch 1, and dequantize-per-call costs ~2x the fp32 matmul; so the
+default `cache="dequant"` keeps an fp32 copy of the dequantized weight for speed (memory on disk and in
+transit is quantized; compute is fp32 on the rounded values), and `cache=None` keeps only the codes.
+
+Embeddings (and a tied output projection, which shares them) stay in float.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SCHEMES = ("int8", "int4-sym", "int4-asym", "nf4")
+NF4_LEVELS = torch.tensor([
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+    -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+    0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0])
+NF4_BLOCK, NF4_SCALE_BLOCK = 64, 256
+
+
+def _pack4(codes: torch.Tensor) -> torch.Tensor:
+    """uint8 codes in [0, 15], last dim even -> two per byte (high nibble first)."""
+    return (codes[..., 0::2] << 4) | codes[..., 1::2]
+
+
+def _unpack4(packed: torch.Tensor) -> torch.Tensor:
+    return torch.stack([packed >> 4, packed & 0xF], -1).flatten(-2)
+
+
+def quantize_weight(w: torch.Tensor, scheme: str, group_size: int = 32) -> dict[str, torch.Tensor]:
+    """W (out, in) -> the tensors that store it under `scheme` (see the module docstring)."""
+    w = w.detach().float()
+    N, K = w.shape
+    if scheme == "int8":
+        s = (w.abs().amax(1) / 127).clamp_min(1e-12)  # (N,)
+        return {"qweight": torch.round(w / s[:, None]).clamp(-127, 127).to(torch.int8), "scales": s}
+    if scheme in ("int4-sym", "int4-asym"):
+        if K % group_size:
+            raise ValueError(f"in_features {K} is not divisible by group_size {group_size}")
+        g = w.view(N, K // group_size, group_size)
+        if scheme == "int4-sym":
+            s = (g.abs().amax(-1) / 7).clamp_min(1e-12)  # (N, G)
+            q = torch.round(g / s[..., None]).clamp(-8, 7) + 8
+            return {"qweight": _pack4(q.to(torch.uint8).view(N, K)), "scales": s}
+        lo, hi = g.amin(-1), g.amax(-1)
+        s = ((hi - lo) / 15).clamp_min(1e-12)
+        q = torch.round((g - lo[..., None]) / s[..., None]).clamp(0, 15)
+        return {"qweight": _pack4(q.to(torch.uint8).view(N, K)), "scales": s, "mins": lo}
+    if scheme == "nf4":
+        if (N * K) % NF4_BLOCK:
+            raise ValueError(f"NF4 needs weight sizes divisible by {NF4_BLOCK}, got {(N, K)}")
+        flat = w.reshape(-1, NF4_BLOCK)
+        absmax = flat.abs().amax(1).clamp_min(1e-12)
+        codes = ((flat / absmax[:, None]).unsqueeze(-1) - NF4_LEVELS).abs().argmin(-1).to(torch.uint8)
+        mean = absmax.mean()
+        centered = absmax - mean
+        pad = (-centered.numel()) % NF4_SCALE_BLOCK
+        blocks = F.pad(centered, (0, pad)).view(-1, NF4_SCALE_BLOCK)
+        s2 = (blocks.abs().amax(1) / 127).clamp_min(1e-12)
+        q8 = torch.round(blocks / s2[:, None]).clamp(-127, 127).to(torch.int8).flatten()[:centered.numel()]
+        return {"qweight": _pack4(codes.view(N, K)), "absmax_q8": q8, "absmax_s2": s2,
+                "absmax_mean": mean.view(1)}
+    raise ValueError(f"unknown quantization scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
+
+
+def dequantize_weight(q: dict[str, torch.Tensor], scheme: str, shape: tuple[int, int],
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    N, K = shape
+    if scheme == "int8":
+        return (q["qweight"].to(dtype) * q["scales"].to(dtype)[:, None])
+    if scheme in ("int4-sym", "int4-asym"):
+        codes = _unpack4(q["qweight"]).to(dtype)  # (N, K)
+        G = q["scales"].shape[1]
+        g = codes.view(N, G, K // G)
+        if scheme == "int4-sym":
+            return ((g - 8) * q["scales"].to(dtype)[..., None]).view(N, K)
+        return (g * q["scales"].to(dtype)[..., None] + q["mins"].to(dtype)[..., None]).view(N, K)
+    codes = _unpack4(q["qweight"]).long().view(-1, NF4_BLOCK)
+    s2 = q["absmax_s2"].repeat_interleave(NF4_SCALE_BLOCK)[:q["absmax_q8"].numel()]
+    absmax = q["absmax_q8"].float() * s2 + q["absmax_mean"]
+    return (NF4_LEVELS.to(codes.device)[codes] * absmax[:, None]).view(N, K).to(dtype)
+
+
+class QuantLinear(nn.Module):
+    """A Linear whose weight is stored quantized (buffers); y = x Ŵᵀ + b. Inference only."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, scheme: str, group_size: int = 32,
+                 cache: str | None = "dequant", kernel: str = "dequant"):
+        super().__init__()
+        self.in_features, self.out_features, self.scheme, self.group_size = in_features, out_features, scheme, group_size
+        self.cache_mode, self.kernel = cache, kernel
+        shapes = _buffer_shapes(scheme, out_features, in_features, group_size)
+        for name, (shape, dtype) in shapes.items():
+            self.register_buffer(name, torch.zeros(shape, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
+        self._w: torch.Tensor | None = None  # cached dequantized weight (not in the state dict)
+
+    @classmethod
+    def from_linear(cls, lin: nn.Linear, scheme: str, group_size: int = 32, **kw) -> "QuantLinear":
+        q = cls(lin.in_features, lin.out_features, lin.bias is not None, scheme, group_size, **kw)
+        for name, t in quantize_weight(lin.weight, scheme, group_size).items():
+            getattr(q, name).copy_(t)
+        if lin.bias is not None:
+            q.bias.data.copy_(lin.bias.detach())
+        return q.to(lin.weight.device)
+
+    def quant_tensors(self) -> dict[str, torch.Tensor]:
+        return {n: b for n, b in self.named_buffers(recurse=False)}
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return dequantize_weight(self.quant_tensors(), self.scheme, (self.out_features, self.in_features), dtype)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._w = None  # new codes: drop the cached weight
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel == "aten" and self.scheme == "int8" and x.dtype == torch.float32:
+            y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, self.in_features), self.qweight, self.scales)
+            y = y.view(*x.shape[:-1], self.out_features)
+            return y if self.bias is None else y + self.bias
+        if self.cache_mode == "dequant":
+            if self._w is None or self._w.dtype != x.dtype or self._w.device != x.device:
+                # column-major when widening: the fast GEMV layout (see Transformer.optimize_for_decode)
+                w = self.dequantize(x.dtype)
+                self._w = w.t().contiguous().t() if self.out_features >= self.in_features else w
+            w = self._w
+        else:
+            w = self.dequantize(x.dtype)
+        return F.linear(x, w, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in={self.in_features}, out={self.out_features}, scheme={self.scheme}, "
+                f"group_size={self.group_size}, cache={self.cache_mode}, kernel={self.kernel}")
+
+
+def _buffer_shapes(scheme: str, N: int, K: int, g: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    if scheme == "int8":
+        return {"qweight": ((N, K), torch.int8), "scales": ((N,), torch.float32)}
+    if scheme == "int4-sym":
+        return {"qweight": ((N, K // 2), torch.uint8), "scales": ((N, K // g), torch.float32)}
+    if scheme == "int4-asym":
+        return {"qweight": ((N, K // 2), torch.uint8), "scales": ((N, K // g), torch.float32),
+                "mins": ((N, K // g), torch.float32)}
+    if scheme == "nf4":
+        nb = N * K // NF4_BLOCK
+        return {"qweight": ((N, K // 2), torch.uint8), "absmax_q8": ((nb,), torch.int8),
+                "absmax_s2": ((-(-nb // NF4_SCALE_BLOCK),), torch.float32), "absmax_mean": ((1,), torch.float32)}
+    raise ValueError(f"unknown quantization scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
+
+
+def quantize_model(model: nn.Module, scheme: str, group_size: int = 32, skip: tuple[str, ...] = (),
+                   **kw) -> nn.Module:
+    """Replace every nn.Linear of `model` (in place) by a QuantLinear; returns the model. Layers whose
+    name is in `skip` or whose shape does not fit the scheme's grouping stay float."""
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            full = f"{name}.{child_name}" if name else child_name
+            if isinstance(child, nn.Linear) and full not in skip and _fits(child, scheme, group_size):
+                setattr(module, child_name, QuantLinear.from_linear(child, scheme, group_size, **kw))
+    model.quantization = {"scheme": scheme, "group_size": group_size}
+    return model
+
+
+def _fits(lin: nn.Linear, scheme: str, g: int) -> bool:
+    if scheme.startswith("int4"):
+        return lin.in_features % g == 0 and lin.in_features % 2 == 0
+    if scheme == "nf4":
+        return (lin.in_features * lin.out_features) % NF4_BLOCK == 0 and lin.in_features % 2 == 0
+    return True
+
+
+def quantized_structure(model: nn.Module, modules: list[str], scheme: str, group_size: int, **kw) -> nn.Module:
+    """Swap the named Linear modules for empty QuantLinears (to load a quantized state dict into)."""
+    for full in modules:
+        parent_name, _, child_name = full.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        lin = getattr(parent, child_name)
+        setattr(parent, child_name, QuantLinear(lin.in_features, lin.out_features, lin.bias is not None, scheme,
+                                                group_size, **kw))
+    model.quantization = {"scheme": scheme, "group_size": group_size}
+    return model
+
+
+def quant_manifest(model: nn.Module) -> dict:
+    q = getattr(model, "quantization", None)
+    if q is None:
+        raise ValueError("model is not quantized (call quantize_model first)")
+    return {**q, "modules": [n for n, m in model.named_modules() if isinstance(m, QuantLinear)]}
+
+
+def load_quantized(ckpt: str | Path, cfg, device="cpu"):
+    """Build the model of a quantized checkpoint (quant.json + model.safetensors) and load its tensors."""
+    from safetensors.torch import load_file
+
+    from zerollm.model.transformer import Transformer
+
+    ckpt = Path(ckpt)
+    meta = json.loads((ckpt / "quant.json").read_text(encoding="utf-8"))
+    model = quantized_structure(Transformer(cfg), meta["modules"], meta["scheme"], meta["group_size"])
+    state = load_file(str(ckpt / "model.safetensors"), device="cpu")
+    if cfg.tie_embeddings and "lm_head.weight" in state:
+        state.pop("lm_head.weight")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{ckpt / 'model.safetensors'}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.to(device).eval()
+
+
+def weight_bytes(n_params: int, scheme: str, group_size: int = 32) -> float:
+    """Bytes to store n_params matmul weights under a scheme (incl. scales), or a float dtype name."""
+    bits = {"fp32": 32, "bf16": 16, "fp16": 16, "int8": 8 + 32 / 4096, "int4-sym": 4 + 32 / group_size,
+            "int4-asym": 4 + 64 / group_size, "int4": 4 + 32 / group_size,
+            "nf4": 4 + 8 / NF4_BLOCK + 32 / (NF4_BLOCK * NF4_SCALE_BLOCK)}[scheme]
+    return n_params * bits / 8

@@ -1,0 +1,110 @@
+"""Stages `quantize` (write a weight-only quantized checkpoint) and `memory` (weight + KV-cache budget).
+
+    zerollm quantize --model DIR --scheme int8|int4-sym|int4-asym|nf4 [--bits 8|4] [--group-size 32] --out DIR
+    zerollm memory --params 7B | --model DIR  [--context 4096] [--batch 1]
+
+A quantized checkpoint is an ordinary checkpoint directory (manifest.json kind "checkpoint", config.json,
+tokenizer/) whose model.safetensors holds each Linear's codes and scales (`<module>.qweight`,
+`<module>.scales`, ...; see model/quant.py) and a `quant.json` {"scheme", "group_size", "modules"}.
+`train.checkpoint.load_model` sees quant.json and rebuilds the QuantLinear layers before loading.
+
+KV-cache bytes = 2 (k and v) x n_layer x n_kv_head x head_dim x context x batch x bytes per element.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+from zerollm.model.quant import SCHEMES, quant_manifest, quantize_model, weight_bytes
+
+BITS_DEFAULT_SCHEME = {8: "int8", 4: "int4-sym"}
+
+
+def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits: int | None = None,
+             group_size: int = 32) -> Path:
+    """Quantize every Linear of the checkpoint `model` and save it to `out`; returns `out`."""
+    from safetensors.torch import save_file
+
+    from zerollm.artifacts import atomic_dir, atomic_write_text, write_manifest
+    from zerollm.train.checkpoint import load_model
+
+    if scheme is None:
+        if bits not in BITS_DEFAULT_SCHEME:
+            raise ValueError("give --scheme (int8, int4-sym, int4-asym, nf4) or --bits 8|4")
+        scheme = BITS_DEFAULT_SCHEME[bits]
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
+    if bits is not None and (bits == 8) != (scheme == "int8"):
+        raise ValueError(f"--bits {bits} does not match --scheme {scheme}")
+    m, tok, ckpt = load_model(model, with_tokenizer=False)
+    m.optimize_for_decode(False) if hasattr(m, "optimize_for_decode") else None
+    quantize_model(m, scheme, group_size)
+    meta = quant_manifest(m)
+    state = {k: v.contiguous() for k, v in m.state_dict().items()}
+    if m.cfg.tie_embeddings:
+        state.pop("lm_head.weight", None)
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        shutil.copyfile(Path(ckpt) / "config.json", tmp / "config.json")
+        if (Path(ckpt) / "tokenizer").is_dir():
+            shutil.copytree(Path(ckpt) / "tokenizer", tmp / "tokenizer")
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt", "quantization": scheme})
+        atomic_write_text(tmp / "quant.json", json.dumps(meta, indent=1) + "\n")
+        write_manifest(tmp, "checkpoint", step=0, tokens_seen=0, quantization=scheme, group_size=group_size,
+                       source=str(ckpt))
+    return out
+
+
+def parse_params(text: str) -> int:
+    """'7B' / '124M' / '1.5e9' -> number of parameters."""
+    m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([kKmMbBtT]?)\s*", text)
+    if not m:
+        raise ValueError(f"cannot parse a parameter count from {text!r} (e.g. 7B, 124M)")
+    return int(float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}[m.group(2).lower()])
+
+
+def _llama_like_shape(n_params: int) -> dict:
+    """A plausible (n_layer, d_model, n_kv_head, head_dim) for a parameter count (Llama-2 family when
+    it matches; otherwise d_model from N ≈ 12 L d² with L = d / 128)."""
+    known = {7e9: (32, 4096, 32), 13e9: (40, 5120, 40), 70e9: (80, 8192, 8), 124e6: (12, 768, 12),
+             1.1e9: (22, 2048, 4), 8e9: (32, 4096, 8)}
+    for n, (L, d, kv) in known.items():
+        if abs(n_params - n) / n < 0.05:
+            return {"n_layer": L, "d_model": d, "n_kv_head": kv, "head_dim": 128 if d >= 2048 else 64}
+    d = int(round((n_params * 128 / 12) ** (1 / 3) / 64)) * 64 or 64
+    return {"n_layer": max(1, d // 128), "d_model": d, "n_kv_head": max(1, d // 128), "head_dim": 128}
+
+
+def memory(params: str | None = None, model: str | None = None, context: int = 4096, batch: int = 1) -> str:
+    """A table of weight and KV-cache memory for fp32, bf16, int8, int4 (and nf4) weights."""
+    if model is not None:
+        from zerollm.train.checkpoint import load_model_config, resolve_checkpoint
+
+        cfg = load_model_config(resolve_checkpoint(model))
+        from zerollm.model.transformer import Transformer
+
+        with torch.device("meta"):
+            m = Transformer(cfg)
+        n = sum(p.numel() for p in m.parameters())
+        emb = m.tok_emb.weight.numel() + (m.pos_emb.weight.numel() if m.pos_emb is not None else 0)
+        shape = {"n_layer": cfg.n_layer, "n_kv_head": cfg.n_kv_head, "head_dim": cfg.head_dim}
+        name = f"{model} ({n / 1e6:.1f}M params)"
+    else:
+        n = parse_params(params or "7B")
+        shape = _llama_like_shape(n)
+        emb = 0
+        name = f"{params} params (assumed {shape['n_layer']} layers, {shape['n_kv_head']} kv heads x {shape['head_dim']})"
+    kv_elems = 2 * shape["n_layer"] * shape["n_kv_head"] * shape["head_dim"] * context * batch
+    lines = [f"{name}, context {context}, batch {batch}", "",
+             f"{'weights':<10}{'weights GiB':>12}{'KV fp32 GiB':>13}{'KV bf16 GiB':>13}{'total (bf16 KV)':>17}"]
+    gib = 1024 ** 3
+    for scheme in ("fp32", "bf16", "int8", "int4", "nf4"):
+        # embeddings stay in float (bf16 when the rest is quantized), as model/quant.py does
+        w = weight_bytes(n - emb, scheme) + emb * (4 if scheme == "fp32" else 2)
+        lines.append(f"{scheme:<10}{w / gib:>12.2f}{kv_elems * 4 / gib:>13.2f}{kv_elems * 2 / gib:>13.2f}"
+                     f"{(w + kv_elems * 2) / gib:>17.2f}")
+    return "\n".join(lines)
