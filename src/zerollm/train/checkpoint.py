@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from zerollm.artifacts import atomic_dir, atomic_path, atomic_write_text, read_manifest, write_manifest
 from zerollm.config import ModelConfig
@@ -48,24 +48,11 @@ def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Load safetensors into `model`; the only keys allowed to be absent are tied aliases."""
-    path = Path(path)
-    try:
-        tensors = load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types for truncated/corrupt files
-        raise ValueError(f"{path}: cannot read safetensors file ({e})") from None
-    expected = model.state_dict()
-    _, aliases = _dedup_shared(expected)
-    missing = [k for k in expected if k not in tensors and k not in aliases]
-    extra = [k for k in tensors if k not in expected]
-    if missing or extra:
-        raise ValueError(f"{path}: weights do not match the model config: missing {missing[:5]}, "
-                         f"unexpected {extra[:5]}")
-    for k, t in tensors.items():
-        if tuple(t.shape) != tuple(expected[k].shape):
-            raise ValueError(f"{path}: tensor {k!r} has shape {tuple(t.shape)}, "
-                             f"model expects {tuple(expected[k].shape)}")
-    model.load_state_dict(tensors, strict=False)
+    """Load safetensors into `model`'s parameters in place, a few tensors mapped at a time (no second copy
+    of the weights); missing, unexpected or mis-shaped tensors raise a ValueError naming file and tensor."""
+    from zerollm.interop.weights import load_safetensors_into
+
+    load_safetensors_into(model, path)
 
 
 def save_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, model_cfg: ModelConfig, *,
@@ -98,9 +85,13 @@ def prune_checkpoints(checkpoints_dir: str | Path, keep_last: int) -> None:
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint dir, a run dir (→ its latest checkpoint) or a checkpoints/ dir."""
+    from zerollm.interop.hf import is_hf_dir
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model directory")
+    if is_hf_dir(path):  # a Hugging Face model directory (config.json with "model_type")
+        return path
     if (path / "model.safetensors").is_file() and (path / "config.json").is_file():
         return path
     for ckdir in (path / "checkpoints", path):
@@ -125,17 +116,21 @@ def load_model_config(ckpt: str | Path) -> ModelConfig:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", with_tokenizer: bool = True):
-    """(model, tokenizer_or_None, checkpoint_dir) from a checkpoint or run directory."""
-    from zerollm.model.transformer import Transformer
+    """(model, tokenizer_or_None, checkpoint_dir) from a checkpoint or run directory, or a Hugging Face
+    model directory (zerollm.interop.hf.load_hf)."""
+    from zerollm.interop.hf import is_hf_dir, load_hf
+    from zerollm.interop.weights import empty_model
 
     ckpt = resolve_checkpoint(path)
+    if is_hf_dir(ckpt):
+        return load_hf(ckpt, device=device, with_tokenizer=with_tokenizer)
     read_manifest(ckpt, "checkpoint")
     cfg = load_model_config(ckpt)
     if (ckpt / "quant.json").is_file():  # weight-only quantized (zerollm quantize; model/quant.py)
         from zerollm.model.quant import load_quantized
         model = load_quantized(ckpt, cfg)
     else:
-        model = Transformer(cfg)  # tied embeddings stay one Parameter, so loading the embedding fills both
+        model = empty_model(cfg)  # uninitialized: every parameter is filled from the file (tied = one Parameter)
         load_weights(model, ckpt / "model.safetensors")
     model = model.to(device).eval()
     tokenizer = None
