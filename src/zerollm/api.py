@@ -8,8 +8,6 @@
     zerollm chat             ↔ chat(model, system=...)
     zerollm rag index / ask  ↔ rag_index(docs, out, ...) / rag_ask(index, question, model=...)
     zerollm quickstart       ↔ quickstart(corpus=..., minutes=..., preset=...)
-    zerollm convert          ↔ convert(src, out, from_format="hf")
-    zerollm export           ↔ export(model, out, format="hf"|"gguf"|"llama2c", version=...)
     zerollm sft|reward|dpo|ppo|grpo ↔ sft(config_or_yaml, overrides) ... (zerollm.posttrain.stages)
 """
 from __future__ import annotations
@@ -17,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from zerollm.convert import convert, export
 from zerollm.pretrain import PretrainConfig, pretrain
 from zerollm.quickstart import QuickstartConfig, quickstart
 
@@ -42,7 +39,7 @@ def data_prepare(inputs: list[str], tokenizer: str | Path, out: str | Path, **kw
 
 
 def load(model: str | Path, device: str = "auto"):
-    """(model, tokenizer) from a checkpoint or run directory, or a Hugging Face model directory."""
+    """(model, tokenizer) from a checkpoint or run directory."""
     from zerollm.train.checkpoint import load_model
     from zerollm.train.distributed import pick_device
 
@@ -59,7 +56,15 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
     from zerollm.engine.generate import GenerationConfig
     from zerollm.engine.generate import stream as _stream
 
+    json_schema, regex = gen_kwargs.pop("json_schema", None), gen_kwargs.pop("regex", None)
     m, tok = load(model, device)
+    constraint = None
+    if json_schema or regex:
+        import json as _json
+
+        from zerollm.engine.constrained import JSONSchemaConstraint, RegexConstraint
+        constraint = (RegexConstraint(regex, tok) if regex else JSONSchemaConstraint(
+            _json.loads(Path(json_schema).read_text(encoding="utf-8")), tok))
     stops = list(gen_kwargs.pop("stop_token_ids", []) or [])
     if tok.eos_id is not None and tok.eos_id not in stops:
         stops.append(tok.eos_id)
@@ -67,6 +72,8 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
     ids = tok.encode(prompt)
     if not ids:  # an empty prompt starts a fresh document: our shards put <|eos|> before every document
         ids = [tok.eos_id if tok.eos_id is not None else tok.bos_id]
+    if constraint or gen.num_beams > 1 or gen.num_return_sequences > 1 or gen.logprobs is not None:
+        return _generate_full(m, tok, ids, gen, constraint)
     text_stream = _stream(m, tok, ids, gen)
     return text_stream if stream else text_stream.read()  # read(): stop strings already cut
 
@@ -121,7 +128,7 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key:
 
 
 __all__ = ["serve", "sft", "reward", "dpo", "ppo", "grpo", "tokenizer_train", "data_prepare", "pretrain", "PretrainConfig", "generate", "load", "quickstart",
-           "QuickstartConfig", "convert", "export"]
+           "QuickstartConfig"]
 
 
 # ---- using a model: chat and RAG (zerollm.chat, zerollm.rag) ------------------------------------------------
@@ -158,3 +165,39 @@ def rag_ask(index: str | Path, question: str, model: str | Path | None = None, k
         return Answer(body, passages, passages)
     m, tok = load(model, device)
     return answer(question, retriever, m, tok, k=k, mode=mode, max_new_tokens=max_new_tokens, stream=stream)
+
+
+def _generate_full(m, tok, ids, gen, constraint) -> str:
+    """Beam search, several sequences, logprobs or constrained output: whole completions as text."""
+    from zerollm.engine.beam import beam_search
+    from zerollm.engine.engine import Engine, Request
+
+    if gen.num_beams > 1:
+        return "\n---\n".join(tok.decode(s) for s in beam_search(m, ids, gen, tok))
+    handle = Engine(m, tok, max_batch_size=max(1, gen.num_return_sequences)).submit(
+        Request(ids, gen, constraint=constraint))
+    out = []
+    for c in handle.results():
+        text = c.text
+        if c.logprobs:
+            rows = [f"{tok.decode([t])!r}\t{lp:.4f}" + ("\t" + " ".join(f"{tok.decode([i])!r}:{v:.3f}" for i, v in top)
+                                                        if c.top_logprobs else "")
+                    for t, lp, top in zip(c.token_ids, c.logprobs, c.top_logprobs or [[]] * len(c.token_ids))]
+            text += "\n" + "\n".join(rows)
+        out.append(text)
+    return "\n---\n".join(out)
+
+
+def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits: int | None = None,
+             group_size: int = 32) -> Path:
+    """Weight-only quantized copy of a checkpoint (int8, int4-sym, int4-asym, nf4); see zerollm.quantize."""
+    from zerollm.quantize import quantize as _quantize
+
+    return _quantize(model, out, scheme=scheme, bits=bits, group_size=group_size)
+
+
+def memory(params: str | None = None, model: str | None = None, context: int = 4096, batch: int = 1) -> str:
+    """Weight and KV-cache memory table for fp32/bf16/int8/int4/nf4."""
+    from zerollm.quantize import memory as _memory
+
+    return _memory(params=params, model=model, context=context, batch=batch)

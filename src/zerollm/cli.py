@@ -42,7 +42,7 @@ def _add_data(sub) -> None:
 
 def _add_generate(sub) -> None:
     g = sub.add_parser("generate", help="sample text from a model")
-    g.add_argument("--model", required=True, help="checkpoint, run or Hugging Face model directory")
+    g.add_argument("--model", required=True, help="checkpoint or run directory")
     g.add_argument("--prompt", default="", help="prompt text ('-' reads stdin)")
     g.add_argument("--max-new-tokens", type=int, default=200)
     g.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
@@ -53,6 +53,34 @@ def _add_generate(sub) -> None:
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--device", default="auto")
     g.add_argument("--no-stream", action="store_true")
+    g.add_argument("--min-p", type=float, default=0.0)
+    g.add_argument("--presence-penalty", type=float, default=0.0)
+    g.add_argument("--frequency-penalty", type=float, default=0.0)
+    g.add_argument("--no-repeat-ngram-size", type=int, default=0)
+    g.add_argument("--logit-bias", action="append", default=[], metavar="ID=BIAS", help="repeatable")
+    g.add_argument("--num-beams", type=int, default=1, help="> 1: beam search (deterministic)")
+    g.add_argument("--length-penalty", type=float, default=1.0)
+    g.add_argument("--early-stopping", default="false", choices=["true", "false", "never"])
+    g.add_argument("--num-return-sequences", type=int, default=1)
+    g.add_argument("--logprobs", type=int, default=None, help="print each token's logprob and the top N")
+    g.add_argument("--json-schema", default=None, help="JSON Schema file: output is valid JSON for it")
+    g.add_argument("--regex", default=None, help="output must match this regex")
+
+
+def _add_engine(sub) -> None:
+    q = sub.add_parser("quantize", help="write a weight-only int8/int4/NF4 checkpoint")
+    q.add_argument("--model", required=True)
+    q.add_argument("--out", required=True)
+    q.add_argument("--bits", type=int, choices=[8, 4], default=None)
+    q.add_argument("--scheme", choices=["int8", "int4-sym", "int4-asym", "nf4"], default=None)
+    q.add_argument("--group-size", type=int, default=32)
+    mem = sub.add_parser("memory", help="weight + KV-cache memory for fp32/bf16/int8/int4")
+    mem.add_argument("--params", default=None, help="e.g. 7B, 124M")
+    mem.add_argument("--model", default=None)
+    mem.add_argument("--context", type=int, default=4096)
+    mem.add_argument("--batch", type=int, default=1)
+    b = sub.add_parser("bench", help="benchmarks (decode: ours beside transformers generate)")
+    b.add_argument("what", choices=["decode"])
 
 
 def _add_use(sub) -> None:
@@ -177,21 +205,6 @@ def _run_use(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_interop(sub) -> None:
-    c = sub.add_parser("convert", help="convert a Hugging Face dir or llama2.c .bin into a zerollm checkpoint")
-    c.add_argument("--from", dest="from_format", choices=["hf", "llama2c"], default="hf")
-    c.add_argument("src", help="HF model directory, or llama2.c .bin file")
-    c.add_argument("--out", required=True, help="checkpoint directory to write")
-    c.add_argument("--tokenizer", default=None, help="llama2c: tokenizer .model or tokenizer.bin")
-    e = sub.add_parser("export", help="export a model as a Hugging Face dir, GGUF or llama2.c .bin")
-    e.add_argument("--format", required=True, choices=["hf", "gguf", "llama2c"])
-    e.add_argument("--model", required=True, help="checkpoint, run or HF directory")
-    e.add_argument("--out", required=True, help="directory (hf) or file (gguf, llama2c) to write")
-    e.add_argument("--version", type=int, default=0, help="llama2c file version (0 = run.c's, 1)")
-    e.add_argument("--dtype", default=None, help="hf: float32|bfloat16|float16; gguf: f32|f16")
-    e.add_argument("--tokenizer-out", default=None, help="llama2c: where to write tokenizer.bin")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zerollm", description="build, train and use your own language models")
     parser.add_argument("--version", action="store_true")
@@ -207,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4 model.n_layer=6")
     _add_posttrain(sub)
     _add_generate(sub)
+    _add_engine(sub)
     _add_use(sub)
     qs = sub.add_parser("quickstart", help="tokenizer + data + pretrain + samples in ~5 minutes")
     qs.add_argument("--corpus", nargs="+", default=None, help="your own text files instead of the Python docs")
@@ -219,7 +233,6 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
-    _add_interop(sub)
     info = sub.add_parser("model", help="inspect a model: parameters and FLOPs per token")
     info.add_argument("action", choices=["info"])
     info.add_argument("--preset", default=None)
@@ -290,7 +303,17 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
         kw = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                   top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop_strings=args.stop,
-                  seed=args.seed, device=args.device)
+                  seed=args.seed, device=args.device,
+                  min_p=args.min_p, presence_penalty=args.presence_penalty,
+                  frequency_penalty=args.frequency_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
+                  logit_bias={int(k): float(v) for k, v in (x.split("=") for x in args.logit_bias)} or None,
+                  num_beams=args.num_beams, length_penalty=args.length_penalty,
+                  early_stopping={"true": True, "false": False}.get(args.early_stopping, "never"),
+                  num_return_sequences=args.num_return_sequences, logprobs=args.logprobs,
+                  json_schema=args.json_schema, regex=args.regex)
+        if args.num_beams > 1 or args.num_return_sequences > 1 or args.logprobs is not None \
+                or args.json_schema or args.regex:
+            args.no_stream = True  # these print whole completions
         if args.no_stream:
             print(prompt + api.generate(args.model, prompt, **kw))
         else:
@@ -299,18 +322,24 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
+    elif args.stage == "quantize":
+        print(f"wrote {api.quantize(args.model, args.out, scheme=args.scheme, bits=args.bits, group_size=args.group_size)}")
+    elif args.stage == "memory":
+        print(api.memory(params=args.params, model=args.model, context=args.context, batch=args.batch))
+    elif args.stage == "bench":
+        import runpy
+        from pathlib import Path
+
+        script = Path(__file__).resolve().parents[2] / "bench" / "bench_decode.py"
+        if not script.is_file():
+            raise FileNotFoundError(f"{script}: the bench scripts live in the source checkout")
+        sys.argv = [str(script), *rest]
+        runpy.run_path(str(script), run_name="__main__")
     elif args.stage == "quickstart":
         api.quickstart(corpus=args.corpus or [], minutes=args.minutes, preset=args.preset, out=args.out,
                        device=args.device)
     elif args.stage == "serve":
         api.serve(args.model, host=args.host, port=args.port, api_key=args.api_key)
-    elif args.stage == "convert":
-        out = api.convert(args.src, args.out, from_format=args.from_format, tokenizer=args.tokenizer)
-        print(f"converted {args.src} → {out}")
-    elif args.stage == "export":
-        out = api.export(args.model, args.out, format=args.format, version=args.version, dtype=args.dtype,
-                         tokenizer_out=args.tokenizer_out)
-        print(f"exported {args.model} → {out} ({args.format})")
     elif args.stage == "model":
         from zerollm.config import model_config_from_preset
         from zerollm.model.transformer import Transformer
@@ -337,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.stage:
         parser.print_help()
         return 1
-    if rest and args.stage != "pretrain" and args.stage not in POSTTRAIN_STAGES:
+    if rest and args.stage not in ("pretrain", "bench") and args.stage not in POSTTRAIN_STAGES:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return _run(args, rest)

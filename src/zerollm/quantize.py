@@ -99,9 +99,11 @@ def memory(params: str | None = None, model: str | None = None, context: int = 4
         emb = 0
         name = f"{params} params (assumed {shape['n_layer']} layers, {shape['n_kv_head']} kv heads x {shape['head_dim']})"
     kv_elems = 2 * shape["n_layer"] * shape["n_kv_head"] * shape["head_dim"] * context * batch
+    big = n * 4 + kv_elems * 4 >= 1024 ** 3
+    unit, gib = ("GiB", 1024 ** 3) if big else ("MiB", 1024 ** 2)
     lines = [f"{name}, context {context}, batch {batch}", "",
-             f"{'weights':<10}{'weights GiB':>12}{'KV fp32 GiB':>13}{'KV bf16 GiB':>13}{'total (bf16 KV)':>17}"]
-    gib = 1024 ** 3
+             f"{'weights':<10}{'weights ' + unit:>12}{'KV fp32 ' + unit:>13}{'KV bf16 ' + unit:>13}"
+             f"{'total (bf16 KV)':>17}"]
     for scheme in ("fp32", "bf16", "int8", "int4", "nf4"):
         # embeddings stay in float (bf16 when the rest is quantized), as model/quant.py does
         w = weight_bytes(n - emb, scheme) + emb * (4 if scheme == "fp32" else 2)
