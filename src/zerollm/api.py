@@ -8,6 +8,8 @@
     zerollm chat             ↔ chat(model, system=...)
     zerollm rag index / ask  ↔ rag_index(docs, out, ...) / rag_ask(index, question, model=...)
     zerollm quickstart       ↔ quickstart(corpus=..., minutes=..., preset=...)
+    zerollm convert          ↔ convert(src, out, from_format="hf")
+    zerollm export           ↔ export(model, out, format="hf"|"gguf"|"llama2c", version=...)
     zerollm sft|reward|dpo|ppo|grpo ↔ sft(config_or_yaml, overrides) ... (zerollm.posttrain.stages)
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+from zerollm.convert import convert, export
 from zerollm.pretrain import PretrainConfig, pretrain
 from zerollm.quickstart import QuickstartConfig, quickstart
 
@@ -39,7 +42,7 @@ def data_prepare(inputs: list[str], tokenizer: str | Path, out: str | Path, **kw
 
 
 def load(model: str | Path, device: str = "auto"):
-    """(model, tokenizer) from a checkpoint or run directory."""
+    """(model, tokenizer) from a checkpoint or run directory, or a Hugging Face model directory."""
     from zerollm.train.checkpoint import load_model
     from zerollm.train.distributed import pick_device
 
@@ -128,7 +131,7 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key:
 
 
 __all__ = ["serve", "sft", "reward", "dpo", "ppo", "grpo", "tokenizer_train", "data_prepare", "pretrain", "PretrainConfig", "generate", "load", "quickstart",
-           "QuickstartConfig"]
+           "QuickstartConfig", "convert", "export"]
 
 
 # ---- using a model: chat and RAG (zerollm.chat, zerollm.rag) ------------------------------------------------

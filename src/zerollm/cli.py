@@ -42,7 +42,7 @@ def _add_data(sub) -> None:
 
 def _add_generate(sub) -> None:
     g = sub.add_parser("generate", help="sample text from a model")
-    g.add_argument("--model", required=True, help="checkpoint or run directory")
+    g.add_argument("--model", required=True, help="checkpoint, run or Hugging Face model directory")
     g.add_argument("--prompt", default="", help="prompt text ('-' reads stdin)")
     g.add_argument("--max-new-tokens", type=int, default=200)
     g.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
@@ -205,6 +205,21 @@ def _run_use(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_interop(sub) -> None:
+    c = sub.add_parser("convert", help="convert a Hugging Face dir or llama2.c .bin into a zerollm checkpoint")
+    c.add_argument("--from", dest="from_format", choices=["hf", "llama2c"], default="hf")
+    c.add_argument("src", help="HF model directory, or llama2.c .bin file")
+    c.add_argument("--out", required=True, help="checkpoint directory to write")
+    c.add_argument("--tokenizer", default=None, help="llama2c: tokenizer .model or tokenizer.bin")
+    e = sub.add_parser("export", help="export a model as a Hugging Face dir, GGUF or llama2.c .bin")
+    e.add_argument("--format", required=True, choices=["hf", "gguf", "llama2c"])
+    e.add_argument("--model", required=True, help="checkpoint, run or HF directory")
+    e.add_argument("--out", required=True, help="directory (hf) or file (gguf, llama2c) to write")
+    e.add_argument("--version", type=int, default=0, help="llama2c file version (0 = run.c's, 1)")
+    e.add_argument("--dtype", default=None, help="hf: float32|bfloat16|float16; gguf: f32|f16")
+    e.add_argument("--tokenizer-out", default=None, help="llama2c: where to write tokenizer.bin")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zerollm", description="build, train and use your own language models")
     parser.add_argument("--version", action="store_true")
@@ -233,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
+    _add_interop(sub)
     info = sub.add_parser("model", help="inspect a model: parameters and FLOPs per token")
     info.add_argument("action", choices=["info"])
     info.add_argument("--preset", default=None)
@@ -340,6 +356,13 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
                        device=args.device)
     elif args.stage == "serve":
         api.serve(args.model, host=args.host, port=args.port, api_key=args.api_key)
+    elif args.stage == "convert":
+        out = api.convert(args.src, args.out, from_format=args.from_format, tokenizer=args.tokenizer)
+        print(f"converted {args.src} → {out}")
+    elif args.stage == "export":
+        out = api.export(args.model, args.out, format=args.format, version=args.version, dtype=args.dtype,
+                         tokenizer_out=args.tokenizer_out)
+        print(f"exported {args.model} → {out} ({args.format})")
     elif args.stage == "model":
         from zerollm.config import model_config_from_preset
         from zerollm.model.transformer import Transformer
