@@ -1,0 +1,125 @@
+"""Speculative decoding with a small draft model (Leviathan et al. 2023; Chen et al. 2023).
+
+A cheap draft model proposes k tokens one by one; the target model scores all of them in ONE forward of
+k+1 tokens (a batch-1 decode step is memory-bound, so k+1 tokens cost about as much as 1). Tokens are then
+accepted left to right:
+
+    greedy:  accept x_i while x_i == argmax p_i; the first mismatch is replaced by argmax p_i
+             -> output identical to the target alone
+    sampled: accept x_i with probability min(1, p_i(x_i) / q_i(x_i)); on the first rejection draw from
+             norm(max(0, p_i - q_i)) and stop -> every emitted token is distributed exactly as the target's
+             p (Leviathan et al. 2023, Theorem 1)
+    all k accepted: one bonus token from p_{k+1}
+
+p and q are the *processed* distributions (temperature, top-k, top-p, min-p) of target and draft. Both
+keep their own KV cache; rejected positions are dropped with `KVCache.crop`. Processors that depend on the
+history (repetition/presence/frequency penalties, n-gram bans) are not supported here.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..model.kv_cache import KVCache
+from .generate import GenerationConfig, _stop_ids
+from .sampling import needs_history, process_logits
+
+
+def _probs(logits: torch.Tensor, cfg: GenerationConfig) -> torch.Tensor:
+    """(T, V) processed distribution; greedy = one-hot argmax."""
+    if cfg.temperature == 0:
+        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float()
+    return process_logits(logits.float(), cfg).softmax(-1)
+
+
+def speculative_accept(p: torch.Tensor, q: torch.Tensor, draft: list[int],
+                       generator: torch.Generator | None = None) -> list[int]:
+    """Accept/reject the k draft tokens given target probs p (k+1, V) and draft probs q (k, V); returns the
+    emitted tokens (the accepted prefix plus one corrected or bonus token)."""
+    out = []
+    for i, x in enumerate(draft):
+        r = torch.rand((), generator=generator, device=p.device)
+        if float(r) * float(q[i, x]) <= float(p[i, x]):  # accept with prob min(1, p/q)
+            out.append(x)
+            continue
+        residual = (p[i] - q[i]).clamp(min=0)
+        residual = residual / residual.sum() if float(residual.sum()) > 0 else p[i]
+        out.append(int(torch.multinomial(residual, 1, generator=generator)))
+        return out
+    out.append(int(torch.multinomial(p[len(draft)], 1, generator=generator)))
+    return out
+
+
+def speculative_generate(target, draft, prompt_ids: Sequence[int], gen_cfg: GenerationConfig | None = None,
+                         num_draft: int = 4, tokenizer=None, stats: dict | None = None) -> list[int]:
+    """New token ids from `target`, proposed by `draft` (same vocabulary). `stats` (optional dict) receives
+    proposed / accepted counts and target forwards."""
+    cfg = gen_cfg or GenerationConfig()
+    if needs_history(cfg):
+        raise ValueError("speculative decoding does not support history-dependent penalties")
+    device = next(target.parameters()).device
+    stop = _stop_ids(cfg, tokenizer)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed) if cfg.seed is not None else None
+    prompt = torch.as_tensor(list(prompt_ids), dtype=torch.long, device=device).view(1, -1)
+    P = prompt.shape[1]
+    limit = min(target.cfg.max_seq_len, draft.cfg.max_seq_len)
+    max_new = min(cfg.max_new_tokens, limit - P)
+    st = stats if stats is not None else {}
+    st.update(proposed=0, accepted=0, target_forwards=0)
+    out: list[int] = []
+    with torch.inference_mode():
+        tc = KVCache.for_model(target, 1, max_len=limit)
+        dc = KVCache.for_model(draft, 1, max_len=limit)
+        if P > 1:  # prefill all but the last prompt token, which is fed with the first proposal
+            target(prompt[:, :-1], cache=tc, return_hidden=True)
+            draft(prompt[:, :-1], cache=dc, return_hidden=True)
+        pend_t, pend_d = [int(prompt[0, -1])], [int(prompt[0, -1])]  # fed to each model next round
+        while len(out) < max_new:
+            k = max(0, min(num_draft, max_new - len(out) - 1, limit - tc.pos - 2))
+            # draft proposes k tokens, one forward each
+            d_start = dc.pos
+            d_logits = draft.logits(draft(torch.tensor([pend_d], device=device), cache=dc,
+                                          return_hidden=True)[:, -1])
+            proposal, qs = [], []
+            for i in range(k):
+                q = _probs(d_logits, cfg)[0]
+                x = int(q.argmax()) if cfg.temperature == 0 else int(torch.multinomial(q, 1, generator=gen))
+                proposal.append(x)
+                qs.append(q)
+                if i < k - 1:
+                    d_logits = draft.logits(draft(torch.tensor([[x]], device=device), cache=dc,
+                                                  return_hidden=True)[:, -1])
+            # the target scores the pending token and all k proposals in ONE forward: p_1 .. p_{k+1}
+            t_start = tc.pos
+            hid = target(torch.tensor([pend_t + proposal], device=device), cache=tc, return_hidden=True)
+            st["target_forwards"] += 1
+            p = _probs(target.logits(hid[0]), cfg)  # (k+1, V)
+            if cfg.temperature == 0:
+                emitted = []
+                for i, x in enumerate(proposal):
+                    emitted.append(int(p[i].argmax()))
+                    if emitted[-1] != x:
+                        break
+                else:
+                    emitted.append(int(p[k].argmax()))
+            else:
+                emitted = speculative_accept(p, torch.stack(qs) if qs else p[:0], proposal, gen)
+            n_acc = len(emitted) - 1
+            st["proposed"] += k
+            st["accepted"] += n_acc
+            done = False
+            for tok in emitted:  # commit; a stop id or the length limit ends generation
+                if tok in stop or len(out) >= max_new:
+                    done = True
+                    break
+                out.append(tok)
+            if done or len(out) >= max_new:
+                break
+            # keep the pending token + accepted proposals in each cache; feed the rest next round
+            tc.crop(t_start + len(pend_t) + n_acc)
+            seen_d = min(n_acc, max(k - 1, 0))
+            dc.crop(d_start + len(pend_d) + seen_d)
+            pend_t = [emitted[-1]]
+            pend_d = emitted[seen_d:]
+    return out
