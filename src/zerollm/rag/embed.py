@@ -7,10 +7,13 @@ the index manifest records so `RAGIndex.open` can load the same embedder again.
 * `ZerollmEmbedder`: mean-pooled final hidden states (`Transformer.forward(..., return_hidden=True)`) of a
   zerollm checkpoint, padding excluded from the mean. Works with any zerollm or converted model; quality
   depends on the model (a causal LM is not trained for similarity).
-* A BERT-family sentence-transformers encoder (rag/bert.py) is planned; `load_embedder` says so clearly.
+* `BertEncoder` (rag/bert.py): a BERT-family sentence-transformers directory, loaded from disk by our own
+  encoder and WordPiece tokenizer. As an index embedder its rows are always L2-normalized (cosine), even
+  when the directory has no Normalize module.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +54,14 @@ class ZerollmEmbedder:
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.model.cfg.d_model), np.float32)
 
 
+def _is_hf_bert(path: Path) -> bool:
+    """A plain Hugging Face BERT directory (config.json with model_type "bert"): rag/bert.py loads it."""
+    try:
+        return json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type") == "bert"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def load_embedder(spec: dict | str | Path):
     """An embedder from a manifest spec, or from a directory (zerollm checkpoint/run dir)."""
     if isinstance(spec, dict):
@@ -58,12 +69,12 @@ def load_embedder(spec: dict | str | Path):
     else:
         path = str(spec)
         kind = "bert" if (Path(path) / "modules.json").is_file() or (Path(path) / "sentence_bert_config.json").is_file() \
-            else "zerollm"
+            or _is_hf_bert(Path(path)) else "zerollm"
     if not path or not Path(path).exists():
         raise RAGError(f"embedding model {path!r} not found")
     if kind == "zerollm":
         return ZerollmEmbedder(path)
     if kind == "bert":
-        raise RAGError(f"{path}: sentence-transformers (BERT) encoders are not supported yet; use a zerollm "
-                       "model directory as --embedder, or BM25 (no embedder)")
+        from .bert import BertEncoder
+        return BertEncoder(path, normalize=True)  # inner product in the index = cosine similarity
     raise RAGError(f"unknown embedder type {kind!r}")
