@@ -160,7 +160,7 @@ class Engine:
 
     def __init__(self, model, tokenizer=None, max_batch_size: int = 8, max_len: int | None = None,
                  dtype: torch.dtype | None = None):
-        self.model, self.tokenizer = model.eval(), tokenizer
+        self.model, self.tokenizer = model, tokenizer  # step() switches to eval mode and back
         self.device = next(model.parameters()).device
         self.max_batch_size = max_batch_size
         self.max_len = min(max_len or model.cfg.max_seq_len, model.cfg.max_seq_len)
