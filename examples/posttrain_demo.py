@@ -1,9 +1,10 @@
 """Post-training "shown to work" runs on 2 CPU cores (each stage ≤ 15 minutes).
 
     python examples/posttrain_demo.py sft        # 3-digit addition with worked steps: exact match before/after
-    python examples/posttrain_demo.py grpo       # GRPO from the SFT model: exact match per step (+≥20 points)
+    python examples/posttrain_demo.py sft --sft-steps 350 --sft-name sft_short   # a shorter SFT: GRPO's start
+    python examples/posttrain_demo.py grpo       # GRPO from sft_short: exact match per step (+≥20 points)
     python examples/posttrain_demo.py sentiment  # SFT (mixed style) → reward model → DPO and PPO
-    python examples/posttrain_demo.py lora       # LoRA vs full fine-tuning: trainable share, peak RSS, quality
+    python examples/posttrain_demo.py lora       # full FT vs LoRA vs QLoRA (76M model): trainable share, peak RSS
     python examples/posttrain_demo.py all
 
 Everything is generated here (tasks.py) and the models are initialised here (no downloads). Each stage
@@ -47,21 +48,21 @@ def setup(out: Path) -> Path:
     return out
 
 
-def run_sft(out: Path, steps: int = 600) -> dict:
+def run_sft(out: Path, steps: int = 600, name: str = "sft") -> dict:
     setup(out)
     s = stages.sft(None, {"model": str(out / "base"), "data": [str(out / "arith_train.jsonl")],
                           "eval_answers": [str(out / "arith_eval.jsonl")], "eval_limit": 100,
-                          "eval_max_new_tokens": 40, "out": str(out / "sft"), "max_len": 96,
+                          "eval_max_new_tokens": 40, "out": str(out / name), "max_len": 96,
                           "train": train_cfg(steps=steps, batch_size=32, lr=2e-3, warmup_steps=30,
                                              eval_every=steps // 6, seq_len=96)})
     ev = s["evals"]
-    return {"stage": "sft", "exact_match_before": ev[0]["exact_match"], "exact_match_after": ev[-1]["exact_match"],
+    return {"stage": name, "exact_match_before": ev[0]["exact_match"], "exact_match_after": ev[-1]["exact_match"],
             "steps": s["steps"], "minutes": s["elapsed_s"] / 60, "run_dir": s["run_dir"]}
 
 
 def run_grpo(out: Path, steps: int = 60, start: str | None = None) -> dict:
     setup(out)
-    s = stages.grpo(None, {"model": start or str(out / "sft" / "model"), "data": [str(out / "arith_rl.jsonl")],
+    s = stages.grpo(None, {"model": start or str(out / "sft_short" / "model"), "data": [str(out / "arith_rl.jsonl")],
                            "eval_answers": [str(out / "arith_eval.jsonl")], "eval_limit": 100,
                            "out": str(out / "grpo"), "max_new_tokens": 40, "group_size": 8, "prompts_per_step": 8,
                            "temperature": 1.0, "beta": 0.02, "reward": "exact+format",
@@ -127,32 +128,36 @@ def positivity_of(model_dir: str, d: Path, n: int = 40) -> float:
     return sum(vals) / len(vals)
 
 
-def run_lora_child(out: Path, mode: str) -> None:
-    """One fine-tuning run in this process (for a clean peak-RSS measurement)."""
-    overrides = {"model": str(out / "lora_base"), "data": [str(out / "arith_train.jsonl")],
-                 "eval_answers": [str(out / "arith_eval.jsonl")], "eval_limit": 50, "eval_max_new_tokens": 40,
-                 "out": str(out / f"ft_{mode}"), "max_len": 96,
-                 "train": train_cfg(steps=150, batch_size=16, lr=2e-3 if mode != "full" else 5e-4, warmup_steps=10,
-                                    eval_every=150, eval_at_start=False, seq_len=96)}
+def run_lora_child(out: Path, mode: str, steps: int) -> None:
+    """One fine-tuning run in this process (a clean peak-RSS measurement): SFT of the wide model on the
+    sentiment descriptions, validation loss at the end."""
+    overrides = {"model": str(out / "lora_base"), "data": [str(out / "sentiment" / "sft.jsonl")],
+                 "out": str(out / f"ft_{mode}"), "max_len": 64, "val_fraction": 0.02,
+                 "train": train_cfg(steps=steps, batch_size=8, lr=1e-3 if mode != "full" else 3e-4, warmup_steps=3,
+                                    eval_every=steps, eval_batches=4, eval_at_start=False, seq_len=64, log_every=5)}
     if mode != "full":
         overrides.update({mode: True, "lora_config": {"r": 16, "alpha": 32}})
     s = stages.sft(None, overrides)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"mode": mode, "trainable": s["trainable_params"], "total": s["total_params"],
-                      "peak_rss_mb": rss_mb, "exact_match": s["evals"][-1].get("exact_match"),
+                      "peak_rss_mb": rss_mb, "val_loss": s["evals"][-1].get("val_loss"),
                       "minutes": s["elapsed_s"] / 60}))
 
 
-def run_lora(out: Path) -> list[dict]:
-    """LoRA / QLoRA / full fine-tuning of a wider model (d_model 512) started from the SFT model's task."""
+def run_lora(out: Path, steps: int = 30) -> list[dict]:
+    """Full fine-tuning vs LoRA vs QLoRA of a wide model (d_model 1024, 6 layers, ~76M parameters), each in
+    its own process: trainable share, peak RSS, validation loss after the same number of steps."""
     setup(out)
+    if not (out / "sentiment" / "sft.jsonl").is_file():
+        (out / "sentiment").mkdir(exist_ok=True)
+        tasks.write_jsonl(out / "sentiment" / "sft.jsonl", tasks.sentiment_sft(4000, seed=1))
     if not (out / "lora_base").is_dir():
-        tasks.init_model_dir(out / "lora_base", tasks.byte_tokenizer(), n_layer=4, d_model=512, n_head=8,
+        tasks.init_model_dir(out / "lora_base", tasks.byte_tokenizer(), n_layer=6, d_model=1024, n_head=16,
                              max_seq_len=128, position="rope", norm="rmsnorm", mlp="swiglu", bias=False)
     rows = []
     for mode in ("full", "lora", "qlora"):
-        res = subprocess.run([sys.executable, __file__, "lora-child", mode, "--out", str(out)], capture_output=True,
-                             text=True, check=True)
+        res = subprocess.run([sys.executable, __file__, "lora-child", mode, "--out", str(out),
+                              "--lora-steps", str(steps)], capture_output=True, text=True, check=True)
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
     return rows
 
@@ -163,8 +168,10 @@ def main() -> None:
     ap.add_argument("mode", nargs="?", default="")
     ap.add_argument("--out", default="runs/posttrain_demo")
     ap.add_argument("--sft-steps", type=int, default=600)
+    ap.add_argument("--sft-name", default="sft", help="run dir name under --out (GRPO starts from sft_short)")
     ap.add_argument("--grpo-steps", type=int, default=60)
     ap.add_argument("--grpo-start", default=None)
+    ap.add_argument("--lora-steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
     args = ap.parse_args()
     import torch
@@ -174,16 +181,17 @@ def main() -> None:
     t0 = time.time()
     results = []
     if args.what == "lora-child":
-        run_lora_child(out, args.mode)
+        torch.set_num_threads(args.threads)
+        run_lora_child(out, args.mode, args.lora_steps)
         return
     if args.what in ("sft", "all"):
-        results.append(run_sft(out, args.sft_steps))
+        results.append(run_sft(out, args.sft_steps, args.sft_name))
     if args.what in ("grpo", "all"):
         results.append(run_grpo(out, args.grpo_steps, args.grpo_start))
     if args.what in ("sentiment", "all"):
         results += run_sentiment(out)
     if args.what in ("lora", "all"):
-        results += run_lora(out)
+        results += run_lora(out, args.lora_steps)
     for r in results:
         print(json.dumps(r))
     with open(out / "results.jsonl", "a", encoding="utf-8") as f:

@@ -212,6 +212,7 @@ def save_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str
     from safetensors.torch import save_file
 
     from zerollm.artifacts import atomic_dir, atomic_write_text
+    from zerollm.posttrain.nf4 import NF4Linear
 
     mt = _hf_type(model)
     mods = lora_modules(model)
@@ -251,7 +252,7 @@ def save_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str
         hf_names.add(hf)
     leaves = {h.rsplit(".", 1)[-1] for h in hf_names}
     all_hf = {hf_module_name(n, mt) for n, mod in model.named_modules()
-              if re.fullmatch(r"blocks\.\d+\.(attn|mlp)\.\w+", n) and isinstance(mod, nn.Linear)}
+              if re.fullmatch(r"blocks\.\d+\.(attn|mlp)\.\w+", n) and isinstance(mod, (nn.Linear, NF4Linear))}
     # leaf names when they pick exactly the adapted modules, else full paths
     exact = {h for h in all_hf if h.rsplit(".", 1)[-1] in leaves} == hf_names
     target_modules = sorted(leaves) if exact else sorted(hf_names)

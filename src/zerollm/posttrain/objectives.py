@@ -140,7 +140,7 @@ def evaluate_pairs(model, data, batch_size: int, score_fn) -> dict:
     acc, margin, n = 0.0, 0.0, 0
     for x, y, idx in data.iter_all(batch_size):
         m = score_fn(model, x.to(device), y.to(device), idx.to(device))
-        acc += float((m > 0).sum())
+        acc += float((m > 0).sum() + 0.5 * (m == 0).sum())  # a tie (e.g. a zero-initialised head) is a coin flip
         margin += float(m.sum())
         n += m.numel()
     model.train(was)

@@ -28,7 +28,7 @@ from zerollm.posttrain import data as D
 from zerollm.posttrain.lora import LoRAConfig, apply_lora, save_adapter, strip_lora, trainable_share
 from zerollm.posttrain.objectives import (DPOObjective, GRPOObjective, PPOObjective, RewardObjective,
                                           SFTObjective, add_value_head, evaluate_pairs, evaluate_sft,
-                                          reference_logps, reward_margin, scores)
+                                          reference_logps, reward_margin)
 from zerollm.train.loop import TrainConfig, train
 
 
