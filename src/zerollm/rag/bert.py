@@ -363,7 +363,7 @@ class BertEncoder:
         return self.model.cfg.hidden_size * len(self.pooling)
 
     def spec(self) -> dict:
-        return {"type": "bert", "path": str(self.path), "normalize": self.normalize}
+        return {"type": "bert", "path": str(self.path.resolve()), "normalize": self.normalize}
 
     def token_ids(self, text: str) -> list[int]:
         """`[CLS] pieces… [SEP]`, truncated to max_seq_length (as BertTokenizerFast with truncation)."""
