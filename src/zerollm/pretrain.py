@@ -161,5 +161,5 @@ def finish_run_report(run_dir: Path, stage: str, model, model_cfg, tc: TrainConf
             sections.append((title, "\n\n".join("```text\n" + s.replace("```", "`\u200b``") + "\n```"
                                                 for s in summary[key])))
     sections.append(("Training config", "```yaml\n" + json.dumps(dataclasses.asdict(tc), indent=1) + "\n```"))
-    sections.append(("Reproduce", f"`zerollm pretrain --config {run_dir / 'config.yaml'}`"))
+    sections.append(("Reproduce", f"`zerollm {stage} --config {run_dir / 'config.yaml'}`"))
     write_report(run_dir / "report.md", f"zerollm {stage} run", sections + (extra_sections or []))

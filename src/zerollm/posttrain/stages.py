@@ -202,7 +202,6 @@ class Ctx:
         sections = [(f"{self.stage} results", "\n".join(lines))] + ([("Figures", "\n\n".join(figures))] if figures else [])
         for title, text in samples or []:
             sections.append((title, "```text\n" + text.replace("```", "`\u200b``") + "\n```"))
-        sections.append(("Reproduce (post-training)", f"`zerollm {self.stage} --config {self.run_dir / 'config.yaml'}`"))
         summary.update(run_dir=str(self.run_dir), trainable_params=self.trainable, total_params=self.total)
         finish_run_report(self.run_dir, self.stage, model, model.cfg, cfg.train, summary, extra_sections=sections)
         return summary
