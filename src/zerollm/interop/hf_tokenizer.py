@@ -10,8 +10,8 @@ Import (`load_hf_tokenizer(dir)`):
   `Split` before `ByteLevel(use_regex=false)`. Anything else (normalizers, byte fallback, Metaspace, WordPiece,
   added tokens that strip whitespace) is wrapped as `HFTokenizer`: the `tokenizers` library behind our
   `Tokenizer` interface.
-- a SentencePiece `tokenizer.model` alone goes to zerollm's SentencePiece tokenizer; `vocab.json` +
-  `merges.txt` alone is read as GPT-2's format.
+- a SentencePiece `tokenizer.model` / `spiece.model` alone goes to zerollm's SentencePiece tokenizer;
+  `vocab.json` + `merges.txt` alone is read as GPT-2's format.
 - `tokenizer_config.json` gives the roles (bos/eos/pad token strings) and the chat template; a
   `chat_template.jinja` file wins over the inline template (as in transformers 5).
 
@@ -289,10 +289,11 @@ def load_hf_tokenizer(directory: str | Path) -> Tokenizer | None:
         from zerollm.tokenizer.gpt2 import load_gpt2_bpe
 
         return load_gpt2_bpe(directory / "vocab.json", directory / "merges.txt")
-    if (directory / "tokenizer.model").is_file():
-        from zerollm.tokenizer.spm import import_sentencepiece
+    for name in ("tokenizer.model", "spiece.model"):  # Llama-2 style; rinna's GPT-NeoX uses spiece.model
+        if (directory / name).is_file():
+            from zerollm.tokenizer.spm import import_sentencepiece
 
-        return import_sentencepiece(directory / "tokenizer.model", special_tokens={})
+            return import_sentencepiece(directory / name, special_tokens={})
     return None
 
 
@@ -362,15 +363,17 @@ def derive_merges(tok) -> list[tuple[bytes, bytes]]:
     """HF-style merges for a tiktoken-style rank table: each token's every split into two tokens, ordered
     by (merged rank, left rank, right rank) — transformers' `generate_merges`, as llama.cpp also does."""
     ranks = tok.mergeable_ranks
-    merges = []
+    found = []
     for token, rank in ranks.items():
-        if len(token) < 2:
-            continue
-        local = [(rank, ranks[token[:k]], ranks[token[k:]], token[:k], token[k:]) for k in range(1, len(token))
-                 if token[:k] in ranks and token[k:] in ranks]
-        merges.extend(local)
-    merges.sort()
-    return [(a, b) for _, _, _, a, b in merges]
+        for k in range(1, len(token)):
+            left = ranks.get(token[:k])
+            if left is not None:
+                right = ranks.get(token[k:])
+                if right is not None:
+                    found.append((rank, left, right))
+    found.sort()
+    by_rank = {r: t for t, r in ranks.items()}
+    return [(by_rank[a], by_rank[b]) for _, a, b in found]
 
 
 _FROM_LATIN1 = str.maketrans({chr(b): c for b, c in BYTE_TO_CHAR.items()})
@@ -396,7 +399,7 @@ def bpe_tokenizer_json(tok) -> dict:
         "decoder": {**byte_level, "use_regex": True},
         "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
                   "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": True,
-                  "vocab": vocab, "merges": [[names[a], names[b]] for a, b in derive_merges(tok)]},
+                  "vocab": vocab, "merges": [(names[a], names[b]) for a, b in derive_merges(tok)]},
     }
 
 

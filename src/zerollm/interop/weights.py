@@ -196,7 +196,12 @@ class BinSource(WeightSource):
         for file in files:
             file = Path(file)
             try:
-                sd = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+                try:
+                    sd = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+                except RuntimeError as e:  # pre-zipfile (legacy) files cannot be memory-mapped
+                    if "mmap" not in str(e):
+                        raise
+                    sd = torch.load(file, map_location="cpu", weights_only=True)
             except Exception as e:
                 raise InteropError(f"{file}: cannot read PyTorch weights with torch.load(weights_only=True) "
                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
