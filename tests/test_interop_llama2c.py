@@ -83,6 +83,18 @@ def test_cli_convert_generate_export_round_trip(d, tmp_path, capsys):
     assert (tmp_path / "tokenizer.bin").read_bytes() == (d / "tok512.bin").read_bytes()
 
 
+def test_freq_tables_this_platform_cannot_recompute_are_kept(d, tmp_path):
+    """Another machine's cos/sin may differ in the last bit: the converted dir keeps the file's tables."""
+    data = bytearray((d / "stories260K.bin").read_bytes())
+    pos = len(data) - 4 * 512 * 4 + 4 * 5  # freq_cis_imag[1][1] (v0, tied: the tables end the file)
+    data[pos:pos + 4] = struct.pack("<f", struct.unpack("<f", data[pos:pos + 4])[0] + 1e-7)
+    (tmp_path / "odd.bin").write_bytes(bytes(data))
+    assert cli.main(["convert", "--from", "llama2c", str(tmp_path / "odd.bin"), "--out", str(tmp_path / "ck")]) == 0
+    assert (tmp_path / "ck" / "llama2c_freq_cis.safetensors").is_file()
+    assert cli.main(["export", "--format", "llama2c", "--model", str(tmp_path / "ck"), "--out", str(tmp_path / "o.bin")]) == 0
+    assert (tmp_path / "o.bin").read_bytes() == bytes(data)
+
+
 def test_untied_gqa_model_round_trips_through_v0_and_v1(tmp_path):
     from zerollm.config import ModelConfig
     from zerollm.model.transformer import Transformer

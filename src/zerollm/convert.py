@@ -18,6 +18,7 @@ from pathlib import Path
 
 FROM_FORMATS = ("hf", "llama2c")
 EXPORT_FORMATS = ("hf", "gguf", "llama2c")
+FREQ_FILE = "llama2c_freq_cis.safetensors"  # a llama2.c file's RoPE tables, if this platform cannot recompute them
 
 
 def convert(src: str | Path, out: str | Path, from_format: str = "hf", tokenizer: str | Path | None = None) -> Path:
@@ -60,6 +61,10 @@ def _convert_llama2c(src: Path, out: Path, tokenizer: str | Path | None) -> Path
         if tok is not None:
             tok.save(tmp / "tokenizer")
         atomic_write_json(tmp / "generation_config.json", {"bos_token_id": 1, "eos_token_id": 2})
+        if "freq_cis" in header:  # kept only when recomputing them would not give the same bits
+            from safetensors.torch import save_file
+
+            save_file(header["freq_cis"], str(tmp / FREQ_FILE))
         write_manifest(tmp, "checkpoint", step=0, tokens_seen=0, n_params=model.num_params(),
                        source={"format": "llama2c", "path": str(src), "version": header["version"]})
     return out
@@ -93,7 +98,12 @@ def export(model_dir: str | Path, out: str | Path, format: str = "hf", version: 
         return export_gguf(model, tok, out, chat_template=template, dtype=dtype or "f32", name=Path(ckpt).name)
     from zerollm.interop.llama2c import export_llama2c, export_tokenizer_bin
 
-    export_llama2c(model, out, version=version)
+    tables = None
+    if (Path(ckpt) / FREQ_FILE).is_file():
+        from safetensors.torch import load_file
+
+        tables = load_file(str(Path(ckpt) / FREQ_FILE))
+    export_llama2c(model, out, version=version, freq_tables=tables)
     if tok is not None and hasattr(tok, "table"):
         export_tokenizer_bin(tok, tokenizer_out or out.with_name("tokenizer.bin"))
     return out

@@ -162,6 +162,7 @@ class HFTokenizer(Tokenizer):
         self._tok = _Tok.from_str(tokenizer_json)
         data = json.loads(tokenizer_json)
         self._special = {a["content"]: int(a["id"]) for a in data.get("added_tokens") or [] if a.get("special")}
+        self._added = {int(a["id"]) for a in data.get("added_tokens") or []}  # literal text, special or not
         self._roles = dict(roles) if roles is not None else roles_from_config({}, self._special)
         self._decoders = _decoder_types(data.get("decoder"))
         self._id_bytes: dict[int, bytes] = {}
@@ -209,7 +210,7 @@ class HFTokenizer(Tokenizer):
             piece = self._tok.id_to_token(token_id)
             if piece is None:
                 raise ValueError(f"token id {token_id} out of range [0, {self.vocab_size})")
-            if piece in self._special or self._tok.token_to_id(piece) is None:
+            if token_id in self._added:
                 b = piece.encode("utf-8")
             elif "ByteLevel" in self._decoders and all(c in CHAR_TO_BYTE for c in piece):
                 b = bytes(CHAR_TO_BYTE[c] for c in piece)

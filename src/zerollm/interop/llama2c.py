@@ -13,7 +13,9 @@ Model file (karpathy/llama2.c `export.py`, read by `run.c`): a header, then floa
 The weights are Meta's layout: RoPE rotates interleaved channel pairs (2j, 2j+1), while zerollm (like HF)
 rotates (j, j + hd/2). So wq / wk rows are permuted on the way in (`interleaved_to_half`) and back on the
 way out (`half_to_interleaved`); both are pure reshapes, so a round trip is bit-exact. The freq_cis tables
-of v0 are recomputed exactly as llama2.c's `precompute_freqs_cis` does (float32 angles, torch cos/sin).
+of v0 are recomputed exactly as llama2.c's `precompute_freqs_cis` does (float32 angles, torch cos/sin); if
+this platform's cos/sin would not reproduce a file's tables bit for bit, conversion keeps them beside the
+checkpoint (`llama2c_freq_cis.safetensors`) and export writes them back.
 run.c hardcodes RMSNorm eps 1e-5 and RoPE theta 10000, so exporting anything else is refused.
 
 `tokenizer.bin` (llama2.c `tokenizer.py`): uint32 max_token_length, then per id: float32 score, uint32
@@ -133,20 +135,27 @@ def load_llama2c(path: str | Path, device: str | torch.device = "cpu"):
                                    f"file has {size} bytes (header says {h})")
         raise InteropError(f"{path}: {size - end} unexpected trailing bytes after the last tensor (header {h})")
     model = empty_model(cfg)
+    tables: dict[str, torch.Tensor] = {}
 
     def produce():
         with open(path, "rb") as f:
             f.seek(h["offset"])
             for name, shape in entries:
-                buf = np.fromfile(f, dtype="<f4", count=math.prod(shape)).reshape(shape)
-                if not name.startswith("freq_cis"):
-                    yield name, _to_ours(name, torch.from_numpy(buf), cfg)
+                buf = torch.from_numpy(np.fromfile(f, dtype="<f4", count=math.prod(shape)).reshape(shape))
+                if name.startswith("freq_cis"):
+                    tables[name] = buf
+                else:
+                    yield name, _to_ours(name, buf, cfg)
     load_into(model, produce(), str(path))
+    if tables and not all(torch.equal(tables[n], t) for n, t in zip(("freq_cis_real", "freq_cis_imag"), freq_cis(cfg))):
+        h["freq_cis"] = tables  # this platform's cos/sin differ in the last bits: keep the file's tables
     return model.to(device).eval(), h
 
 
-def export_llama2c(model, out: str | Path, version: int = 0) -> Path:
-    """Write `model` as a llama2.c `.bin` (v0: what run.c reads; v1: the 256-byte-header format)."""
+def export_llama2c(model, out: str | Path, version: int = 0, freq_tables: dict | None = None) -> Path:
+    """Write `model` as a llama2.c `.bin` (v0: what run.c reads; v1: the 256-byte-header format).
+    `freq_tables` ({"freq_cis_real", "freq_cis_imag"}, kept by `load_llama2c` when recomputing them here
+    would not reproduce the file's bits) replace the recomputed v0 tables."""
     from zerollm.artifacts import atomic_path
 
     cfg: ModelConfig = model.cfg
@@ -164,6 +173,8 @@ def export_llama2c(model, out: str | Path, version: int = 0) -> Path:
     V = cfg.vocab_size if cfg.tie_embeddings or version == 1 else -cfg.vocab_size
     ints = struct.pack("<7i", cfg.d_model, cfg.d_ff, cfg.n_layer, cfg.n_head, cfg.n_kv_head, V, cfg.max_seq_len)
     cos, sin = freq_cis(cfg)
+    if freq_tables and tuple(freq_tables["freq_cis_real"].shape) == tuple(cos.shape):
+        cos, sin = freq_tables["freq_cis_real"], freq_tables["freq_cis_imag"]
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
         if version == 1:
             head = struct.pack("<Ii", MAGIC, 1) + ints + struct.pack("B", int(cfg.tie_embeddings))
