@@ -6,6 +6,14 @@ warm-up, check that both produce the same tokens, and print the memory-bandwidth
 must read all weights once, so tokens/s <= copy bandwidth / weight bytes.
 
     python bench/bench_decode.py [--runs 5] [--threads 2] [--new 128] [--prompt 32]
+    python bench/bench_decode.py --engine      # + int8/int4/NF4 batch 1 and Engine batch-8 aggregate
+    python bench/bench_decode.py --quality     # perplexity per quantization scheme on a model trained here
+
+`--engine` variants (model/quant.py): "cached" = QuantLinear keeping a dequantized fp32 copy (fp32 speed,
+quantized storage); "codes" = dequantize per call (only the codes in memory); "aten" = torch's
+`_weight_int8pack_mm` kernel. The bandwidth bound of a variant uses the bytes it actually streams per token.
+`--quality` trains a small byte-level model on the embedded default corpus for `--train-seconds`, then
+reports held-out perplexity per scheme and whether int8 greedy output matches fp32 for 32+ tokens.
 """
 from __future__ import annotations
 
@@ -49,7 +57,13 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=32)
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--preset", default="gpt2-124m")
+    ap.add_argument("--engine", action="store_true", help="also time quantized variants and batch 8")
+    ap.add_argument("--quality", action="store_true", help="perplexity per quantization scheme (trains a model)")
+    ap.add_argument("--train-seconds", type=float, default=120)
     args = ap.parse_args()
+    if args.quality:
+        torch.set_num_threads(args.threads)
+        return quality(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -97,6 +111,149 @@ def main() -> None:
     if not same:
         first = next(i for i, (a, b) in enumerate(zip(tok_ours, tok_theirs)) if a != b)
         print(f"  first difference at new token {first}: {tok_ours[first]} vs {tok_theirs[first]}")
+    if args.engine:
+        engine_variants(ours, prompt, gen_cfg, args, bw, tok_ours)
+
+
+def engine_variants(ours, prompt, gen_cfg, args, bw, ref_tokens) -> None:
+    """int8 / int4 / NF4 batch 1 (three kernels) and Engine batch-8 aggregate throughput (fp32)."""
+    import copy
+
+    from zerollm.engine.engine import Engine
+    from zerollm.model.quant import QuantLinear, quantize_model
+
+    def streamed_bytes(m, cached):
+        total = 0
+        for mod in m.modules():
+            if isinstance(mod, QuantLinear):
+                total += (mod.in_features * mod.out_features * 4 if cached and mod.kernel != "aten" else
+                          sum(b.numel() * b.element_size() for b in mod.buffers(recurse=False)))
+            elif isinstance(mod, torch.nn.Embedding) and mod is m.tok_emb:
+                total += mod.weight.numel() * mod.weight.element_size()  # tied output projection
+            elif isinstance(mod, torch.nn.Linear):
+                total += mod.weight.numel() * mod.weight.element_size()
+        return total
+
+    base = copy.deepcopy(ours).optimize_for_decode(False)
+    rows = []
+    for scheme, kw, label in (("int8", dict(cache="dequant"), "int8 cached"), ("int8", dict(cache=None), "int8 codes"),
+                              ("int8", dict(kernel="aten"), "int8 aten"),
+                              ("int4-sym", dict(cache="dequant"), "int4 cached"),
+                              ("int4-sym", dict(cache=None), "int4 codes"), ("nf4", dict(cache=None), "nf4 codes")):
+        m = quantize_model(copy.deepcopy(base), scheme, **kw).eval()
+        n_new = args.new if "cached" in label else min(args.new, 32)  # slow kernels: fewer tokens
+        cfg = GenerationConfig(max_new_tokens=n_new, temperature=0, stop_token_ids=[])
+        generate(m, None, prompt, GenerationConfig(max_new_tokens=2, temperature=0, stop_token_ids=[]))  # warm-up
+        times, toks = [], None
+        for _ in range(max(1, args.runs // 2)):
+            t0 = time.perf_counter()
+            toks = generate(m, None, prompt, cfg)
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        bound = bw / streamed_bytes(m, "cached" in label)
+        match = next((i for i, (a, b) in enumerate(zip(toks, ref_tokens)) if a != b), len(toks))
+        rows.append((label, n_new / med, n_new / min(times), bound, match, n_new))
+    eng = Engine(ours, max_batch_size=8, max_len=args.prompt + args.new + 1)
+    prompts = [torch.randint(0, ours.cfg.vocab_size, (args.prompt,)).tolist() for _ in range(8)]
+    eng.generate(prompts[:2], GenerationConfig(max_new_tokens=2, temperature=0, stop_token_ids=[]))
+    times = []
+    for _ in range(max(1, args.runs // 2)):
+        t0 = time.perf_counter()
+        outs = eng.generate(prompts, gen_cfg)
+        times.append(time.perf_counter() - t0)
+    n_tok = sum(len(o[0].token_ids) for o in outs)
+    t1 = []
+    for _ in range(max(1, args.runs // 2)):
+        t0 = time.perf_counter()
+        eng.generate(prompts[:1], gen_cfg)
+        t1.append(time.perf_counter() - t0)
+    print(f"\n{'variant':<14}{'tok/s med':>10}{'best':>8}{'bound':>8}{'% bound':>9}  greedy == fp32 for")
+    for label, med, best, bound, match, n in rows:
+        print(f"{label:<14}{med:>10.1f}{best:>8.1f}{bound:>8.1f}{med / bound:>9.0%}  {match}/{n} tokens")
+    b1 = args.new / statistics.median(t1)
+    b8 = n_tok / statistics.median(times)
+    print(f"Engine fp32 batch 1: {b1:.1f} tok/s; batch 8 aggregate: {b8:.1f} tok/s ({b8 / b1:.1f}x batch 1)")
+
+
+def quality(args) -> None:
+    """Train a small byte-level model briefly, then held-out perplexity per quantization scheme."""
+    import copy
+    import math
+
+    from zerollm.config import ModelConfig
+    from zerollm.data.corpus import default_corpus_text
+    from zerollm.model.quant import SCHEMES, quantize_model
+
+    text = default_corpus_text().encode("utf-8")
+    data = torch.tensor(list(text[:4_000_000]), dtype=torch.long)
+    split = int(len(data) * 0.95)
+    train, val = data[:split], data[split:]
+    T, B = 64, 16
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=256, n_layer=4, n_head=4, n_kv_head=4, d_model=128, max_seq_len=T)
+    model = Transformer(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    t0, step = time.perf_counter(), 0
+    while time.perf_counter() - t0 < args.train_seconds:
+        ix = torch.randint(0, len(train) - T - 1, (B,))
+        x = torch.stack([train[i:i + T] for i in ix])
+        y = torch.stack([train[i + 1:i + T + 1] for i in ix])
+        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+    model.eval()
+    print(f"{model.describe()}\ntrained {step} steps ({args.train_seconds:.0f}s), last train loss {loss.item():.3f}")
+    gen = torch.Generator().manual_seed(1)
+    starts = torch.randint(0, len(val) - T - 1, (64,), generator=gen)
+    xs = torch.stack([val[i:i + T] for i in starts])
+    ys = torch.stack([val[i + 1:i + T + 1] for i in starts])
+
+    def ppl(m):
+        with torch.no_grad():
+            return math.exp(torch.nn.functional.cross_entropy(m(xs).flatten(0, 1), ys.flatten()).item())
+
+    base = ppl(model)
+    prompt = list(val[:16].tolist())
+    g = GenerationConfig(max_new_tokens=64, temperature=0, stop_token_ids=[])
+    ref = generate(model, None, prompt, g)
+    print(f"{'scheme':<10}{'val ppl':>9}{'rel change':>12}  greedy == fp32 for")
+    print(f"{'fp32':<10}{base:>9.4f}{'':>12}")
+    for scheme in SCHEMES:
+        qm = quantize_model(copy.deepcopy(model), scheme, 32)
+        p = ppl(qm)
+        out = generate(qm, None, prompt, g)
+        match = next((i for i, (a, b) in enumerate(zip(out, ref)) if a != b), len(out))
+        print(f"{scheme:<10}{p:>9.4f}{(p / base - 1):>+12.2%}  {match}/{len(ref)} tokens")
+    stories260k(args)
+
+
+def stories260k(args) -> None:
+    """Greedy agreement with fp32 per scheme on Karpathy's trained stories260K (llama2.c), if present."""
+    import copy
+    from pathlib import Path
+
+    from zerollm.model.quant import SCHEMES, quantize_model
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "llama2c_stories260K" / "stories260K.bin"
+    if not path.is_file():
+        return
+    from zerollm.interop.llama2c import load_llama2c
+
+    loaded = load_llama2c(path)
+    model = (loaded[0] if isinstance(loaded, tuple) else loaded).eval()
+    g = GenerationConfig(max_new_tokens=200, temperature=0, stop_token_ids=[])
+    ref = generate(model, None, [1], g)
+    print(f"\nstories260K ({model.num_params() / 1e3:.0f}K params, trained): greedy == fp32 for (of {len(ref)})")
+    for scheme in SCHEMES:
+        try:
+            qm = quantize_model(copy.deepcopy(model), scheme, 32)
+        except ValueError as e:
+            print(f"  {scheme}: skipped ({e})")
+            continue
+        out = generate(qm, None, [1], g)
+        print(f"  {scheme:<10}{next((i for i, (a, b) in enumerate(zip(out, ref)) if a != b), len(out))} tokens")
 
 
 if __name__ == "__main__":
