@@ -4,13 +4,12 @@
     zerollm data prepare     ↔ data_prepare(inputs, tokenizer, out, ...)
     zerollm pretrain         ↔ pretrain(config_or_yaml, overrides)
     zerollm generate         ↔ generate(model, prompt, ...)
-    zerollm serve            ↔ serve(model, host="127.0.0.1", port=8000, api_key=None)
+    zerollm quickstart       ↔ quickstart(corpus=..., minutes=..., preset=...)
     zerollm chat             ↔ chat(model, system=...)
     zerollm rag index / ask  ↔ rag_index(docs, out, ...) / rag_ask(index, question, model=...)
-    zerollm quickstart       ↔ quickstart(corpus=..., minutes=..., preset=...)
     zerollm convert          ↔ convert(src, out, from_format="hf")
+    zerollm serve            ↔ serve(model, host="127.0.0.1", port=8000, api_key=None)
     zerollm export           ↔ export(model, out, format="hf"|"gguf"|"llama2c", version=...)
-    zerollm sft|reward|dpo|ppo|grpo ↔ sft(config_or_yaml, overrides) ... (zerollm.posttrain.stages)
 """
 from __future__ import annotations
 
@@ -23,14 +22,30 @@ from zerollm.quickstart import QuickstartConfig, quickstart
 
 
 def tokenizer_train(inputs: list[str], out: str | Path, vocab_size: int = 4096, pattern: str | None = None,
-                    text_field: str = "text", show_progress: bool = True):
-    """Train a byte-level BPE tokenizer on text files/JSONL/parquet and save it to `out`."""
+                    text_field: str = "text", show_progress: bool = True, algorithm: str = "bpe"):
+    """Train a tokenizer on text files/JSONL/parquet and save it to `out`.
+    algorithm: "bpe" (byte-level, regex pre-split), "wordpiece" (BERT), "unigram" or "bpe_sp"
+    (SentencePiece-style on raw text with ▁: no pre-split, so Japanese works)."""
     from zerollm.data.sources import iter_documents
-    from zerollm.tokenizer.bpe import train_bpe
 
     texts = (doc.text for doc in iter_documents(list(inputs), text_field=text_field))
-    kwargs = {"pattern": pattern} if pattern else {}
-    tok = train_bpe(texts, vocab_size=vocab_size, show_progress=show_progress, **kwargs)
+    if algorithm == "bpe":
+        from zerollm.tokenizer.bpe import train_bpe
+
+        kwargs = {"pattern": pattern} if pattern else {}
+        tok = train_bpe(texts, vocab_size=vocab_size, show_progress=show_progress, **kwargs)
+    elif algorithm in ("wordpiece", "unigram", "bpe_sp"):
+        if pattern:
+            raise ValueError(f"--pattern applies to byte-level BPE only, not {algorithm}")
+        if algorithm == "wordpiece":
+            from zerollm.tokenizer.wordpiece import train_wordpiece as trainer
+        elif algorithm == "unigram":
+            from zerollm.tokenizer.unigram import train_unigram as trainer
+        else:
+            from zerollm.tokenizer.bpe_sp import train_bpe_sp as trainer
+        tok = trainer(list(texts), vocab_size=vocab_size)
+    else:
+        raise ValueError(f"unknown tokenizer algorithm {algorithm!r}; expected bpe | wordpiece | unigram | bpe_sp")
     tok.save(out)
     return tok
 
@@ -79,13 +94,6 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
         return _generate_full(m, tok, ids, gen, constraint)
     text_stream = _stream(m, tok, ids, gen)
     return text_stream if stream else text_stream.read()  # read(): stop strings already cut
-
-
-def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None) -> None:
-    """Serve `model` with the OpenAI-compatible API and the chat page (zerollm.serve) until interrupted."""
-    from zerollm.serve import serve as _serve
-
-    _serve(model, host=host, port=port, api_key=api_key)
 
 
 def sft(cfg=None, overrides=None) -> dict:

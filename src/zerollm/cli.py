@@ -12,11 +12,13 @@ import sys
 def _add_tokenizer(sub) -> None:
     p = sub.add_parser("tokenizer", help="train or inspect tokenizers")
     tsub = p.add_subparsers(dest="action", required=True)
-    t = tsub.add_parser("train", help="train a byte-level BPE tokenizer")
+    t = tsub.add_parser("train", help="train a tokenizer (byte-level BPE, WordPiece, Unigram, SentencePiece-BPE)")
     t.add_argument("inputs", nargs="*", help="text/.jsonl/.parquet files, directories or globs")
     t.add_argument("--input", action="append", default=[], help="another input (repeatable)")
     t.add_argument("--vocab-size", type=int, default=4096)
-    t.add_argument("--pattern", default=None, help="pre-tokenization regex, or 'gpt2' / 'gpt4'")
+    t.add_argument("--algorithm", default="bpe", choices=["bpe", "wordpiece", "unigram", "bpe_sp"],
+                   help="bpe: byte-level BPE (GPT-2/4); wordpiece: BERT; unigram / bpe_sp: SentencePiece-style")
+    t.add_argument("--pattern", default=None, help="pre-tokenization regex, or 'gpt2' / 'gpt4' (bpe only)")
     t.add_argument("--text-field", default="text")
     t.add_argument("--out", required=True)
     st = tsub.add_parser("stats", help="tokens per char/byte, vocab usage, top tokens, segmentation")
@@ -83,54 +85,19 @@ def _add_engine(sub) -> None:
     b.add_argument("what", choices=["decode"])
 
 
-def _add_use(sub) -> None:
-    """`zerollm chat` and `zerollm rag index|ask` (zerollm.chat, zerollm.rag)."""
-    c = sub.add_parser("chat", help="chat with a model in the terminal (streaming; /reset /system /save /load)")
-    c.add_argument("--model", required=True, help="checkpoint, run or Hugging Face model directory")
-    c.add_argument("--system", default=None, help="system prompt")
-    c.add_argument("--max-new-tokens", type=int, default=256)
-    c.add_argument("--temperature", type=float, default=0.7)
-    c.add_argument("--seed", type=int, default=None)
-    c.add_argument("--device", default="auto")
-    r = sub.add_parser("rag", help="retrieval-augmented answers from your documents")
-    rsub = r.add_subparsers(dest="action", required=True)
-    ri = rsub.add_parser("index", help="build or update an index from .txt/.md/.html/.jsonl files or directories")
-    ri.add_argument("docs", nargs="*", help="files or directories to add (re-adding a file replaces it)")
-    ri.add_argument("--out", required=True, help="index directory (updated in place if it exists)")
-    ri.add_argument("--delete", action="append", default=[], help="remove a source from the index (repeatable)")
-    ri.add_argument("--embedder", default=None, help="sentence-transformers or zerollm model dir (dense + hybrid)")
-    ri.add_argument("--chunk-chars", type=int, default=500)
-    ri.add_argument("--overlap", type=int, default=100)
-    ra = rsub.add_parser("ask", help="answer a question with numbered citations")
-    ra.add_argument("index", help="index directory")
-    ra.add_argument("question")
-    ra.add_argument("--model", default=None, help="model to answer with; without it, print the passages")
-    ra.add_argument("-k", type=int, default=4, help="passages to retrieve")
-    ra.add_argument("--mode", default="auto", choices=["auto", "bm25", "dense", "hybrid"])
-    ra.add_argument("--max-new-tokens", type=int, default=200)
-    ra.add_argument("--device", default="auto")
-
-
-def _run_use(args: argparse.Namespace) -> int:
-    from zerollm import api
-
-    if args.stage == "chat":
-        api.chat(args.model, system=args.system, device=args.device, max_new_tokens=args.max_new_tokens,
-                 temperature=args.temperature, seed=args.seed)
-    elif args.action == "index":
-        if not args.docs and not args.delete:
-            raise ValueError("give documents to index and/or --delete SOURCE")
-        index = api.rag_index(args.docs, args.out, embedder=args.embedder, max_chars=args.chunk_chars,
-                              overlap=args.overlap, delete=args.delete)
-        print(f"index: {len(index)} chunks from {len(index.sources)} sources → {args.out}")
-    else:
-        result = api.rag_ask(args.index, args.question, model=args.model, k=args.k, mode=args.mode,
-                             max_new_tokens=args.max_new_tokens, device=args.device,
-                             stream=(lambda piece: (sys.stdout.write(piece), sys.stdout.flush())))
-        print() if args.model else None
-        print(result.format() if not args.model else "\n".join(
-            f"[{c['n']}] {c['source']}" for c in result.citations))
-    return 0
+def _add_interop(sub) -> None:
+    c = sub.add_parser("convert", help="convert a Hugging Face dir or llama2.c .bin into a zerollm checkpoint")
+    c.add_argument("--from", dest="from_format", choices=["hf", "llama2c"], default="hf")
+    c.add_argument("src", help="HF model directory, or llama2.c .bin file")
+    c.add_argument("--out", required=True, help="checkpoint directory to write")
+    c.add_argument("--tokenizer", default=None, help="llama2c: tokenizer .model or tokenizer.bin")
+    e = sub.add_parser("export", help="export a model as a Hugging Face dir, GGUF or llama2.c .bin")
+    e.add_argument("--format", required=True, choices=["hf", "gguf", "llama2c"])
+    e.add_argument("--model", required=True, help="checkpoint, run or HF directory")
+    e.add_argument("--out", required=True, help="directory (hf) or file (gguf, llama2c) to write")
+    e.add_argument("--version", type=int, default=0, help="llama2c file version (0 = run.c's, 1)")
+    e.add_argument("--dtype", default=None, help="hf: float32|bfloat16|float16; gguf: f32|f16")
+    e.add_argument("--tokenizer-out", default=None, help="llama2c: where to write tokenizer.bin")
 
 
 POSTTRAIN_STAGES = {"sft": "supervised chat fine-tuning (loss on assistant tokens)",
@@ -205,21 +172,6 @@ def _run_use(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_interop(sub) -> None:
-    c = sub.add_parser("convert", help="convert a Hugging Face dir or llama2.c .bin into a zerollm checkpoint")
-    c.add_argument("--from", dest="from_format", choices=["hf", "llama2c"], default="hf")
-    c.add_argument("src", help="HF model directory, or llama2.c .bin file")
-    c.add_argument("--out", required=True, help="checkpoint directory to write")
-    c.add_argument("--tokenizer", default=None, help="llama2c: tokenizer .model or tokenizer.bin")
-    e = sub.add_parser("export", help="export a model as a Hugging Face dir, GGUF or llama2.c .bin")
-    e.add_argument("--format", required=True, choices=["hf", "gguf", "llama2c"])
-    e.add_argument("--model", required=True, help="checkpoint, run or HF directory")
-    e.add_argument("--out", required=True, help="directory (hf) or file (gguf, llama2c) to write")
-    e.add_argument("--version", type=int, default=0, help="llama2c file version (0 = run.c's, 1)")
-    e.add_argument("--dtype", default=None, help="hf: float32|bfloat16|float16; gguf: f32|f16")
-    e.add_argument("--tokenizer-out", default=None, help="llama2c: where to write tokenizer.bin")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zerollm", description="build, train and use your own language models")
     parser.add_argument("--version", action="store_true")
@@ -243,12 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     qs.add_argument("--preset", default="quickstart")
     qs.add_argument("--out", default="runs/quickstart")
     qs.add_argument("--device", default="auto")
+    _add_interop(sub)
     sv = sub.add_parser("serve", help="OpenAI-compatible API + chat page (http://HOST:PORT/)")
     sv.add_argument("--model", required=True, help="checkpoint or run directory")
     sv.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
-    _add_interop(sub)
     info = sub.add_parser("model", help="inspect a model: parameters and FLOPs per token")
     info.add_argument("action", choices=["info"])
     info.add_argument("--preset", default=None)
@@ -277,8 +229,8 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
             raise SystemExit("zerollm tokenizer train: give at least one input file")
         tok = api.tokenizer_train(inputs, args.out, vocab_size=args.vocab_size,
                                   pattern=resolve_pattern(args.pattern) if args.pattern else None,
-                                  text_field=args.text_field)
-        print(f"tokenizer: {tok.vocab_size} tokens → {args.out}")
+                                  text_field=args.text_field, algorithm=args.algorithm)
+        print(f"tokenizer: {args.algorithm}, {tok.vocab_size} tokens → {args.out}")
     elif args.stage == "data":
         from zerollm.data.prepare import prepare_summary
 
@@ -354,8 +306,6 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     elif args.stage == "quickstart":
         api.quickstart(corpus=args.corpus or [], minutes=args.minutes, preset=args.preset, out=args.out,
                        device=args.device)
-    elif args.stage == "serve":
-        api.serve(args.model, host=args.host, port=args.port, api_key=args.api_key)
     elif args.stage == "convert":
         out = api.convert(args.src, args.out, from_format=args.from_format, tokenizer=args.tokenizer)
         print(f"converted {args.src} → {out}")
@@ -363,6 +313,8 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         out = api.export(args.model, args.out, format=args.format, version=args.version, dtype=args.dtype,
                          tokenizer_out=args.tokenizer_out)
         print(f"exported {args.model} → {out} ({args.format})")
+    elif args.stage == "serve":
+        api.serve(args.model, host=args.host, port=args.port, api_key=args.api_key)
     elif args.stage == "model":
         from zerollm.config import model_config_from_preset
         from zerollm.model.transformer import Transformer
