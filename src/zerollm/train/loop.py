@@ -194,24 +194,27 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
         tokens_seen += step_tokens * info.world_size
         window_tokens += step_tokens * info.world_size
 
-        if not calibrated:
-            # Fix the step count that fits the time budget: time steps 5..25 (after warm-up effects), then
-            # spend what is left of the budget, less the evaluations still to come. All ranks agree.
-            if step == 5:
-                t_calib = time.perf_counter()
-            elif step >= min(25, total_steps):
-                per_step = (time.perf_counter() - t_calib) / (step - 5 if step > 5 else step)
-                remaining = budget_s - (time.perf_counter() - t_start)
-                n_evals = max(1, int(remaining / per_step) // max(1, cfg.eval_every or 10**9) + 1)
-                eval_cost = n_evals * cfg.eval_batches * per_step / (3 * cfg.grad_accum)
-                fit = step + int((remaining - eval_cost) / per_step)
-                t = torch.tensor([max(step, min(cfg.steps, fit))], device=device)
-                if info.enabled:
-                    torch.distributed.broadcast(t, 0)
-                total_steps, calibrated = int(t.item()), True
-                if bar is not None:
-                    bar.total = total_steps
-                    bar.refresh()
+        if budget_s and step == 5:
+            t_calib = time.perf_counter()
+        # Time budget: fix the step count from the measured step time (steps 5..25, after warm-up effects),
+        # spending what is left of the budget less the evaluations still to come. Under WSD the count is
+        # re-estimated every 25 steps during the stable phase (the lr there does not depend on it), so a
+        # machine that speeds up or slows down mid-run still ends its decay on time. All ranks agree.
+        stable = cfg.schedule == "wsd" and step < (1 - cfg.decay_fraction) * total_steps - 25
+        if budget_s and step > 5 and ((not calibrated and step >= min(25, total_steps))
+                                      or (calibrated and stable and step % 25 == 0 and resume_from is None)):
+            per_step = (time.perf_counter() - t_calib) / (step - 5)
+            remaining = budget_s - (time.perf_counter() - t_start)
+            n_evals = max(1, int(remaining / per_step) // max(1, cfg.eval_every or 10**9) + 1)
+            eval_cost = n_evals * cfg.eval_batches * per_step / (3 * cfg.grad_accum)
+            fit = step + int((remaining - eval_cost) / per_step)
+            t = torch.tensor([max(step, min(cfg.steps, fit))], device=device)
+            if info.enabled:
+                torch.distributed.broadcast(t, 0)
+            total_steps, calibrated = int(t.item()), True
+            if bar is not None:
+                bar.total = total_steps
+                bar.refresh()
 
         if step % cfg.log_every == 0 or step == total_steps:
             loss_value = float(all_reduce_mean(loss_sum / cfg.grad_accum, info))
