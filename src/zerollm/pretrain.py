@@ -132,7 +132,9 @@ def finish_run_report(run_dir: Path, stage: str, model, model_cfg, tc: TrainConf
                       shards: dict | None = None, extra_sections: list[tuple[str, str]] | None = None) -> None:
     from zerollm.train.report import fmt_num, plot_losses, write_report
 
-    plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{stage}: {model.describe()}")
+    cfg = model.cfg
+    plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
+                title=f"{stage}: {fmt_num(model.num_params())} params, {cfg.n_layer} layers x {cfg.d_model}")
     evals = summary.get("evals") or []
     last = evals[-1] if evals else {}
     first = evals[0] if evals else {}

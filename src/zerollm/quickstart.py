@@ -56,7 +56,7 @@ def quickstart(cfg: QuickstartConfig | None = None, **kw) -> dict:
     print(f"[4/4] pretrain: {train_minutes:.1f} minutes on {cfg.device}")
     tc = TrainConfig(steps=100_000, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=cfg.lr,
                      warmup_steps=50, schedule="wsd", decay_fraction=0.3, min_lr_ratio=0.0,
-                     weight_decay=0.1, beta2=0.99, eval_every=250, eval_batches=20, ckpt_every=1000,
+                     weight_decay=0.1, beta2=0.99, eval_every=150, eval_batches=16, ckpt_every=1000,
                      keep_last=1, log_every=10, seed=cfg.seed, device=cfg.device, max_minutes=train_minutes)
     pc = PretrainConfig(data=str(out / "shards"), out=str(out), preset=cfg.preset, train=tc,
                         sample_prompts=["The ", "A list is ", "To open a file, "], sample_tokens=60)
