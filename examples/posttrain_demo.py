@@ -60,20 +60,20 @@ def run_sft(out: Path, steps: int = 600, name: str = "sft") -> dict:
             "steps": s["steps"], "minutes": s["elapsed_s"] / 60, "run_dir": s["run_dir"]}
 
 
-def run_grpo(out: Path, steps: int = 60, start: str | None = None) -> dict:
+def run_grpo(out: Path, steps: int = 60, start: str | None = None, name: str = "grpo") -> dict:
     setup(out)
     s = stages.grpo(None, {"model": start or str(out / "sft_short" / "model"), "data": [str(out / "arith_rl.jsonl")],
                            "eval_answers": [str(out / "arith_eval.jsonl")], "eval_limit": 100,
-                           "out": str(out / "grpo"), "max_new_tokens": 40, "group_size": 8, "prompts_per_step": 8,
-                           "temperature": 1.0, "beta": 0.02, "reward": "exact+format",
-                           "train": train_cfg(steps=steps, lr=2e-4, warmup_steps=5, eval_every=max(1, steps // 6),
+                           "out": str(out / name), "max_new_tokens": 40, "group_size": 8, "prompts_per_step": 8,
+                           "temperature": 0.5, "beta": 0.04, "reward": "exact",
+                           "train": train_cfg(steps=steps, lr=5e-5, warmup_steps=5, eval_every=max(1, steps // 6),
                                               log_every=1, seq_len=96)})
     ev = s["evals"]
     return {"stage": "grpo", "exact_match_before": ev[0]["exact_match"], "exact_match_after": ev[-1]["exact_match"],
             "steps": s["steps"], "minutes": s["elapsed_s"] / 60, "run_dir": s["run_dir"]}
 
 
-def run_sentiment(out: Path) -> list[dict]:
+def run_sentiment(out: Path, parts=("sft", "reward", "dpo", "ppo")) -> list[dict]:
     """SFT on mixed-style descriptions, then a reward model, DPO and PPO on the positivity property."""
     setup(out)
     d = out / "sentiment"
@@ -81,6 +81,16 @@ def run_sentiment(out: Path) -> list[dict]:
     tasks.write_jsonl(d / "sft.jsonl", tasks.sentiment_sft(4000, seed=1))
     tasks.write_jsonl(d / "prefs.jsonl", tasks.sentiment_preferences(2000, seed=2))
     tasks.write_jsonl(d / "prompts.jsonl", [{"prompt": p["prompt"]} for p in tasks.sentiment_preferences(400, seed=3)])
+    results = []
+    sft_model = str(d / "sft" / "model")
+    if "sft" in parts:
+        results += _sentiment_sft_rm_dpo(out, d)
+    if "ppo" in parts:
+        results.append(_sentiment_ppo(d, sft_model))
+    return results
+
+
+def _sentiment_sft_rm_dpo(out: Path, d: Path) -> list[dict]:
     results = []
     s = stages.sft(None, {"model": str(out / "base"), "data": [str(d / "sft.jsonl")], "out": str(d / "sft"),
                           "max_len": 64, "train": train_cfg(steps=200, batch_size=32, lr=2e-3, warmup_steps=20,
@@ -101,16 +111,19 @@ def run_sentiment(out: Path) -> list[dict]:
                     "pair_accuracy_after": ev[-1]["pair_accuracy"], "margin_before": ev[0]["margin"],
                     "margin_after": ev[-1]["margin"], "positivity_before": positivity_of(sft_model, d),
                     "positivity_after": positivity_of(str(d / "dpo" / "model"), d), "minutes": p["elapsed_s"] / 60})
+    return results
+
+
+def _sentiment_ppo(d: Path, sft_model: str) -> dict:
     q = stages.ppo(None, {"model": sft_model, "reward_model": str(d / "reward"), "data": [str(d / "prompts.jsonl")],
-                          "out": str(d / "ppo"), "max_new_tokens": 24, "prompts_per_step": 16, "kl_coef": 0.05,
+                          "out": str(d / "ppo"), "max_new_tokens": 40, "prompts_per_step": 16, "kl_coef": 0.1,
                           "ppo_epochs": 2, "eval_limit": 32, "val_fraction": 0.1,
                           "train": train_cfg(steps=60, lr=3e-4, warmup_steps=5, eval_every=10, log_every=2)},
                    property_fn=tasks.positivity)
     ev = q["evals"]
-    results.append({"stage": "ppo", "score_before": ev[0]["val_score"], "score_after": ev[-1]["val_score"],
-                    "kl_max": max(e["val_kl"] for e in ev), "positivity_before": ev[0]["val_property"],
-                    "positivity_after": ev[-1]["val_property"], "minutes": q["elapsed_s"] / 60})
-    return results
+    return {"stage": "ppo", "score_before": ev[0]["val_score"], "score_after": ev[-1]["val_score"],
+            "kl_max": max(e["val_kl"] for e in ev), "positivity_before": ev[0]["val_property"],
+            "positivity_after": ev[-1]["val_property"], "minutes": q["elapsed_s"] / 60}
 
 
 def positivity_of(model_dir: str, d: Path, n: int = 40) -> float:
@@ -123,7 +136,7 @@ def positivity_of(model_dir: str, d: Path, n: int = 40) -> float:
     prompts = [json.loads(x)["prompt"] for x in (d / "prompts.jsonl").read_text().splitlines()[:n]]
     vals = []
     for i, p in enumerate(prompts):
-        (c,) = sample(model, tok, chatml_prompt_ids([{"role": "user", "content": p}], tok), 1, 24, 1.0, 1000 + i)
+        (c,) = sample(model, tok, chatml_prompt_ids([{"role": "user", "content": p}], tok), 1, 40, 1.0, 1000 + i)
         vals.append(tasks.positivity(completion_text(tok, c)))
     return sum(vals) / len(vals)
 
@@ -137,8 +150,17 @@ def run_lora_child(out: Path, mode: str, steps: int) -> None:
                                     eval_every=steps, eval_batches=4, eval_at_start=False, seq_len=64, log_every=5)}
     if mode != "full":
         overrides.update({mode: True, "lora_config": {"r": 16, "alpha": 32}})
+    overrides["train"]["ckpt_every"] = -1  # measure training, not checkpoint serialisation
+    peak = {}
+    finish = stages.Ctx.finish
+
+    def record_then_finish(self, *a, **kw):  # peak RSS of load + training, before the final saves
+        peak["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return finish(self, *a, **kw)
+
+    stages.Ctx.finish = record_then_finish
     s = stages.sft(None, overrides)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak["rss"]
     print(json.dumps({"mode": mode, "trainable": s["trainable_params"], "total": s["total_params"],
                       "peak_rss_mb": rss_mb, "val_loss": s["evals"][-1].get("val_loss"),
                       "minutes": s["elapsed_s"] / 60}))
@@ -164,13 +186,14 @@ def run_lora(out: Path, steps: int = 30) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["sft", "grpo", "sentiment", "lora", "lora-child", "all"])
+    ap.add_argument("what", choices=["sft", "grpo", "sentiment", "ppo", "dpo-samples", "lora", "lora-child", "all"])
     ap.add_argument("mode", nargs="?", default="")
     ap.add_argument("--out", default="runs/posttrain_demo")
     ap.add_argument("--sft-steps", type=int, default=600)
     ap.add_argument("--sft-name", default="sft", help="run dir name under --out (GRPO starts from sft_short)")
     ap.add_argument("--grpo-steps", type=int, default=60)
     ap.add_argument("--grpo-start", default=None)
+    ap.add_argument("--grpo-name", default="grpo")
     ap.add_argument("--lora-steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
     args = ap.parse_args()
@@ -187,9 +210,15 @@ def main() -> None:
     if args.what in ("sft", "all"):
         results.append(run_sft(out, args.sft_steps, args.sft_name))
     if args.what in ("grpo", "all"):
-        results.append(run_grpo(out, args.grpo_steps, args.grpo_start))
+        results.append(run_grpo(out, args.grpo_steps, args.grpo_start, args.grpo_name))
     if args.what in ("sentiment", "all"):
         results += run_sentiment(out)
+    if args.what == "ppo":
+        results += run_sentiment(out, parts=("ppo",))
+    if args.what == "dpo-samples":
+        d = out / "sentiment"
+        results.append({"stage": "dpo-samples", "positivity_before": positivity_of(str(d / "sft" / "model"), d),
+                        "positivity_after": positivity_of(str(d / "dpo" / "model"), d)})
     if args.what in ("lora", "all"):
         results += run_lora(out, args.lora_steps)
     for r in results:

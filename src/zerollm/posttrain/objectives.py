@@ -326,11 +326,13 @@ class GRPOObjective:
 
     name = "grpo"
 
-    def __init__(self, clip: float = 0.2, beta: float = 0.04, stat_names: tuple[str, ...] = ()):
+    def __init__(self, clip: float = 0.2, beta: float = 0.04, stat_names: tuple[str, ...] = (),
+                 temperature: float = 1.0):
         self.clip, self.beta, self.stat_names = clip, beta, stat_names
+        self.temperature = temperature if temperature > 0 else 1.0  # log-probs of the sampling distribution
 
     def loss(self, model, batch):
         x, y, old_logp, ref_logp, adv = batch[:5]
-        logp = token_logps(model(x), y)
+        logp = token_logps(model(x) / self.temperature, y)
         loss, kl = grpo_loss(logp, old_logp, ref_logp, adv, y != IGNORE_INDEX, self.clip, self.beta)
         return loss, {"kl": float(kl.detach()), **_stats(batch[5], self.stat_names)}

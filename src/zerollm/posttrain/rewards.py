@@ -26,6 +26,8 @@ def extract_answer(text: str) -> float | None:
 
 def exact_numeric_reward(completion: str, answer: str | float | int) -> float:
     """1.0 if the completion's `#### x` equals the reference answer (itself a number or a GSM8K solution)."""
+    if answer is None:
+        return 0.0
     ref = answer if isinstance(answer, (int, float)) else extract_answer(answer)
     if ref is None and isinstance(answer, str):
         try:

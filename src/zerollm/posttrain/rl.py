@@ -48,11 +48,11 @@ class Reference:
         self.model = None if lora else copy.deepcopy(policy).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def token_logps(self, x, y):
+    def token_logps(self, x, y, temperature: float = 1.0):
         if self.lora:
             with adapters_disabled(self.policy):
-                return token_logps(self.policy(x), y)
-        return token_logps(self.model(x), y)
+                return token_logps(self.policy(x) / temperature, y)
+        return token_logps(self.model(x) / temperature, y)
 
 
 def sample_many(policy, tokenizer, prompts: list[list[int]], n: int, max_new_tokens: int, temperature: float,
@@ -150,8 +150,9 @@ class GRPORollouts(_Shuffled):
         x, y = x.to(device), y.to(device)
         r = torch.tensor(rewards, dtype=torch.float32)  # (N, G)
         adv = group_advantages(r).reshape(-1).to(device)
-        old = token_logps(self.policy(x), y)
-        ref = self.ref.token_logps(x, y)
+        t = self.temperature if self.temperature > 0 else 1.0  # on-policy: log-probs of what was sampled
+        old = token_logps(self.policy(x) / t, y)
+        ref = self.ref.token_logps(x, y, t)
         stats = torch.tensor([[r.mean().item(), sum(accs) / len(accs), sum(lens) / len(lens),
                                r.std(-1).mean().item()]], device=device)
         return x, y, old, ref, adv, stats

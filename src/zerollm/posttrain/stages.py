@@ -373,7 +373,7 @@ def grpo(cfg: GRPOConfig | str | None = None, overrides=None) -> dict:
     def evaluate(m):
         return {"exact_match": exact_match(m, ctx.tok, answers, cfg.max_new_tokens)} if answers else {}
 
-    summary = ctx.train(GRPOObjective(cfg.clip, cfg.beta, GRPORollouts.stat_names), data, evaluate)
+    summary = ctx.train(GRPOObjective(cfg.clip, cfg.beta, GRPORollouts.stat_names, cfg.temperature), data, evaluate)
     ev = summary["evals"]
     lines = [f"- {len(prompts)} prompts, {cfg.prompts_per_step} per step × group of {cfg.group_size}; reward "
              f"{cfg.reward}; β={cfg.beta}, clip {cfg.clip}, μ={cfg.updates_per_rollout}"]
