@@ -26,7 +26,7 @@ def nanogpt_char(work: Path, corpus: Path, steps: int) -> dict:
     from zerollm.config import load_config
     from zerollm.pretrain import PretrainConfig, pretrain
 
-    tokenizer_train([str(corpus)], work / "bytes-tok", vocab_size=256, show_progress=False)  # no merges: bytes
+    tokenizer_train([str(corpus)], work / "bytes-tok", vocab_size=256 + 16, show_progress=False)  # bytes + specials: no merges
     data_prepare([str(corpus)], work / "bytes-tok", work / "bytes-shards", val_fraction=0.05, show_progress=False)
     pc = load_config(PretrainConfig, REPO / "configs" / "nanogpt-char.yaml",
                      [f"data={work / 'bytes-shards'}", f"out={work / 'nanogpt'}", f"train.steps={steps}",
