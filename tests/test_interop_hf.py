@@ -285,6 +285,28 @@ def test_export_hf_loads_in_transformers(style, tied, small_bpe, texts, tmp_path
                                               zip(back.state_dict().values(), model.state_dict().values()))
 
 
+def test_export_hf_with_a_wordpiece_tokenizer(texts, tmp_path):
+    """WordPiece (the tokenizer issue's BERT algorithm) exports as tokenizer.json that transformers reads
+    with the same ids, English and Japanese, with no [CLS]/[SEP] added to a decoder LM's input."""
+    from zerollm.tokenizer.wordpiece import train_wordpiece
+
+    wp = train_wordpiece([texts[0], texts[1]], vocab_size=2000)
+    cfg = ModelConfig(vocab_size=wp.vocab_size, n_layer=1, n_head=2, d_model=32, max_seq_len=32,
+                      norm="rmsnorm", mlp="swiglu", position="rope", bias=False)
+    torch.manual_seed(0)
+    model = Transformer(cfg).eval()
+    save_checkpoint(tmp_path / "ck", model, cfg, tokenizer=wp)
+    export(tmp_path / "ck", tmp_path / "hf", format="hf")
+    auto = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    for text in texts:
+        sample = text[:3000]
+        assert auto.encode(sample) == wp.encode(sample)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf"), dtype=torch.float32).eval()
+    ids = torch.tensor([wp.encode(texts[1][:20])])
+    with torch.no_grad():
+        assert (model(ids) - hf(ids).logits).abs().max().item() <= 1e-4
+
+
 def test_chat_template_renders_as_transformers(small_bpe, tmp_path):
     d = tmp_path / "hf"
     d.mkdir()

@@ -384,6 +384,22 @@ def _chars(b: bytes) -> str:
     return b.decode("latin-1").translate(_FROM_LATIN1)
 
 
+def wordpiece_tokenizer_json(tok) -> dict:
+    """tokenizer.json for our `WordPieceTokenizer`: BERT normalizer + pre-tokenizer + WordPiece model, no
+    post-processor (a decoder LM's ids carry no [CLS]/[SEP]), zerollm's specials as added tokens."""
+    added = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+              "special": True} for s, i in sorted(tok.special_tokens.items(), key=lambda kv: kv[1])]
+    return {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": tok.handle_chinese_chars,
+                       "strip_accents": tok.strip_accents, "lowercase": tok.lowercase},
+        "pre_tokenizer": {"type": "BertPreTokenizer"}, "post_processor": None,
+        "decoder": {"type": "WordPiece", "prefix": tok.prefix, "cleanup": True},
+        "model": {"type": "WordPiece", "unk_token": tok.unk_token, "continuing_subword_prefix": tok.prefix,
+                  "max_input_chars_per_word": tok.max_chars, "vocab": {t: i for i, t in enumerate(tok.vocab)}},
+    }
+
+
 def bpe_tokenizer_json(tok) -> dict:
     """tokenizer.json (tokenizers library format) for our `BPETokenizer`."""
     names = {t: _chars(t) for t in tok.mergeable_ranks}
@@ -418,6 +434,9 @@ def write_hf_tokenizer(tok: Tokenizer, directory: str | Path, chat_template: str
         atomic_write_text(directory / "tokenizer.json", json.dumps(bpe_tokenizer_json(tok), ensure_ascii=False))
     elif isinstance(tok, HFTokenizer):
         atomic_write_text(directory / "tokenizer.json", tok._json)
+    elif type(tok).__name__ == "WordPieceTokenizer":
+        atomic_write_text(directory / "tokenizer.json", json.dumps(wordpiece_tokenizer_json(tok), ensure_ascii=False))
+        roles.setdefault("unk", tok.unk_token)
     elif type(tok).__name__ == "SentencePieceTokenizer":
         tok.export_model(directory / "tokenizer.model")  # transformers converts it on load
         config["tokenizer_class"] = "LlamaTokenizer"
