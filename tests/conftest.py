@@ -15,8 +15,11 @@ def shared_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Path of the shared data directory; skips the test (with the reason) when it is absent."""
+    """Path of the shared data directory. Off CI, a test that needs it skips (with the reason) when it is
+    absent; on CI (CI=true), where ../shared is always present, its absence is a failure, not a skip."""
     root = shared_data_dir()
     if not root.is_dir():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI run without the shared test data at {root} (set ZEROLLM_SHARED_DATA)")
         pytest.skip(f"shared test data not found at {root} (set ZEROLLM_SHARED_DATA to its location)")
     return root

@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import heapq
 
-from zerollm.tokenizer.spm import PieceTable, split_chunks
+from zerollm.tokenizer.spm import PieceTable, required_characters, split_chunks
 
 
 class BPESegmenter:
@@ -92,30 +92,13 @@ def train_bpe_pieces(sentences, vocab_size: int, *, num_meta: int, max_piece_len
     All unique chunks are laid end to end as one doubly linked list of symbols (ints), each position
     weighted by its chunk's count; `where[pair]` holds the positions where a pair starts. A merge visits
     only those positions, so the total work is proportional to the number of merge applications."""
-    from zerollm.tokenizer.spm import WS
 
     say = log or (lambda msg: None)
     counter: collections.Counter = collections.Counter()
     for s in sentences:
         counter.update(split_chunks(s, split_by_unicode_script))
-    if not counter:
-        raise ValueError("cannot train a tokenizer on an empty corpus (no non-empty lines)")
-    char_count: collections.Counter = collections.Counter()
-    for chunk, c in counter.items():
-        for ch in chunk:
-            char_count[ch] += c
-    total = sum(char_count.values())
-    required, acc = [], 0
-    for ch, c in sorted(char_count.items(), key=lambda kv: (-kv[1], kv[0])):
-        if acc / total >= character_coverage and ch != WS:
-            break
-        required.append(ch)
-        acc += c
+    _, required = required_characters(counter, vocab_size, num_meta, character_coverage)
     target = vocab_size - num_meta
-    if target < len(required):
-        raise ValueError(f"vocab_size {vocab_size} is smaller than the {len(required)} required characters "
-                         f"+ {num_meta} meta pieces; use vocab_size >= {len(required) + num_meta + 1} "
-                         f"or lower character_coverage")
     names = list(required)  # symbol id -> string
     sid = {ch: i for i, ch in enumerate(names)}
     sym, weight, nxt, prv = [], [], [], []

@@ -56,6 +56,33 @@ def split_chunks(text: str, by_script: bool = True) -> list[str]:
     return (_CHUNK_RE if by_script else _WORD_RE).findall(text)
 
 
+def required_characters(counter, vocab_size: int, num_meta: int, character_coverage: float):
+    """SentencePiece's character step, shared by the Unigram and BPE trainers: count characters over the
+    unique chunks (`counter`: chunk -> count), keep the most frequent ones covering `character_coverage`
+    of all occurrences (always `▁`), and check they fit in `vocab_size - num_meta`.
+    Returns (char_count, required characters, most frequent first)."""
+    import collections
+
+    if not counter:
+        raise ValueError("cannot train a tokenizer on an empty corpus (no non-empty lines)")
+    char_count: collections.Counter = collections.Counter()
+    for chunk, c in counter.items():
+        for ch in chunk:
+            char_count[ch] += c
+    total = sum(char_count.values())
+    required, acc = [], 0
+    for ch, c in sorted(char_count.items(), key=lambda kv: (-kv[1], kv[0])):
+        if acc / total >= character_coverage and ch != WS:
+            break
+        required.append(ch)
+        acc += c
+    if vocab_size - num_meta < len(required):
+        raise ValueError(f"vocab_size {vocab_size} is smaller than the {len(required)} required characters "
+                         f"+ {num_meta} meta pieces; use vocab_size >= {len(required) + num_meta + 1} "
+                         f"or lower character_coverage")
+    return char_count, required
+
+
 class Normalizer:
     """SentencePiece's `Normalizer::Normalize` for a NormalizerSpec: charsmap rules, then whitespace
     handling (remove_extra_whitespaces, add_dummy_prefix, escape_whitespaces)."""

@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from zerollm.tokenizer.spm import split_chunks
+from zerollm.tokenizer.spm import required_characters, split_chunks
 
 _B = np.uint64(0x100000001B3)  # rolling-hash multiplier (odd, FNV prime)
 NEG = -1e30
@@ -277,27 +277,11 @@ def train_unigram_pieces(sentences, vocab_size: int, *, num_meta: int, max_piece
 
     say = log or (lambda msg: None)
     counter: collections.Counter = collections.Counter()
-    char_count: collections.Counter = collections.Counter()
     for s in sentences:
         counter.update(split_chunks(s))
-    for chunk, c in counter.items():
-        for ch in chunk:
-            char_count[ch] += c
-    if not counter:
-        raise ValueError("cannot train a tokenizer on an empty corpus (no non-empty lines)")
     # required characters: the most frequent ones covering `character_coverage` of all occurrences
-    total = sum(char_count.values())
-    required, acc = [], 0
-    for ch, c in sorted(char_count.items(), key=lambda kv: (-kv[1], kv[0])):
-        if acc / total >= character_coverage and ch != WS:
-            break
-        required.append(ch)
-        acc += c
+    char_count, required = required_characters(counter, vocab_size, num_meta, character_coverage)
     target = vocab_size - num_meta
-    if target < len(required):
-        raise ValueError(f"vocab_size {vocab_size} is smaller than the {len(required)} required characters "
-                         f"+ {num_meta} meta pieces; use vocab_size >= {len(required) + num_meta + 1} "
-                         f"or lower character_coverage")
     req_set = set(required)
     rare = [ch for ch in char_count if ch not in req_set]
     chunks, weights = [], []
