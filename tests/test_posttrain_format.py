@@ -128,8 +128,8 @@ def test_real_shared_data_loads(shared_data, tok):
 
 def test_packing_and_batches_resume():
     ex = [([1, 2, 3], [2, 3, -100]), ([4, 5], [5, -100]), ([6, 7, 8, 9], [7, 8, 9, -100])]
-    rows = D.pack(ex, 4)
-    assert [r[0] for r in rows] == [[1, 2, 3, 4], [5, 6, 7, 8], [9]]
+    rows = D.pack(ex, 5)  # whole examples per row (tests/test_posttrain_packing.py: masks and positions)
+    assert [r[0] for r in rows] == [[1, 2, 3, 4, 5], [6, 7, 8, 9]] and rows[0][2] == [0, 0, 0, 1, 1]
     data = D.SFTData(ex, 2, pad_id=0, seed=3)
     data.next_batch()
     state = data.state_dict()

@@ -38,6 +38,7 @@ def _cfg(d: Path, out: str, steps: int = 4, lora: bool = False, **kw) -> dict:
 STAGES = {
     "sft": lambda d: dict(data=[str(d / "arith.jsonl")], eval_answers=[str(d / "arith_eval.jsonl")],
                           eval_max_new_tokens=8),
+    "sft_packed": lambda d: dict(data=[str(d / "arith.jsonl")], packing=True),  # document-masked rows
     "reward": lambda d: dict(data=[str(d / "prefs.jsonl")]),
     "dpo": lambda d: dict(data=[str(d / "prefs.jsonl")]),
     "grpo": lambda d: dict(data=[str(d / "arith.jsonl")], max_new_tokens=8, group_size=3, prompts_per_step=2,
@@ -52,17 +53,17 @@ def _losses(run: Path) -> dict:
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
-@pytest.mark.parametrize("stage,lora", [("sft", True), ("reward", False), ("dpo", True), ("grpo", False),
-                                        ("ppo", False)])
+@pytest.mark.parametrize("stage,lora", [("sft", True), ("sft_packed", False), ("reward", False), ("dpo", True),
+                                        ("grpo", False), ("ppo", False)])
 def test_stage_runs_and_resumes_exactly(env, stage, lora):
     from zerollm.train import loop
 
-    fn = getattr(stages, stage)
+    fn = getattr(stages, stage.split("_")[0])
     straight = fn(None, _cfg(env, f"{stage}_a", lora=lora, **STAGES[stage](env)))
     run_a = Path(straight["run_dir"])
     for f in ("report.md", "metrics.jsonl", "loss.png", "config.yaml", "manifest.json"):
         assert (run_a / f).is_file(), f
-    assert (run_a / f"{stage}.png").is_file()
+    assert (run_a / f"{stage.split('_')[0]}.png").is_file()
     assert (run_a / "adapter" / "adapter_config.json").is_file() == lora
     assert (run_a / "model" / "model.safetensors").is_file()
 

@@ -205,6 +205,25 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor |
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
 
 
+def document_mask(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention mask and positions for rows that pack several documents (sequence packing).
+
+    segments (B, T): a document id per token, constant over each document's contiguous run of tokens
+    (padding is a run of its own). Token i may attend to token j iff j <= i and both belong to the same
+    document, so the mask is block-diagonal causal; positions restart at 0 where each run starts, so RoPE /
+    learned positions see every document exactly as if it were alone in its row.
+    Returns (mask bool (B, 1, T, T), True = may attend; positions int64 (B, T)).
+    """
+    B, T = segments.shape
+    same = segments.unsqueeze(-1) == segments.unsqueeze(-2)  # (B, T, T): query i, key j in one document
+    causal = torch.ones(T, T, dtype=torch.bool, device=segments.device).tril()
+    idx = torch.arange(T, device=segments.device).expand(B, T)
+    starts = torch.ones_like(segments, dtype=torch.bool)
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]  # first token of each run
+    run_start = torch.where(starts, idx, torch.zeros_like(idx)).cummax(-1).values  # (B, T): where my run began
+    return (same & causal).unsqueeze(1), idx - run_start
+
+
 # ----------------------------------------------------------------------------------------------------------
 # MLPs
 

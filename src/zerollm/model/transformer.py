@@ -24,7 +24,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .kv_cache import KVCache
-from .layers import Block, RMSNorm, RotaryEmbedding, make_norm
+from .layers import Block, RMSNorm, RotaryEmbedding, document_mask, make_norm
 
 
 class Transformer(nn.Module):
@@ -64,14 +64,22 @@ class Transformer(nn.Module):
     # ------------------------------------------------------------------------------------------------------
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, positions: torch.Tensor | None = None,
-                return_hidden: bool = False) -> torch.Tensor:
+                return_hidden: bool = False, segments: torch.Tensor | None = None) -> torch.Tensor:
         """idx (B, T) int64 -> logits (B, T, V) float32, or hidden states (B, T, D) after the final norm.
 
         cache: a `KVCache`; the T new tokens go to slots [cache.pos, cache.pos+T) and the cache advances.
         positions: absolute positions (T,) or (B, T) of the new tokens (default cache.pos + arange(T));
             pass them for left-padded batches (see kv_cache.py).
+        segments: document ids (B, T) of packed rows (training only): attention stays inside each document
+            and positions restart at 0 per document (layers.document_mask). None = one causal sequence per
+            row, through SDPA's fused causal path with no mask tensor.
         """
         B, T = idx.shape
+        doc_mask = None
+        if segments is not None:
+            if cache is not None or positions is not None:
+                raise ValueError("segments (packed documents) cannot be combined with a KV cache or positions")
+            doc_mask, positions = document_mask(segments)
         start = cache.pos if cache is not None else 0
         limit = cache.max_len if cache is not None else self.cfg.max_seq_len
         if start + T > limit:
@@ -84,7 +92,7 @@ class Transformer(nn.Module):
         if self.cfg.dropout and self.training:
             x = F.dropout(x, self.cfg.dropout, True)
 
-        mask = cache.attn_mask(T) if cache is not None else None  # None -> plain causal (or T == 1)
+        mask = cache.attn_mask(T) if cache is not None else doc_mask  # None -> plain causal (or T == 1)
         for block in self.blocks:
             x = block(x, rope, cache, mask)  # (B, T, D)
         if cache is not None:

@@ -13,6 +13,8 @@ standard strings, conversational message lists, LLaMA-Factory's ShareGPT form (`
 
 Batches (all tensors, so the loop can move them to the device):
     SFTData        (x, y)           x (B, T) ids, y (B, T) next-token labels, -100 = no loss
+                   (x, y, seg)      with packing: seg (B, T) document ids (attention and positions reset per
+                                    document, model/layers.document_mask)
     PreferenceData (x, y, index)    x (2B, T): chosen rows then rejected rows; index (B,) example numbers
 Both shuffle with a per-epoch seeded permutation and resume exactly from (epoch, position).
 """
@@ -195,29 +197,46 @@ def encode_pair(prompt: list[dict], completion: list[dict], tokenizer, max_len: 
     return ids[:-1], [t if m else IGNORE_INDEX for t, m in zip(ids[1:], mask[1:])]
 
 
-def pad_batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int, length: int | None = None):
-    """Right-pad (ids, labels) rows to one length → x (B, T) int64, y (B, T) int64 (-100 on padding)."""
+def pad_batch(rows: Sequence[tuple], pad_id: int, length: int | None = None):
+    """Right-pad (ids, labels) rows to one length → x (B, T) int64, y (B, T) int64 (-100 on padding).
+    Packed rows (ids, labels, segments) also give seg (B, T) int64: document ids, padding is segment -1."""
     T = length or max(len(r[0]) for r in rows)
     x = torch.full((len(rows), T), pad_id, dtype=torch.long)
     y = torch.full((len(rows), T), IGNORE_INDEX, dtype=torch.long)
-    for i, (ids, labels) in enumerate(rows):
+    packed = len(rows[0]) > 2
+    seg = torch.full((len(rows), T), -1, dtype=torch.long) if packed else None
+    for i, row in enumerate(rows):
+        ids, labels = row[0], row[1]
         x[i, :len(ids)] = torch.tensor(ids[:T], dtype=torch.long)
         y[i, :len(labels)] = torch.tensor(labels[:T], dtype=torch.long)
-    return x, y
+        if packed:
+            seg[i, :len(row[2])] = torch.tensor(row[2][:T], dtype=torch.long)
+    return (x, y, seg) if packed else (x, y)
 
 
-def pack(examples: Sequence[tuple[list[int], list[int]]], seq_len: int) -> list[tuple[list[int], list[int]]]:
-    """Concatenate examples into rows of exactly seq_len tokens (the last row padded later). Attention is
-    not reset at example boundaries (TRL's default packing); the loss mask still applies per token."""
-    rows, ids, labels = [], [], []
+def pack(examples: Sequence[tuple[list[int], list[int]]], seq_len: int) -> list[tuple[list[int], list[int], list[int]]]:
+    """Pack examples into rows of at most seq_len tokens → (ids, labels, segments) rows.
+
+    Examples are placed whole, in order: one that does not fit in the current row's remaining space starts a
+    new row (one longer than seq_len is cut into seq_len pieces, each its own document). `segments` numbers
+    the documents of a row 0, 1, …; the model turns them into a block-diagonal causal mask with positions
+    restarting per document (model/layers.document_mask), so a packed row computes exactly what its
+    documents would alone. Each example's labels are already its own next tokens (encode_sft), so no label
+    crosses a document boundary."""
+    rows: list[tuple[list[int], list[int], list[int]]] = []
+    ids: list[int] = []
+    labels: list[int] = []
+    segs: list[int] = []
     for a, b in examples:
-        ids += a
-        labels += b
-        while len(ids) >= seq_len:
-            rows.append((ids[:seq_len], labels[:seq_len]))
-            ids, labels = ids[seq_len:], labels[seq_len:]
+        for start in range(0, max(len(a), 1), seq_len):
+            piece_a, piece_b = a[start:start + seq_len], b[start:start + seq_len]
+            if ids and len(ids) + len(piece_a) > seq_len:
+                rows.append((ids, labels, segs))
+                ids, labels, segs = [], [], []
+            doc = segs[-1] + 1 if segs else 0
+            ids, labels, segs = ids + piece_a, labels + piece_b, segs + [doc] * len(piece_a)
     if ids:
-        rows.append((ids, labels))
+        rows.append((ids, labels, segs))
     return rows
 
 
@@ -259,7 +278,8 @@ class _Shuffled:
 
 
 class SFTData(_Shuffled):
-    """Batch source for SFT: `examples` are (ids, labels) rows; with `packing` they are packed first."""
+    """Batch source for SFT: `examples` are (ids, labels) rows; with `packing` they are packed first (rows
+    of seq_len tokens, batches carry document ids so attention does not cross examples)."""
 
     def __init__(self, examples, batch_size: int, pad_id: int, seq_len: int | None = None, packing: bool = False,
                  seed: int = 0, shuffle: bool = True):
@@ -267,7 +287,8 @@ class SFTData(_Shuffled):
         self.pad_id, self.seq_len = pad_id, seq_len if packing else None
         super().__init__(len(self.rows), batch_size, seed, shuffle)
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_batch(self) -> tuple[torch.Tensor, ...]:
+        """(x, y), or (x, y, segments) when packing."""
         return pad_batch([self.rows[i] for i in self.next_indices()], self.pad_id, self.seq_len)
 
     def iter_all(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

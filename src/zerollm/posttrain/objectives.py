@@ -50,14 +50,22 @@ def sequence_logps(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
 # SFT
 
 
+def _forward(model, batch):
+    """Logits of (x, y[, segments]) batches: packed rows carry document ids (data.pack), which the model turns
+    into a per-document causal mask; unpacked rows take the plain causal path."""
+    if len(batch) > 2:
+        return model(batch[0], segments=batch[2])
+    return model(batch[0])
+
+
 class SFTObjective:
-    """Cross entropy on the labelled (assistant) tokens; batch = (x, y)."""
+    """Cross entropy on the labelled (assistant) tokens; batch = (x, y) or packed (x, y, segments)."""
 
     name = "sft"
 
     def loss(self, model, batch):
         x, y = batch[0], batch[1]
-        logits = model(x)
+        logits = _forward(model, batch)
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=IGNORE_INDEX)
         return loss, {"target_tokens": float((y != IGNORE_INDEX).sum())}
 
@@ -68,9 +76,10 @@ def evaluate_sft(model: nn.Module, batches) -> dict:
     model.eval()
     total, n = 0.0, 0
     device = next(model.parameters()).device
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
+    for batch in batches:
+        batch = tuple(t.to(device) for t in batch)
+        x, y = batch[0], batch[1]
+        logits = _forward(model, batch)
         total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX,
                                        reduction="sum"))
         n += int((y != IGNORE_INDEX).sum())
