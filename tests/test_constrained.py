@@ -130,3 +130,30 @@ def test_regex_parser_agrees_with_re_on_samples():
             assert st.accepting == bool(re.fullmatch(pattern, s)), (pattern, s)
     with pytest.raises(ValueError):
         regex_ast("(ab")
+
+
+class _DigitTok:
+    """Eleven single-character tokens: 0-9 and '-'."""
+    special_tokens: dict = {}
+    eos_id = None
+    vocab_size = 11
+
+    def token_bytes(self, i):
+        return "0123456789-"[i].encode()
+
+
+@pytest.mark.parametrize("lo,hi", [(1, 7), (0, None), (None, -3), (-15, 240), (37, 1234), (5, 5), (100, 100000),
+                                   (-999, -10)])
+def test_integer_bounds_are_exact(lo, hi):
+    from zerollm.engine.constrained import Constraint
+    from zerollm.engine.json_schema import JSONSchemaCompiler
+
+    schema = {"type": "integer", **({"minimum": lo} if lo is not None else {}),
+              **({"maximum": hi} if hi is not None else {})}
+    c = Constraint(JSONSchemaCompiler().compile(schema), _DigitTok())
+    for text in [str(v) for v in range(-1500, 1500)] + ["01", "-0", "00", "-", "007", "123456"]:
+        st = c.begin()
+        st.feed_text(text)
+        v = int(text) if text not in ("-",) else None
+        valid = v is not None and str(v) == text and (lo is None or v >= lo) and (hi is None or v <= hi)
+        assert st.accepting == valid, (schema, text)

@@ -3,8 +3,8 @@
     conversation.py     Conversation (system prompt, turns, budget, JSON save/load); render_prompt
     repl.py             `zerollm chat --model DIR`
     prompts.py          template files with named variables; few-shot selection; self-consistency
-    tools.py            Tool (OpenAI shape / from Python functions), safe calculator, run_agent
-    constrained_json.py schema-guided JSON decoding for tool calls (decode_tool_call)
+    tools.py            Tool (OpenAI shape / from Python functions), safe calculator, run_agent; tool calls are
+                        decoded with the engine's JSON Schema constrained decoder (engine/constrained.py)
 """
 from __future__ import annotations
 

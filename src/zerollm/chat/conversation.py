@@ -4,17 +4,15 @@
         ──render_prompt(messages, tokenizer, tools, template)──▶ prompt ids ending in the assistant header
         ──fit(tokenizer, budget)──▶ drops the oldest turns (never the system prompt or the newest turn)
 
-Rendering lives in one function, `render_prompt`. With zerollm tokenizers it is ChatML
-(chat_template.CHATML_TEMPLATE) built piece by piece: the special tokens `<|im_start|>`, `<|im_end|>`,
+Rendering lives in one function, `render_prompt`. With zerollm tokenizers it is ChatML through
+chat_format.render_chatml — the same renderer post-training (SFT) uses, so what a model was fine-tuned on
+and what it is prompted with here are the same ids. The special tokens `<|im_start|>`, `<|im_end|>`,
 `<|tool_call|>`, `<|tool_result|>`, ... are inserted as ids and message text is encoded as plain text, so a
-user typing "<|im_end|>" cannot forge a turn boundary. With a converted Hugging Face model (no zerollm chat
-specials) its own Jinja chat template is rendered (interop.hf_tokenizer.render_chat_template) and encoded
-allowing its special tokens. A post-training conversation renderer (chat_format.py) can replace the body of
-`render_prompt` without touching callers.
-
-Tool calls are rendered as `<|tool_call|>{"name": ..., "arguments": {...}}<|/tool_call|>` inside the
-assistant turn, segmented exactly as the constrained decoder produces them (constrained_json.encode_tool_call),
-and tool results as a `tool` turn `<|tool_result|>...<|/tool_result|>`.
+user typing "<|im_end|>" cannot forge a turn boundary. Tools are listed in the system turn ("# Tools" and one
+OpenAI tool JSON per line); a tool call is `<|tool_call|>{"name": ..., "arguments": {...}}<|/tool_call|>`
+inside the assistant turn and a tool result a `tool` turn `<|tool_result|>...<|/tool_result|>`. With a
+converted Hugging Face model (no zerollm chat specials) its own Jinja chat template is rendered
+(interop.hf_tokenizer.render_chat_template) and encoded allowing its special tokens.
 A turn is a user message with everything after it up to the next user message (assistant replies, tool
 calls and results), so dropping a turn never leaves a tool result without its call.
 """
@@ -33,49 +31,26 @@ class ContextTooLong(ValueError):
     """The system prompt plus the newest turn alone do not fit in the token budget."""
 
 
-def tools_block(tools) -> str:
-    """The text that tells the model which tools exist (appended to the system prompt)."""
-    lines = [json.dumps(t.to_openai(), ensure_ascii=False) for t in tools]
-    return ("# Tools\nTo call a tool, answer with <|tool_call|>{\"name\": ..., \"arguments\": {...}}<|/tool_call|>.\n"
-            + "\n".join(lines))
-
-
 def _uses_chatml_specials(tokenizer) -> bool:
     return all(s in tokenizer.special_tokens for s in ZEROLLM_SPECIALS)
 
 
 def render_prompt(messages: list[dict], tokenizer, tools=None, template: str | None = None,
                   add_generation_prompt: bool = True) -> list[int]:
-    """Prompt ids for `messages` (OpenAI shape). `tools`: chat.tools.Tool objects. `template`: a Hugging
-    Face Jinja chat template, used when the tokenizer lacks zerollm's ChatML specials."""
+    """Prompt ids for `messages` (OpenAI shape). `tools`: chat.tools.Tool objects (or OpenAI tool dicts).
+    `template`: a Hugging Face Jinja chat template, used when the tokenizer lacks zerollm's ChatML specials.
+
+    ChatML goes through chat_format.render_chatml, the renderer SFT trains on, so a fine-tuned model is
+    prompted at inference with exactly the ids it was trained on (tools listed in the system turn)."""
     if not _uses_chatml_specials(tokenizer):
         return _render_jinja(messages, tokenizer, tools, template, add_generation_prompt)
-    from .constrained_json import encode_tool_call
+    from zerollm.chat_format import render_chatml
 
-    sp = tokenizer.special_tokens
-    ids: list[int] = []
-    msgs = list(messages)
-    if tools:
-        if msgs and msgs[0]["role"] == "system":
-            msgs[0] = {**msgs[0], "content": (msgs[0].get("content") or "") + "\n\n" + tools_block(tools)}
-        else:
-            msgs.insert(0, {"role": "system", "content": tools_block(tools)})
-    for m in msgs:
-        role = m["role"]
-        ids += [sp["<|im_start|>"]] + tokenizer.encode(role + "\n")
-        if role == "tool":
-            ids += [sp["<|tool_result|>"]] + tokenizer.encode(_text(m.get("content"))) + [sp["<|/tool_result|>"]]
-        else:
-            ids += tokenizer.encode(_text(m.get("content")))
-        for call in m.get("tool_calls") or []:
-            fn = call["function"]
-            args = json.loads(fn["arguments"]) if isinstance(fn["arguments"], str) else fn["arguments"]
-            ids += [sp["<|tool_call|>"]] + encode_tool_call(tokenizer, fn["name"], args, tools or []) \
-                + [sp["<|/tool_call|>"]]
-        ids += [sp["<|im_end|>"]] + tokenizer.encode("\n")
-    if add_generation_prompt:
-        ids += [sp["<|im_start|>"]] + tokenizer.encode("assistant\n")
-    return ids
+    specs = [t.to_openai() if hasattr(t, "to_openai") else t for t in tools or []]
+    if not messages:  # nothing to say yet: just the assistant header (render_chatml needs a message)
+        sp = tokenizer.special_tokens
+        return [sp["<|im_start|>"]] + tokenizer.encode("assistant\n") if add_generation_prompt else []
+    return render_chatml(messages, tokenizer, add_generation_prompt=add_generation_prompt, tools=specs or None).ids
 
 
 def _text(content) -> str:

@@ -7,7 +7,8 @@
     render prompt ─▶ model's first token <|tool_call|>? ──no──▶ generate the answer text ─▶ done
                             │yes
                             ▼
-      decode {"name", "arguments"} under the tool's schema (constrained_json.decode_tool_call: always valid)
+      decode {"name", "arguments"} under the tools' JSON Schema with the engine's constrained decoder
+      (engine/constrained.py: always valid JSON of the right shape, whatever the model's weights)
       execute with a timeout (a worker thread; a hung tool is abandoned and reported) ─▶ append the call and
       its result (or a clear error) to the conversation ─▶ repeat, at most `max_steps` tool calls
 
@@ -30,7 +31,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .constrained_json import SchemaError, ToolCall, decode_tool_call, validate
+from zerollm.engine.json_schema import SchemaError, validate
 
 
 @dataclass
@@ -269,6 +270,60 @@ def builtin_tools() -> list[Tool]:
     calc = tool(calculator, timeout=2.0)
     calc.parameters["properties"]["expression"]["maxLength"] = MAX_EXPR_CHARS
     return [calc, tool(current_time, timeout=2.0)]
+
+
+# ---- decoding a call ---------------------------------------------------------------------------------------------
+@dataclass
+class ToolCall:
+    name: str
+    arguments: dict
+    ids: list[int] = field(default_factory=list)  # tokens of the call's JSON (after <|tool_call|>)
+
+    def to_openai(self, call_id: str) -> dict:
+        return {"id": call_id, "type": "function",
+                "function": {"name": self.name, "arguments": json.dumps(self.arguments, ensure_ascii=False)}}
+
+
+def tool_call_schema(tools: list[Tool]) -> dict:
+    """The JSON Schema of one call: {"name": <a tool's name>, "arguments": <that tool's parameters>}."""
+    if not tools:
+        raise SchemaError("no tools to call")
+    alts = [{"type": "object", "properties": {"name": {"const": t.name}, "arguments": t.parameters},
+             "required": ["name", "arguments"]} for t in tools]
+    return alts[0] if len(alts) == 1 else {"anyOf": alts}
+
+
+_CONSTRAINTS: dict = {}  # (tokenizer id, schema JSON) -> compiled constraint; its DFA tables fill up with use
+
+
+def _call_constraint(tokenizer, tools: list[Tool]):
+    from zerollm.engine.constrained import JSONSchemaConstraint
+
+    schema = tool_call_schema(tools)
+    key = (id(tokenizer), json.dumps(schema, sort_keys=True))
+    c = _CONSTRAINTS.get(key)
+    if c is None or c.tokenizer is not tokenizer:
+        if len(_CONSTRAINTS) > 32:
+            _CONSTRAINTS.clear()
+        c = _CONSTRAINTS[key] = JSONSchemaConstraint(schema, tokenizer)
+    return c
+
+
+def decode_tool_call(model, tokenizer, prompt_ids: list[int], tools: list[Tool], *, temperature: float = 0.0,
+                     seed: int | None = None, max_new_tokens: int = 256) -> ToolCall:
+    """Decode `{"name": <one of the tools>, "arguments": <valid under its schema>}` after `prompt_ids` (which end
+    where the call's JSON starts, i.e. after `<|tool_call|>`) with the engine's constrained decoder."""
+    from zerollm.engine.constrained import generate_constrained
+    from zerollm.engine.generate import GenerationConfig
+
+    out = generate_constrained(model, tokenizer, prompt_ids, _call_constraint(tokenizer, tools),
+                               GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
+    text = tokenizer.decode(out)
+    try:
+        call = json.loads(text)
+    except json.JSONDecodeError:  # only when max_new_tokens is shorter than the shortest valid call
+        raise ValueError(f"tool call did not fit in {max_new_tokens} tokens: {text!r}") from None
+    return ToolCall(call["name"], call["arguments"], out)
 
 
 # ---- the agent loop ---------------------------------------------------------------------------------------------

@@ -4,9 +4,9 @@ The approach is Outlines' (Willard & Louf 2023, "Efficient Guided Generation for
 compile the constraint to a finite automaton over characters, then at each step allow exactly the tokens
 whose characters keep the automaton alive.
 
-    JSON Schema ──_schema_ast──┐
-                               ├─▶ AST ──_NFA (Thompson 1968)──▶ lazy DFA (subset construction, cached)
-    regex ──────_RegexParser───┘                                      │
+    JSON Schema ──json_schema.py───┐
+                                   ├─▶ AST ──_NFA (Thompson 1968)──▶ lazy DFA (subset construction, cached)
+    regex ──────regex_grammar.py───┘                                  │
                                                                       ▼
     vocabulary trie (token strings, shared prefixes) ── walked from a DFA state ──▶ per-state token table
 
@@ -27,314 +27,21 @@ API:
     c.allowed_mask("text so far")                       # stateless convenience
     ids = generate_constrained(model, tokenizer, prompt_ids, c, GenerationConfig(...))
 
-Limits (documented, regular languages only): JSON nesting is bounded by the schema itself (an untyped
-value `{}` allows JSON up to depth 2); `minimum`/`maximum`, `$ref`, `uniqueItems` and formats are not
-enforced; properties come out in schema order; non-ASCII text is produced only by tokens that hold whole
-UTF-8 characters (a token that is a partial character is never allowed). Regex syntax: literals, escapes
-(\\d \\w \\s \\D \\W \\S and escaped metacharacters), `.`, classes `[...]`/`[^...]`, groups `(...)`,
-`(?:...)`, `|`, and the quantifiers `* + ? {m} {m,} {m,n}`; the whole output must match (fullmatch).
+Grammars live in their own modules: regex_grammar.py (the AST node shapes and the regex subset) and
+json_schema.py (the JSON Schema subset, its limits, and `validate`). Non-ASCII text is produced only by
+tokens that hold whole UTF-8 characters (a token that is a partial character is never allowed).
 """
 from __future__ import annotations
 
 import json
 import math
-from typing import Sequence
 
 import torch
 
+from .json_schema import JSONSchemaCompiler, SchemaError, validate
+from .regex_grammar import EMPTY, regex_ast
+
 INF = math.inf
-
-# ---------------------------------------------------------------------------------------------------------
-# AST: ("chars", CharSet) | ("seq", [nodes]) | ("alt", [nodes]) | ("rep", node, min, max|None)
-
-
-class CharSet:
-    """A set of characters: explicit chars and (lo, hi) ranges, optionally negated."""
-
-    __slots__ = ("chars", "ranges", "negated")
-
-    def __init__(self, chars: str = "", ranges: Sequence[tuple[str, str]] = (), negated: bool = False):
-        self.chars, self.ranges, self.negated = frozenset(chars), tuple(ranges), negated
-
-    def __contains__(self, c: str) -> bool:
-        hit = c in self.chars or any(lo <= c <= hi for lo, hi in self.ranges)
-        return hit != self.negated
-
-
-def lit(text: str):
-    return ("seq", [("chars", CharSet(c)) for c in text])
-
-
-def seq(*nodes):
-    return ("seq", list(nodes))
-
-
-def alt(*nodes):
-    return ("alt", list(nodes))
-
-
-def rep(node, lo: int = 0, hi: int | None = None):
-    return ("rep", node, lo, hi)
-
-
-def opt(node):
-    return rep(node, 0, 1)
-
-
-EMPTY = ("seq", [])
-DIGIT = CharSet(ranges=[("0", "9")])
-WORD = CharSet("_", [("a", "z"), ("A", "Z"), ("0", "9")])
-SPACE = CharSet(" \t\n\r\f\v")
-ANY = CharSet("\n", negated=True)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# regex -> AST
-
-
-class _RegexParser:
-    """Recursive-descent parser for the regex subset in the module docstring."""
-
-    _ESC = {"d": DIGIT, "w": WORD, "s": SPACE}
-    _CTRL = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "0": "\0"}
-
-    def __init__(self, pattern: str):
-        self.p, self.i = pattern, 0
-
-    def parse(self):
-        node = self._alt()
-        if self.i != len(self.p):
-            raise ValueError(f"regex {self.p!r}: unexpected {self.p[self.i]!r} at {self.i}")
-        return node
-
-    def _peek(self):
-        return self.p[self.i] if self.i < len(self.p) else None
-
-    def _alt(self):
-        branches = [self._seq()]
-        while self._peek() == "|":
-            self.i += 1
-            branches.append(self._seq())
-        return branches[0] if len(branches) == 1 else ("alt", branches)
-
-    def _seq(self):
-        items = []
-        while self._peek() not in (None, "|", ")"):
-            items.append(self._quantified(self._atom()))
-        return ("seq", items)
-
-    def _quantified(self, node):
-        while True:
-            c = self._peek()
-            if c in ("*", "+", "?"):
-                self.i += 1
-                node = rep(node, *{"*": (0, None), "+": (1, None), "?": (0, 1)}[c])
-            elif c == "{" and self._brace_ahead():
-                end = self.p.index("}", self.i)
-                lo, _, hi = self.p[self.i + 1:end].partition(",")
-                has_comma = "," in self.p[self.i + 1:end]
-                self.i = end + 1
-                node = rep(node, int(lo or 0), (int(hi) if hi else None) if has_comma else int(lo))
-            else:
-                return node
-            if self._peek() == "?":  # lazy quantifier: same language
-                self.i += 1
-
-    def _brace_ahead(self) -> bool:
-        end = self.p.find("}", self.i)
-        body = self.p[self.i + 1:end] if end > 0 else ""
-        return bool(body) and all(ch.isdigit() or ch == "," for ch in body) and body.count(",") <= 1
-
-    def _atom(self):
-        c = self._peek()
-        if c is None:
-            raise ValueError(f"regex {self.p!r}: unexpected end")
-        self.i += 1
-        if c == "(":
-            if self.p.startswith("?:", self.i):
-                self.i += 2
-            elif self._peek() == "?":
-                raise ValueError(f"regex {self.p!r}: only (...) and (?:...) groups are supported")
-            node = self._alt()
-            if self._peek() != ")":
-                raise ValueError(f"regex {self.p!r}: missing ')'")
-            self.i += 1
-            return node
-        if c == "[":
-            return ("chars", self._class())
-        if c == ".":
-            return ("chars", ANY)
-        if c == "\\":
-            return ("chars", self._escape())
-        if c in "^$":
-            if c == "^" and self.i == 1 or c == "$" and self.i == len(self.p):
-                return EMPTY  # anchors at the ends are implied (fullmatch)
-            raise ValueError(f"regex {self.p!r}: anchors are only supported at the ends")
-        if c in "*+?)":
-            raise ValueError(f"regex {self.p!r}: nothing to repeat at {self.i - 1}")
-        return ("chars", CharSet(c))
-
-    def _escape(self) -> CharSet:
-        c = self.p[self.i]
-        self.i += 1
-        if c.lower() in self._ESC:
-            base = self._ESC[c.lower()]
-            return base if c.islower() else CharSet(base.chars, base.ranges, not base.negated)
-        return CharSet(self._CTRL.get(c, c))
-
-    def _class(self) -> CharSet:
-        negated = self._peek() == "^"
-        self.i += negated
-        chars, ranges, first = [], [], True
-        while True:
-            c = self._peek()
-            if c is None:
-                raise ValueError(f"regex {self.p!r}: missing ']'")
-            if c == "]" and not first:
-                self.i += 1
-                break
-            first = False
-            self.i += 1
-            if c == "\\":
-                e = self.p[self.i]
-                if e.lower() in self._ESC:
-                    self.i += 1
-                    sub = self._ESC[e.lower()]
-                    if e.isupper():
-                        raise ValueError(f"regex {self.p!r}: \\{e} inside [...] is not supported")
-                    chars.extend(sub.chars)
-                    ranges.extend(sub.ranges)
-                    continue
-                self.i += 1
-                c = self._CTRL.get(e, e)
-            if self._peek() == "-" and self.i + 1 < len(self.p) and self.p[self.i + 1] != "]":
-                hi = self.p[self.i + 1]
-                self.i += 2
-                if hi == "\\":
-                    hi = self._CTRL.get(self.p[self.i], self.p[self.i])
-                    self.i += 1
-                ranges.append((c, hi))
-            else:
-                chars.append(c)
-        return CharSet("".join(chars), ranges, negated)
-
-
-def regex_ast(pattern: str):
-    return _RegexParser(pattern).parse()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# JSON Schema -> AST
-
-
-def _json_string_ast(min_len: int = 0, max_len: int | None = None, pattern: str | None = None):
-    if pattern is not None:
-        return seq(lit('"'), regex_ast(pattern.removeprefix("^").removesuffix("$")), lit('"'))
-    plain = ("chars", CharSet('"\\', [("\0", "\x1f")], negated=True))
-    escape = seq(lit("\\"), alt(("chars", CharSet('"\\/bfnrt')),
-                                seq(lit("u"), rep(("chars", CharSet(ranges=[("0", "9"), ("a", "f"), ("A", "F")])), 4, 4))))
-    return seq(lit('"'), rep(alt(plain, escape), min_len, max_len), lit('"'))
-
-
-_INT = seq(opt(lit("-")), alt(lit("0"), seq(("chars", CharSet(ranges=[("1", "9")])), rep(("chars", DIGIT)))))
-_NUMBER = seq(_INT, opt(seq(lit("."), rep(("chars", DIGIT), 1))),
-              opt(seq(("chars", CharSet("eE")), opt(("chars", CharSet("+-"))), rep(("chars", DIGIT), 1))))
-
-
-class JSONSchemaCompiler:
-    """JSON Schema (the subset in the module docstring) -> AST. `ws` is the optional whitespace allowed
-    after `:` and `,` (default: at most one space, so tokens like `": "` stay usable)."""
-
-    def __init__(self, ws=None, any_depth: int = 2):
-        self.ws = opt(lit(" ")) if ws is None else ws
-        self.any_depth = any_depth
-
-    def compile(self, schema: dict, depth: int | None = None):
-        depth = self.any_depth if depth is None else depth
-        if schema is True or schema == {}:
-            return self._any(depth)
-        if "const" in schema:
-            return lit(json.dumps(schema["const"]))
-        if "enum" in schema:
-            return alt(*(lit(json.dumps(v)) for v in schema["enum"]))
-        for key in ("anyOf", "oneOf"):
-            if key in schema:
-                return alt(*(self.compile(s, depth) for s in schema[key]))
-        if "allOf" in schema and len(schema["allOf"]) == 1:
-            return self.compile(schema["allOf"][0], depth)
-        if "$ref" in schema:
-            raise ValueError("JSON Schema $ref is not supported by constrained decoding")
-        t = schema.get("type")
-        if t is None:
-            t = "object" if "properties" in schema else "array" if "items" in schema else None
-        if t is None:
-            return self._any(depth)
-        if isinstance(t, list):
-            return alt(*(self.compile({**schema, "type": x}, depth) for x in t))
-        if t == "object":
-            return self._object(schema, depth)
-        if t == "array":
-            return self._array(schema, depth)
-        if t == "string":
-            return _json_string_ast(schema.get("minLength", 0), schema.get("maxLength"), schema.get("pattern"))
-        if t == "integer":
-            return _nonneg(_INT) if schema.get("minimum", -1) >= 0 else _INT
-        if t == "number":
-            return _nonneg(_NUMBER) if schema.get("minimum", -1) >= 0 else _NUMBER
-        if t == "boolean":
-            return alt(lit("true"), lit("false"))
-        if t == "null":
-            return lit("null")
-        raise ValueError(f"unsupported JSON Schema type {t!r}")
-
-    def _object(self, schema: dict, depth: int):
-        props = list((schema.get("properties") or {}).items())
-        if not props:
-            if schema.get("additionalProperties") is False:
-                return lit("{}")
-            return self._any_object(depth) if depth > 0 else lit("{}")
-        required = set(schema.get("required", ()))
-        items = [(seq(lit(json.dumps(name) + ":"), self.ws, self.compile(sub, depth - 1)), name in required)
-                 for name, sub in props]
-        sep = seq(lit(","), self.ws)
-
-        # rest(i, emitted): properties i.. in order; a comma precedes each one after the first present.
-        # rest(i, True) is linear in size; rest(i, False) nests, so the total is O(n^2) nodes.
-        def rest(i: int, emitted: bool):
-            if i == len(items):
-                return EMPTY
-            node, req = items[i]
-            if emitted:
-                part = seq(sep, node)
-                return seq(part if req else opt(part), rest(i + 1, True))
-            with_it = seq(node, rest(i + 1, True))
-            return with_it if req else alt(with_it, rest(i + 1, False))
-
-        return seq(lit("{"), rest(0, False), lit("}"))
-
-    def _array(self, schema: dict, depth: int):
-        item = self.compile(schema.get("items", {}), depth - 1)
-        lo, hi = schema.get("minItems", 0), schema.get("maxItems")
-        more = rep(seq(lit(","), self.ws, item), max(lo - 1, 0), None if hi is None else max(hi - 1, 0))
-        body = seq(item, more)
-        if hi == 0:
-            return lit("[]")
-        return seq(lit("["), body if lo > 0 else opt(body), lit("]"))
-
-    def _any(self, depth: int):
-        scalars = [_json_string_ast(), _NUMBER, lit("true"), lit("false"), lit("null")]
-        if depth > 0:
-            scalars += [self._any_object(depth), self._array({"items": True}, depth)]
-        return alt(*scalars)
-
-    def _any_object(self, depth: int):
-        member = seq(_json_string_ast(), lit(":"), self.ws, self._any(depth - 1))
-        return seq(lit("{"), opt(seq(member, rep(seq(lit(","), self.ws, member)))), lit("}"))
-
-
-def _nonneg(node):
-    return node[1][1] if node[0] == "seq" and node[1][0] == ("rep", lit("-"), 0, 1) else node
-
 
 # ---------------------------------------------------------------------------------------------------------
 # AST -> NFA -> lazy DFA
@@ -636,3 +343,7 @@ def generate_constrained(model, tokenizer, prompt_ids, constraint: Constraint, g
     finally:
         model.train(was_training)
     return out
+
+
+__all__ = ["Constraint", "ConstraintState", "RegexConstraint", "JSONSchemaConstraint", "apply_mask",
+           "generate_constrained", "regex_ast", "JSONSchemaCompiler", "SchemaError", "validate"]

@@ -211,7 +211,7 @@ class _API:
         """(tool specs for the prompt, chat.tools.Tool objects the call may use, call forced?)."""
         if not body.tools or body.tool_choice == "none":
             return ([t.model_dump(by_alias=True) for t in body.tools] if body.tools else None), None, False
-        from zerollm.chat.constrained_json import SchemaError
+        from zerollm.chat.tools import SchemaError
         from zerollm.chat.tools import Tool
 
         specs = [t.model_dump(by_alias=True) for t in body.tools]
