@@ -73,9 +73,14 @@ def test_jinja_generation_tags_and_prefix_diff_agree(tok):
               "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
     a = render_template(CONV, tok, marked)
     assert _targets(tok, a) == ["Hello!<|im_end|>", "4<|im_end|>"]
-    b = render_template(CONV, tok, CHATML_TEMPLATE)  # no markers: prefix-diff (includes the trailing newline)
-    assert _targets(tok, b) == ["Hello!<|im_end|>\n", "4<|im_end|>\n"]
+    b = render_template(CONV, tok, CHATML_TEMPLATE)  # no markers: prefix diff, cut after the end-of-turn token
+    assert _targets(tok, b) == ["Hello!<|im_end|>", "4<|im_end|>"]
     assert tok.decode(a.ids) == tok.decode(b.ids) == render_template_text(CHATML_TEMPLATE, CONV)
+    plain = [dict(m, content=m["content"].replace(" <|im_end|>", "")) for m in CONV]  # (a template would read
+    c, d = render_template(plain, tok, CHATML_TEMPLATE), render_chatml(plain, tok)  # a typed <|im_end|> as special)
+    assert (c.ids, c.mask) == (d.ids, d.mask)  # the Jinja ChatML and the built-in renderer agree exactly
+    assert _targets(tok, render_template(CONV, tok, CHATML_TEMPLATE, train_on="last")) == ["4<|im_end|>"]
+    assert _targets(tok, render_template(CONV, tok, marked, train_on="last")) == ["4<|im_end|>"]
 
 
 def test_jinja_matches_transformers_apply_chat_template(tok):

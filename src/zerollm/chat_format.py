@@ -22,8 +22,11 @@ Two renderers share one output:
    rendered as transformers does (sandboxed, trim_blocks, lstrip_blocks, loopcontrols, tojson). If the
    template marks assistant output with `{% generation %}…{% endgeneration %}` those spans are the mask;
    otherwise the *prefix-diff* method finds them: for assistant turn k, the text that rendering
-   messages[:k+1] adds to rendering messages[:k] with the generation prompt is the assistant's part.
-   Each text span is encoded separately (specials allowed, as the template contains them).
+   messages[:k+1] adds to rendering messages[:k] with the generation prompt is the assistant's part, up to
+   and including its end-of-turn token (whitespace the template prints after that token is not trained).
+   The whole text is encoded once (specials allowed, as the template contains them), so the ids equal
+   transformers' apply_chat_template ids; the mask comes from the byte offsets of the spans.
+   Templates see the tokenizer's special-token strings (bos_token, eos_token, …) as transformers passes them.
 
 Labels for the loss are built from the mask in posttrain/data.py (-100 where mask is False).
 """
@@ -133,8 +136,23 @@ def render_chatml(messages: Sequence[dict], tokenizer, *, add_generation_prompt:
 
 
 def chatml_prompt_ids(messages: Sequence[dict], tokenizer, tools: Sequence[dict] | None = None) -> list[int]:
-    """Ids of a conversation followed by the assistant header: what generation continues from."""
-    return render_chatml(messages, tokenizer, add_generation_prompt=True, tools=tools).ids
+    """Ids of a conversation followed by the assistant header: what generation continues from. In the
+    tokenizer's own chat template when it carries one (converted models), else ChatML (see `render`)."""
+    return render(messages, tokenizer, add_generation_prompt=True, tools=tools).ids
+
+
+def attach_chat_template(tokenizer, model_dir) -> str | None:
+    """Give `tokenizer` the chat template of the model directory it came from (`chat_template.jinja` or
+    tokenizer_config.json of a converted/HF model; interop.hf_tokenizer.load_chat_template), so every
+    rendering through `render` uses the model's own format. zerollm's ChatML (or none) leaves it unset.
+    Returns the template attached, or None."""
+    from zerollm.interop.hf_tokenizer import load_chat_template
+
+    template = load_chat_template(model_dir) if model_dir is not None else None
+    if template and template != CHATML_TEMPLATE:
+        tokenizer.chat_template = template
+        return template
+    return None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -193,16 +211,69 @@ def render_template_text(template: str, messages: Sequence[dict], *, add_generat
     return text.replace(_GEN_OPEN, "").replace(_GEN_CLOSE, "")
 
 
+def template_variables(tokenizer, **kwargs) -> dict:
+    """Variables transformers passes to a chat template besides messages: the special-token strings
+    (`bos_token`, `eos_token`, `pad_token` — Llama/Mistral templates print them); `kwargs` override."""
+    roles = getattr(tokenizer, "roles", None) or {}
+    return {**{f"{role}_token": tok for role, tok in roles.items()}, **kwargs}
+
+
+def _end_of_turn_split(text: str, tokenizer) -> tuple[str, str]:
+    """Split an assistant span found by prefix diff after its end-of-turn token: (…<|im_end|>, "\n").
+
+    The template's text after the last special token of the span (ChatML's newline, Llama 3's nothing) is
+    whitespace that belongs to the turn separator, not to what the model says: generation stops on the
+    end token, so it is not trained. Spans without a special token, or with text after it, stay whole."""
+    specials = [t for t in getattr(tokenizer, "special_tokens", {}) if t in text]
+    if not specials:
+        return text, ""
+    cut = max(text.rfind(t) + len(t) for t in specials)
+    rest = text[cut:]
+    return (text[:cut], rest) if not rest.strip() else (text, "")
+
+
+def _encode_pieces(tokenizer, pieces: list[tuple[str, bool]]) -> Rendered:
+    """Ids of the concatenated text plus a mask from (text, target) pieces.
+
+    The whole text is encoded once, as transformers' apply_chat_template does, so the ids are the same;
+    a token is a target when its first byte falls in a target piece (byte offsets from token_bytes). If a
+    tokenizer's tokens do not spell the text byte for byte (a normalizer, SentencePiece's dummy prefix),
+    each piece is encoded on its own instead."""
+    text = "".join(t for t, _ in pieces)
+    data = text.encode("utf-8")
+    ids = tokenizer.encode(text, allowed_special="all")
+    token_bytes = [tokenizer.token_bytes(i) for i in ids]
+    out = Rendered()
+    if b"".join(token_bytes) != data:
+        for piece, target in pieces:
+            if piece:
+                out.add(tokenizer.encode(piece, allowed_special="all"), target)
+        return out
+    bounds, pos = [], 0  # (end byte offset, target) of each piece
+    for piece, target in pieces:
+        pos += len(piece.encode("utf-8"))
+        bounds.append((pos, target))
+    k, offset = 0, 0
+    for i, b in zip(ids, token_bytes):
+        while k < len(bounds) - 1 and offset >= bounds[k][0]:
+            k += 1
+        out.add([i], bounds[k][1])
+        offset += len(b)
+    return out
+
+
 def render_template(messages: Sequence[dict], tokenizer, template: str, *, add_generation_prompt: bool = False,
-                    tools: Sequence[dict] | None = None, **kwargs) -> Rendered:
-    """Render with a Jinja chat template; the mask from {% generation %} spans, else by prefix diff."""
+                    tools: Sequence[dict] | None = None, train_on: str = "assistant", **kwargs) -> Rendered:
+    """Render with a Jinja chat template; the mask from {% generation %} spans, else by prefix diff.
+    train_on: "assistant" (every assistant turn), "last" (the final one) or "none", as in render_chatml."""
     check_messages(messages)
     env = _jinja_env()
     tpl = env.from_string(template)
     msgs = _template_messages(messages)
+    variables = template_variables(tokenizer, **kwargs)
 
     def render(ms, gen):
-        return tpl.render(messages=ms, tools=tools, add_generation_prompt=gen, **kwargs)
+        return tpl.render(messages=ms, tools=tools, add_generation_prompt=gen, **variables)
 
     pieces: list[tuple[str, bool]] = []
     if "generation" in template and "endgeneration" in template:
@@ -220,27 +291,28 @@ def render_template(messages: Sequence[dict], tokenizer, template: str, *, add_g
                 if not before.startswith(done) or not full.startswith(before):
                     raise ValueError("chat template is not prefix-stable (a later turn changes earlier text); "
                                      "add {% generation %} markers to it for assistant-only loss")
-                pieces += [(before[len(done):], False), (full[len(before):], True)]
+                said, separator = _end_of_turn_split(full[len(before):], tokenizer)
+                pieces += [(before[len(done):], False), (said, True), (separator, False)]
                 done = full
         final = render(msgs, add_generation_prompt)
         if not final.startswith(done):
             raise ValueError("chat template is not prefix-stable; add {% generation %} markers")
         pieces.append((final[len(done):], False))
-    out = Rendered()
-    for text, target in pieces:
-        if text:
-            out.add(tokenizer.encode(text, allowed_special="all"), target)
-    return out
+    targets = [i for i, (_, t) in enumerate(pieces) if t]
+    keep = set(targets if train_on == "assistant" else targets[-1:] if train_on == "last" else [])
+    return _encode_pieces(tokenizer, [(t, i in keep) for i, (t, _) in enumerate(pieces)])
 
 
 def render(messages: Sequence[dict], tokenizer, *, template: str | None = None, add_generation_prompt: bool = False,
            tools: Sequence[dict] | None = None, train_on: str = "assistant") -> Rendered:
-    """ChatML for zerollm tokenizers; the given (or the tokenizer's imported) Jinja template otherwise."""
+    """The given Jinja template, else the tokenizer's own (`tokenizer.chat_template`, attached from a converted
+    model's directory by `attach_chat_template`), else zerollm's ChatML."""
     template = template or getattr(tokenizer, "chat_template", None)
     if template is None or template == CHATML_TEMPLATE:
         return render_chatml(messages, tokenizer, add_generation_prompt=add_generation_prompt, tools=tools,
                              train_on=train_on)
-    return render_template(messages, tokenizer, template, add_generation_prompt=add_generation_prompt, tools=tools)
+    return render_template(messages, tokenizer, template, add_generation_prompt=add_generation_prompt, tools=tools,
+                           train_on=train_on)
 
 
 def stop_token_ids(tokenizer) -> list[int]:
@@ -252,4 +324,5 @@ def stop_token_ids(tokenizer) -> list[int]:
 
 
 __all__ = ["Rendered", "render", "render_chatml", "render_template", "render_template_text", "chatml_prompt_ids",
+           "attach_chat_template", "template_variables",
            "content_text", "tool_call_json", "stop_token_ids"]

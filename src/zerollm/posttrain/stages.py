@@ -10,6 +10,10 @@ composes data, an objective (objectives.py) and the one training loop (train/loo
                                                      model/    final plain checkpoint (LoRA merged) → next stage
                                                      adapter/  PEFT adapter (with --lora / --qlora)
 
+Conversations are rendered in the starting model's own chat template when it has one (a model converted
+from Hugging Face keeps its tokenizer's Jinja `chat_template`; chat_format.attach_chat_template), zerollm's
+ChatML otherwise; the loss mask covers assistant tokens and their end-of-turn token either way.
+
 `--lora` freezes the base and trains LoRA adapters (lora.py); `--qlora` first quantizes the frozen base
 linear layers to NF4 (nf4.py). RL stages (grpo, ppo) produce their batches by sampling the current policy
 through `engine.generate` (rl.py), so they run in the same loop with the same checkpoints.
@@ -23,7 +27,9 @@ from pathlib import Path
 import torch
 
 from zerollm.artifacts import atomic_write_text, write_manifest
+from zerollm.chat_format import attach_chat_template
 from zerollm.config import load_config, to_yaml
+from zerollm.interop.hf_tokenizer import CHAT_TEMPLATE_FILE
 from zerollm.posttrain import data as D
 from zerollm.posttrain.lora import LoRAConfig, apply_lora, save_adapter, strip_lora, trainable_share
 from zerollm.posttrain.objectives import (DPOObjective, GRPOObjective, PPOObjective, RewardObjective,
@@ -126,6 +132,8 @@ def load_scored_model(path, device="cpu"):
     add_value_head(model)
     load_weights(model, ckpt / "model.safetensors")
     tok = load_tokenizer(ckpt / "tokenizer") if (ckpt / "tokenizer").is_dir() else None
+    if tok is not None:
+        attach_chat_template(tok, ckpt)
     return model.to(device).eval(), tok
 
 
@@ -144,9 +152,13 @@ class Ctx:
         if scored:
             self.model, self.tok = load_scored_model(cfg.model, self.device)
         else:
-            self.model, self.tok, _ = load_model(cfg.model, device=self.device)
+            self.model, self.tok, ckpt = load_model(cfg.model, device=self.device)
+            if self.tok is not None:
+                attach_chat_template(self.tok, ckpt)
         if self.tok is None:
             raise FileNotFoundError(f"{cfg.model}: no tokenizer/ directory")
+        # a converted model's own Jinja template (else ChatML) renders every example and prompt of the stage
+        self.chat_template = getattr(self.tok, "chat_template", None)
         self.model.train().requires_grad_(True)
         if cfg.qlora:
             from zerollm.posttrain.nf4 import quantize_nf4
@@ -180,6 +192,8 @@ class Ctx:
         from zerollm.train.checkpoint import save_checkpoint
 
         model, cfg = self.model, self.cfg
+        if self.chat_template and summary.get("checkpoint"):  # `--model RUN_DIR` resolves to this checkpoint
+            atomic_write_text(Path(summary["checkpoint"]) / "tokenizer" / CHAT_TEMPLATE_FILE, self.chat_template)
         if self.lora:
             save_adapter(model, self.run_dir / "adapter", base_model_name_or_path=str(cfg.model))
             summary["adapter"] = str(self.run_dir / "adapter")
@@ -190,6 +204,8 @@ class Ctx:
                 del model.value_head
             save_checkpoint(self.run_dir / "model", model, model.cfg, tokenizer=self.tok, step=summary["steps"],
                             extra={"stage": self.stage, "value_head": keep_head})
+            if self.chat_template:  # the next stage (and chat/export) keeps rendering in the model's format
+                atomic_write_text(self.run_dir / "model" / "tokenizer" / CHAT_TEMPLATE_FILE, self.chat_template)
             summary["model_dir"] = str(self.run_dir / "model")
         figures = []
         for name, keys in plots:
