@@ -64,6 +64,10 @@ def test_stage_runs_and_resumes_exactly(env, stage, lora):
     for f in ("report.md", "metrics.jsonl", "loss.png", "config.yaml", "manifest.json"):
         assert (run_a / f).is_file(), f
     assert (run_a / f"{stage.split('_')[0]}.png").is_file()
+    report = (run_a / "report.md").read_text()
+    assert "nan" not in report.lower().replace("nanogpt", "")  # only metrics the stage has (eval_lines)
+    assert {"sft": "validation loss", "reward": "held-out pairwise accuracy", "dpo": "held-out pairwise accuracy",
+            "grpo": "final train loss", "ppo": "held-out reward-model score"}[stage.split("_")[0]] in report
     assert (run_a / "adapter" / "adapter_config.json").is_file() == lora
     assert (run_a / "model" / "model.safetensors").is_file()
 
@@ -103,3 +107,13 @@ def test_cli_dispatch(env):
                "--lora", "train.steps=1", "train.progress=false", "train.eval_every=0", "lora_config.r=2"])
     assert rc == 0 and (env / "cli" / "adapter" / "adapter_model.safetensors").is_file()
     assert main(["dpo", "--model", str(env / "base"), "--data", str(env / "nope.jsonl"), "--out", str(env / "x")]) == 2
+
+
+def test_report_lists_only_logged_eval_metrics():
+    from zerollm.train.report import eval_lines
+
+    evals = [{"step": 0, "pair_accuracy": 0.5, "margin": 0.0}, {"step": 4, "pair_accuracy": 0.75, "margin": 0.2,
+                                                              "val_loss": float("nan")}]
+    assert eval_lines(evals) == ["- held-out pairwise accuracy: 50.0% (step 0) → **75.0%** (step 4)",
+                                 "- held-out mean margin: 0.000 (step 0) → **0.200** (step 4)"]
+    assert eval_lines([]) == [] and eval_lines([{"step": 2, "kl": 0.5}]) == ["- kl: **0.5** (step 2)"]

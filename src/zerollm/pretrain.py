@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,14 +129,12 @@ def pretrain(cfg: PretrainConfig | str | None = None, overrides: list[str] | dic
 
 def finish_run_report(run_dir: Path, stage: str, model, model_cfg, tc: TrainConfig, summary: dict,
                       shards: dict | None = None, extra_sections: list[tuple[str, str]] | None = None) -> None:
-    from zerollm.train.report import fmt_num, plot_losses, write_report
+    from zerollm.train.report import eval_lines, fmt_num, plot_losses, write_report
 
     cfg = model.cfg
     plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
                 title=f"{stage}: {fmt_num(model.num_params())} params, {cfg.n_layer} layers x {cfg.d_model}")
     evals = summary.get("evals") or []
-    last = evals[-1] if evals else {}
-    first = evals[0] if evals else {}
     lines = [
         f"- model: {model.describe()}",
         f"- parameters: {fmt_num(model.num_params())} ({fmt_num(model.num_params(non_embedding=True))} non-embedding)",
@@ -147,11 +144,7 @@ def finish_run_report(run_dir: Path, stage: str, model, model_cfg, tc: TrainConf
         f"{summary['median_tok_per_s'] * summary['flops_per_token'] / max(1.0, summary['peak_flops']):.1%}",
         f"- final train loss: {summary['final_loss']:.4f}",
     ]
-    if last:
-        lines.append(f"- validation loss: {first.get('val_loss', math.nan):.4f} (step {first.get('step')}) → "
-                     f"{last.get('val_loss', math.nan):.4f} (step {last.get('step')})")
-        if "val_bpb" in last:
-            lines.append(f"- validation bits per byte: **{last['val_bpb']:.3f}**")
+    lines += eval_lines(evals)  # only the metrics this stage evaluated (no NaN validation loss for RL/DPO)
     if summary.get("checkpoint"):
         lines.append(f"- checkpoint: `{Path(summary['checkpoint']).relative_to(run_dir)}`")
     sections = [("Result", "\n".join(lines)), ("Loss curve", "![loss](loss.png)")]

@@ -109,6 +109,38 @@ def fmt_num(x: float) -> str:
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
+# evaluation metrics a stage may log, in report order: key -> (label, format); others are listed after them
+EVAL_METRICS = {
+    "val_loss": ("validation loss", "{:.4f}"),
+    "val_bpb": ("validation bits per byte", "{:.3f}"),
+    "exact_match": ("held-out exact match", "{:.1%}"),
+    "pair_accuracy": ("held-out pairwise accuracy", "{:.1%}"),
+    "margin": ("held-out mean margin", "{:.3f}"),
+    "val_score": ("held-out reward-model score", "{:.3f}"),
+    "val_kl": ("held-out KL to the reference (nats/sequence)", "{:.3f}"),
+    "val_property": ("held-out property score", "{:.3f}"),
+}
+
+
+def eval_lines(evals: list[dict]) -> list[str]:
+    """Markdown lines "- label: first (step a) → **last** (step b)" for every metric the evaluations
+    actually logged; a metric the stage does not have (val_loss of a reward model, say) or that was not a
+    finite number is left out rather than printed as NaN."""
+    keys = [k for k in EVAL_METRICS if any(k in e for e in evals)]
+    keys += sorted({k for e in evals for k in e if k not in EVAL_METRICS and k not in ("step", "elapsed_s")})
+    lines = []
+    for key in keys:
+        pts = [(e.get("step"), e[key]) for e in evals
+               if isinstance(e.get(key), (int, float)) and math.isfinite(e[key])]
+        if not pts:
+            continue
+        label, fmt = EVAL_METRICS.get(key, (key, "{:.4g}"))
+        (s0, v0), (s1, v1) = pts[0], pts[-1]
+        lines.append(f"- {label}: **{fmt.format(v1)}** (step {s1})" if len(pts) == 1 else
+                     f"- {label}: {fmt.format(v0)} (step {s0}) → **{fmt.format(v1)}** (step {s1})")
+    return lines
+
+
 def write_report(path: str | Path, title: str, sections: list[tuple[str, str]]) -> None:
     from zerollm.artifacts import atomic_write_text
 
