@@ -11,8 +11,8 @@ and what it is prompted with here are the same ids. The special tokens `<|im_sta
 user typing "<|im_end|>" cannot forge a turn boundary. Tools are listed in the system turn ("# Tools" and one
 OpenAI tool JSON per line); a tool call is `<|tool_call|>{"name": ..., "arguments": {...}}<|/tool_call|>`
 inside the assistant turn and a tool result a `tool` turn `<|tool_result|>...<|/tool_result|>`. With a
-converted Hugging Face model (no zerollm chat specials) its own Jinja chat template is rendered
-(interop.hf_tokenizer.render_chat_template) and encoded allowing its special tokens.
+converted Hugging Face model its own Jinja chat template (from its directory) is rendered as transformers'
+apply_chat_template renders it and encoded allowing its special tokens.
 A turn is a user message with everything after it up to the next user message (assistant replies, tool
 calls and results), so dropping a turn never leaves a tool result without its call.
 """
@@ -24,61 +24,34 @@ from pathlib import Path
 from zerollm.artifacts import atomic_write_json
 
 ROLES = ("system", "user", "assistant", "tool")
-ZEROLLM_SPECIALS = ("<|im_start|>", "<|im_end|>")
 
 
 class ContextTooLong(ValueError):
     """The system prompt plus the newest turn alone do not fit in the token budget."""
 
 
-def _uses_chatml_specials(tokenizer) -> bool:
-    return all(s in tokenizer.special_tokens for s in ZEROLLM_SPECIALS)
-
-
 def render_prompt(messages: list[dict], tokenizer, tools=None, template: str | None = None,
                   add_generation_prompt: bool = True) -> list[int]:
     """Prompt ids for `messages` (OpenAI shape). `tools`: chat.tools.Tool objects (or OpenAI tool dicts).
-    `template`: a Hugging Face Jinja chat template, used when the tokenizer lacks zerollm's ChatML specials.
+    `template`: a Hugging Face Jinja chat template (a converted model's own); without one the tokenizer's
+    attached template (chat_format.attach_chat_template) or else zerollm's ChatML is used.
 
-    ChatML goes through chat_format.render_chatml, the renderer SFT trains on, so a fine-tuned model is
-    prompted at inference with exactly the ids it was trained on (tools listed in the system turn)."""
-    if not _uses_chatml_specials(tokenizer):
-        return _render_jinja(messages, tokenizer, tools, template, add_generation_prompt)
-    from zerollm.chat_format import render_chatml
+    Rendering is chat_format.render, the function SFT trains with, so a fine-tuned model is prompted at
+    inference with exactly the ids it was trained on."""
+    from zerollm.chat_format import render
 
-    specs = [t.to_openai() if hasattr(t, "to_openai") else t for t in tools or []]
-    if not messages:  # nothing to say yet: just the assistant header (render_chatml needs a message)
+    specs = [t.to_openai() if hasattr(t, "to_openai") else t for t in tools or []] or None
+    if not messages:  # nothing to say yet: just the generation prompt (render needs a message)
+        template = template or getattr(tokenizer, "chat_template", None)
+        if template:
+            from zerollm.chat_format import render_template_text
+
+            text = render_template_text(template, [], add_generation_prompt=add_generation_prompt, tools=specs)
+            return tokenizer.encode(text, allowed_special="all")
         sp = tokenizer.special_tokens
         return [sp["<|im_start|>"]] + tokenizer.encode("assistant\n") if add_generation_prompt else []
-    return render_chatml(messages, tokenizer, add_generation_prompt=add_generation_prompt, tools=specs or None).ids
-
-
-def _text(content) -> str:
-    """OpenAI content: a string, None, or a list of {"type": "text", "text": ...} parts (concatenated)."""
-    if content is None:
-        return ""
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return str(content)
-
-
-def _render_jinja(messages, tokenizer, tools, template, add_generation_prompt) -> list[int]:
-    if template is None:
-        raise ValueError("this tokenizer has no <|im_start|>/<|im_end|> tokens and no chat template was given")
-    from zerollm.interop.hf_tokenizer import render_chat_template
-
-    msgs = []
-    for m in messages:  # templates expect tool-call arguments as dicts, not JSON strings
-        m = {**m, "content": _text(m.get("content"))}
-        if m.get("tool_calls"):
-            m["tool_calls"] = [{**c, "function": {**c["function"], "arguments": json.loads(c["function"]["arguments"])
-                                if isinstance(c["function"]["arguments"], str) else c["function"]["arguments"]}}
-                               for c in m["tool_calls"]]
-        msgs.append(m)
-    specials = {f"{role}_token": tok for role, tok in tokenizer.roles.items()}
-    text = render_chat_template(template, msgs, add_generation_prompt=add_generation_prompt,
-                                tools=[t.to_openai() for t in tools] if tools else None, special_tokens=specials)
-    return tokenizer.encode(text, allowed_special="all")
+    return render(messages, tokenizer, template=template, add_generation_prompt=add_generation_prompt,
+                  tools=specs).ids
 
 
 class Conversation:

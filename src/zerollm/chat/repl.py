@@ -138,20 +138,33 @@ def run_repl(session: ChatSession, read: Callable[[str], str] = input, out: Text
         session.reply(msg, out)
 
 
+def load_session(model_dir: str, system: str | None = None, device: str = "auto", **kw) -> ChatSession:
+    """A ChatSession over a zerollm checkpoint or a converted / Hugging Face model directory. The model's own
+    chat template (chat_template.jinja or tokenizer_config.json in its directory) is used when it has one
+    other than zerollm's ChatML; otherwise ChatML over zerollm's special tokens."""
+    from zerollm import api
+    from zerollm.chat_template import CHATML_TEMPLATE
+    from zerollm.interop.hf_tokenizer import load_chat_template
+    from zerollm.train.checkpoint import resolve_checkpoint
+
+    model, tok = api.load(model_dir, device=device)
+    template = load_chat_template(resolve_checkpoint(model_dir)) or load_chat_template(model_dir)
+    if template == CHATML_TEMPLATE:
+        template = None
+    if template is None and "<|im_start|>" not in tok.special_tokens:
+        raise ValueError(f"{model_dir}: no chat template (chat_template.jinja / tokenizer_config.json) and the "
+                         f"tokenizer has no <|im_start|>/<|im_end|> tokens for zerollm's ChatML")
+    return ChatSession(model, tok, system, template, **kw)
+
+
 def chat_main(model_dir: str, system: str | None = None, device: str = "auto", **kw) -> None:
     """Load a model and run the REPL (the `zerollm chat` command)."""
-    from zerollm import api
-
     for stream_ in (sys.stdin, sys.stdout):  # Japanese I/O whatever the locale says
         if hasattr(stream_, "reconfigure"):
             stream_.reconfigure(encoding="utf-8", errors="replace")
-    model, tok = api.load(model_dir, device=device)
-    template = None
-    if "<|im_start|>" not in tok.special_tokens:
-        from zerollm.interop.hf_tokenizer import load_chat_template
-        template = load_chat_template(model_dir)
+    session = load_session(model_dir, system, device, **kw)
     try:
         import readline  # noqa: F401  (line editing and history for input())
     except ImportError:
         pass
-    run_repl(ChatSession(model, tok, system, template, **kw))
+    run_repl(session)
