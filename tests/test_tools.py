@@ -106,6 +106,45 @@ def test_execute_errors_and_timeout():
                                                                          "CalculatorError: only numbers")
 
 
+def test_hung_threads_are_capped_and_process_tools_are_killed():
+    import threading
+
+    from zerollm.chat import tools as T
+
+    release = threading.Event()
+
+    def stuck(x: int) -> int:
+        release.wait(10)
+        return x
+
+    t = tool(stuck, timeout=0.05)
+    try:
+        msgs = [execute(t, {"x": 1}).content for _ in range(T.MAX_HUNG_PER_TOOL + 1)]
+        assert all("timed out after 0.05 s (it may still be running" in m for m in msgs[:-1])
+        assert "still running after their timeout; not starting another" in msgs[-1]
+    finally:
+        release.set()
+
+    def forever(x: int) -> int:
+        while True:
+            pass
+
+    def double(x: int) -> dict:
+        return {"twice": 2 * x}
+
+    t0 = time.perf_counter()
+    assert execute(tool(forever, timeout=0.2, isolation="process"), {"x": 1}).content == (
+        "error: tool forever timed out after 0.2 s (its process was killed)")
+    assert time.perf_counter() - t0 < 3
+    assert not [c for c in __import__("multiprocessing").active_children() if c.name == "tool-forever"]
+    assert execute(tool(double, isolation="process"), {"x": 21}).content == '{"twice": 42}'
+
+    def boom() -> int:
+        raise RuntimeError("kaput")
+
+    assert execute(tool(boom, isolation="process"), {}).content == "error: tool boom failed: RuntimeError: kaput"
+
+
 # ---- constrained decoding -----------------------------------------------------------------------------------------
 SCHEMA = {"type": "object", "properties": {
     "city": {"type": "string", "maxLength": 12},

@@ -9,7 +9,7 @@
                             ▼
       decode {"name", "arguments"} under the tools' JSON Schema with the engine's constrained decoder
       (engine/constrained.py: always valid JSON of the right shape, whatever the model's weights)
-      execute with a timeout (a worker thread; a hung tool is abandoned and reported) ─▶ append the call and
+      execute with a timeout (see `execute`: a worker thread, or a killable process) ─▶ append the call and
       its result (or a clear error) to the conversation ─▶ repeat, at most `max_steps` tool calls
 
 Built-in tools: `calculator` (arithmetic parsed with `ast`: only numbers and + - * / // % ** and unary
@@ -41,6 +41,7 @@ class Tool:
     parameters: dict  # JSON Schema of the arguments object
     fn: Callable[..., object] | None = None
     timeout: float = 10.0
+    isolation: str = "thread"  # "thread" | "process" (see execute)
 
     def to_openai(self) -> dict:
         return {"type": "function", "function": {"name": self.name, "description": self.description,
@@ -95,10 +96,10 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return summary, args
 
 
-def tool(fn: Callable | None = None, *, name: str | None = None, timeout: float = 10.0):
+def tool(fn: Callable | None = None, *, name: str | None = None, timeout: float = 10.0, isolation: str = "thread"):
     """Make a Tool from a function with type hints and a docstring (usable as a decorator)."""
     if fn is None:
-        return lambda f: tool(f, name=name, timeout=timeout)
+        return lambda f: tool(f, name=name, timeout=timeout, isolation=isolation)
     hints = typing.get_type_hints(fn)
     summary, arg_docs = _parse_docstring(fn.__doc__ or "")
     props, required = {}, []
@@ -113,7 +114,7 @@ def tool(fn: Callable | None = None, *, name: str | None = None, timeout: float 
         if p.default is inspect.Parameter.empty:
             required.append(pname)
     schema = {"type": "object", "properties": props, "required": required}
-    return Tool(name or fn.__name__, summary, schema, fn, timeout)
+    return Tool(name or fn.__name__, summary, schema, fn, timeout, isolation)
 
 
 # ---- execution ----------------------------------------------------------------------------------------------
@@ -123,9 +124,20 @@ class ToolResult:
     content: str  # what the model sees
 
 
+MAX_HUNG_PER_TOOL = 4  # thread isolation: calls of one tool still running after their timeout before we refuse
+
+
 def execute(t: Tool, arguments: dict | str) -> ToolResult:
-    """Validate the arguments, run the tool in a worker thread with `t.timeout`, and turn any failure into a
-    clear message for the model (and the user) instead of an exception."""
+    """Validate the arguments, run the tool with `t.timeout`, and turn any failure into a clear message for
+    the model (and the user) instead of an exception.
+
+    isolation="thread" (default): the call runs in a daemon worker thread. Python cannot kill a thread, so a
+    call that times out keeps running in the background until it returns (or the process exits); the model
+    gets "error: tool X timed out after N s" at once. While MAX_HUNG_PER_TOOL calls of a tool are still
+    running, new calls of it are refused rather than piling up more threads.
+    isolation="process": the call runs in a forked child process that is killed at the timeout (for tools
+    that may hang for good or must not share the process; arguments and the result must be picklable; the
+    tool sees a copy of the process state, so it cannot change ours). POSIX only."""
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments)
@@ -136,24 +148,67 @@ def execute(t: Tool, arguments: dict | str) -> ToolResult:
         return ToolResult(False, f"error: invalid arguments for {t.name}: {'; '.join(errs)}")
     if t.fn is None:
         return ToolResult(False, f"error: tool {t.name} has no implementation")
-    box: dict = {}
-
-    def work():
-        try:
-            box["value"] = t.fn(**arguments)
-        except Exception as e:  # the tool's own failure is reported, not raised
-            box["error"] = f"{type(e).__name__}: {e}"
-
-    # a daemon thread: Python cannot kill a thread, so a hung tool is abandoned (it dies with the process)
-    worker = threading.Thread(target=work, name=f"tool-{t.name}", daemon=True)
-    worker.start()
-    worker.join(t.timeout)
-    if worker.is_alive():
-        return ToolResult(False, f"error: tool {t.name} timed out after {t.timeout:g} s")
+    if t.isolation == "process":
+        box = _run_in_process(t, arguments)
+    elif t.isolation == "thread":
+        box = _run_in_thread(t, arguments)
+    else:
+        return ToolResult(False, f"error: tool {t.name}: unknown isolation {t.isolation!r} (thread or process)")
+    if "timeout" in box:
+        return ToolResult(False, f"error: tool {t.name} timed out after {t.timeout:g} s{box['timeout']}")
     if "error" in box:
         return ToolResult(False, f"error: tool {t.name} failed: {box['error']}")
     value = box.get("value")
     return ToolResult(True, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))
+
+
+def _call(t: Tool, arguments: dict) -> dict:
+    try:
+        return {"value": t.fn(**arguments)}
+    except Exception as e:  # the tool's own failure is reported, not raised
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _run_in_thread(t: Tool, arguments: dict) -> dict:
+    hung = [w for w in threading.enumerate() if w.name == f"tool-{t.name}"]
+    if len(hung) >= MAX_HUNG_PER_TOOL:
+        return {"error": f"{len(hung)} earlier calls are still running after their timeout; not starting another"}
+    box: dict = {}
+    worker = threading.Thread(target=lambda: box.update(_call(t, arguments)), name=f"tool-{t.name}", daemon=True)
+    worker.start()
+    worker.join(t.timeout)
+    if worker.is_alive():  # abandoned: it finishes (or not) on its own; see execute's docstring
+        return {"timeout": " (it may still be running: Python threads cannot be stopped)"}
+    return box
+
+
+def _run_in_process(t: Tool, arguments: dict) -> dict:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+
+    def child():
+        try:
+            send.send(_call(t, arguments))
+        except Exception as e:  # an unpicklable result
+            send.send({"error": f"result cannot be sent back ({type(e).__name__}: {e})"})
+
+    proc = ctx.Process(target=child, name=f"tool-{t.name}", daemon=True)
+    proc.start()
+    send.close()
+    try:
+        if recv.poll(t.timeout):
+            try:
+                return recv.recv()
+            except EOFError:
+                return {"error": f"the tool process exited with code {proc.exitcode} without a result"}
+        return {"timeout": " (its process was killed)"}
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(1.0)
+        recv.close()
 
 
 # ---- built-in tools -------------------------------------------------------------------------------------------
