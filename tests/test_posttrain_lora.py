@@ -14,11 +14,28 @@ from zerollm.posttrain.lora import (LoRAConfig, apply_lora, load_adapter, lora_m
 LLAMA = dict(vocab_size=64, n_layer=2, d_model=32, n_head=4, n_kv_head=2, max_seq_len=32, position="rope",
              norm="rmsnorm", mlp="swiglu", bias=False, tie_embeddings=False)
 GPT2 = dict(vocab_size=64, n_layer=2, d_model=32, n_head=4, max_seq_len=32)
+NEOX = dict(vocab_size=64, n_layer=2, d_model=32, n_head=4, max_seq_len=32, position="rope", rotary_pct=0.25,
+            norm="layernorm", mlp="gelu_exact", bias=True, parallel_residual=True, tie_embeddings=False)
+ARCH = {"llama": LLAMA, "gpt2": GPT2, "gpt_neox": NEOX}
 
 
 def _model(kw, seed=0):
     torch.manual_seed(seed)
     return Transformer(ModelConfig(**kw)).eval()
+
+
+def _hf(model, tmp_path):
+    """The transformers model with our weights. NeoX goes through an exported directory: transformers 5 names
+    its head `lm_head` in memory but `embed_out` in files (renamed on load), which in-memory
+    interop.hf.to_hf_model does not follow."""
+    import transformers
+
+    from zerollm.interop.hf import export_hf, to_hf_model
+
+    if model.cfg.parallel_residual:
+        export_hf(model, None, tmp_path / "hf_base")
+        return transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf_base"), dtype=torch.float32).eval()
+    return to_hf_model(model)
 
 
 def _randomize_b(model, seed=1):
@@ -60,13 +77,11 @@ def test_rslora_scaling_and_regex_targets():
     assert all(m.scaling == pytest.approx(8 / 4) for m in mods.values())
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gpt_neox"])
 def test_our_adapter_loads_in_peft_with_matching_outputs(arch, tmp_path):
     peft = pytest.importorskip("peft")
-    from zerollm.interop.hf import to_hf_model
-
-    model = _model(LLAMA if arch == "llama" else GPT2)
-    hf = to_hf_model(model)
+    model = _model(ARCH[arch])
+    hf = _hf(model, tmp_path)
     apply_lora(model, LoRAConfig(r=4, alpha=8))  # all attention and MLP projections
     _randomize_b(model)
     save_adapter(model, tmp_path / "adapter", base_model_name_or_path="tiny")
@@ -77,22 +92,21 @@ def test_our_adapter_loads_in_peft_with_matching_outputs(arch, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(peft_model(x).logits, model(x), atol=1e-5, rtol=1e-4)
     # and back: our own files load into a fresh copy of ours
-    fresh = _model(LLAMA if arch == "llama" else GPT2)
+    fresh = _model(ARCH[arch])
     load_adapter(fresh, tmp_path / "adapter")
     with torch.no_grad():
         torch.testing.assert_close(fresh(x), model(x), atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gpt_neox"])
 def test_peft_adapter_loads_into_ours(arch, tmp_path):
     peft = pytest.importorskip("peft")
-    from zerollm.interop.hf import to_hf_model
-
-    model = _model(LLAMA if arch == "llama" else GPT2)
-    hf = to_hf_model(model)
-    targets = ["q_proj", "v_proj", "gate_proj", "down_proj"] if arch == "llama" else ["c_attn", "c_fc"]
-    kwargs = {"rank_pattern": {"v_proj": 2}, "alpha_pattern": {"v_proj": 6}} if arch == "llama" else \
-        {"fan_in_fan_out": True}
+    model = _model(ARCH[arch])
+    hf = _hf(model, tmp_path)
+    targets = {"llama": ["q_proj", "v_proj", "gate_proj", "down_proj"], "gpt2": ["c_attn", "c_fc"],
+               "gpt_neox": ["query_key_value", "dense_4h_to_h"]}[arch]
+    kwargs = {"llama": {"rank_pattern": {"v_proj": 2}, "alpha_pattern": {"v_proj": 6}},
+              "gpt2": {"fan_in_fan_out": True}, "gpt_neox": {}}[arch]
     lcfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=targets, lora_dropout=0.0, use_rslora=arch == "gpt2",
                            **kwargs)
     pm = peft.get_peft_model(hf, lcfg)
@@ -103,7 +117,7 @@ def test_peft_adapter_loads_into_ours(arch, tmp_path):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
     pm.save_pretrained(str(tmp_path / "peft"))
     names = load_adapter(model, tmp_path / "peft")
-    assert len(names) == (8 if arch == "llama" else 8)  # gpt2: c_attn → q, k, v (+ c_fc) per layer
+    assert len(names) == 8  # gpt2/neox: the fused qkv → q, k, v (+ c_fc / dense_4h_to_h) per layer
     x = torch.randint(0, 64, (2, 12))
     pm.eval()
     with torch.no_grad():
@@ -138,3 +152,10 @@ def test_nf4_quantization_and_qlora():
     mods = lora_modules(model)
     assert all(m.lora_A.grad is not None for m in mods.values())
     assert all(p.grad is None for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def test_neox_fused_qkv_needs_all_three_and_names_the_module(tmp_path):
+    model = _model(NEOX)
+    apply_lora(model, LoRAConfig(r=2, alpha=4, targets=["q_proj", "o_proj"]))
+    with pytest.raises(ValueError, match=r"gpt_neox\.layers\.0\.attention\.query_key_value: .*q_proj, k_proj, v_proj"):
+        save_adapter(model, tmp_path / "a")

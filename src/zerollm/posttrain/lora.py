@@ -20,11 +20,17 @@ PEFT files (interop.md §2): `adapter_config.json` + `adapter_model.safetensors`
     llama/mistral/qwen2/qwen3  blocks.{i}.attn.X  ↔ model.layers.{i}.self_attn.X,   blocks.{i}.mlp.X ↔ model.layers.{i}.mlp.X
     gpt2                       blocks.{i}.attn.o_proj ↔ transformer.h.{i}.attn.c_proj,  mlp.fc ↔ mlp.c_fc,
                                mlp.proj ↔ mlp.c_proj,  attn.{q,k,v}_proj ↔ one fused attn.c_attn
+    gpt_neox                   blocks.{i}.attn.o_proj ↔ gpt_neox.layers.{i}.attention.dense,
+                               mlp.fc ↔ mlp.dense_h_to_4h,  mlp.proj ↔ mlp.dense_4h_to_h,
+                               attn.{q,k,v}_proj ↔ one fused attention.query_key_value
 
-GPT-2's fused c_attn: three rank-r adapters on q, k, v are exactly one rank-3r adapter on c_attn with
-A = [A_q; A_k; A_v] (3r, D) and B = blockdiag(B_q, B_k, B_v) (3D, 3r); `rank_pattern`/`alpha_pattern` give
-c_attn its rank 3r and the alpha that keeps the same scale. The other way, a PEFT c_attn adapter (A, B)
-is q/k/v adapters sharing A with B split in three row blocks. Both directions are exact.
+Fused q/k/v (GPT-2 c_attn, NeoX query_key_value): three rank-r adapters on q, k, v are exactly one rank-3r
+adapter on the fused layer with A = [A_q; A_k; A_v] (3r, D) and B = blockdiag(B_q, B_k, B_v) (3D, 3r) —
+for NeoX with B's rows put in the fused weight's per-head interleaved order [q_h; k_h; v_h] (the same row
+permutation the importer applies to the weight, interop.hf_arch._neox_qkv). `rank_pattern`/`alpha_pattern`
+give the fused layer its rank 3r and the alpha that keeps the same scale. The other way, a PEFT adapter on
+the fused layer (A, B) is q/k/v adapters sharing A with B's rows split (de-interleaved for NeoX). Both
+directions are exact.
 """
 from __future__ import annotations
 
@@ -185,13 +191,27 @@ def _hf_type(model: nn.Module) -> str:
     from zerollm.interop.hf_arch import hf_model_type
 
     mt = hf_model_type(model.cfg)
-    if mt not in ("gpt2", "llama", "mistral", "qwen2", "qwen3"):
-        raise ValueError(f"PEFT adapters: architecture {mt!r} is not mapped (gpt2, llama, mistral, qwen2/3 are)")
+    if mt not in ("gpt2", "llama", "mistral", "qwen2", "qwen3", "gpt_neox"):
+        raise ValueError(f"PEFT adapters: architecture {mt!r} is not mapped (gpt2, llama, mistral, qwen2/3, "
+                         f"gpt_neox are)")
     return mt
 
 
 _GPT2 = {"attn.o_proj": "attn.c_proj", "mlp.fc": "mlp.c_fc", "mlp.proj": "mlp.c_proj"}
+_NEOX = {"attn.o_proj": "attention.dense", "mlp.fc": "mlp.dense_h_to_4h", "mlp.proj": "mlp.dense_4h_to_h"}
 _QKV = ("attn.q_proj", "attn.k_proj", "attn.v_proj")
+_FUSED = {"gpt2": "attn.c_attn", "gpt_neox": "attention.query_key_value"}  # one HF layer for our q, k, v
+
+
+def _fused_rows(model: nn.Module, mt: str, to_ours: bool):
+    """Row permutation between [q; k; v] stacked B rows and the fused HF layer's rows: identity for GPT-2,
+    NeoX's per-head interleave otherwise (the importer's rule for the weight, so adapter and weight agree)."""
+    if mt != "gpt_neox":
+        return (lambda b: list(b.chunk(3, 0))) if to_ours else (lambda parts: torch.cat(parts, 0))
+    from zerollm.interop.hf_arch import _neox_qkv
+
+    rule = _neox_qkv(("q", "k", "v"), "query_key_value", model.cfg.n_head)
+    return (lambda b: rule.to_ours([b])) if to_ours else (lambda parts: rule.to_theirs(parts)[0])
 
 
 def hf_module_name(ours: str, model_type: str) -> str:
@@ -202,6 +222,10 @@ def hf_module_name(ours: str, model_type: str) -> str:
     i, sub = m.groups()
     if model_type == "gpt2":
         return f"transformer.h.{i}." + ("attn.c_attn" if sub in _QKV else _GPT2[sub])
+    if model_type == "gpt_neox":
+        if sub not in _NEOX and sub not in _QKV:
+            raise ValueError(f"{ours}: GPT-NeoX has no module for it (LoRA targets: q/k/v_proj, o_proj, fc, proj)")
+        return f"gpt_neox.layers.{i}." + ("attention.query_key_value" if sub in _QKV else _NEOX[sub])
     return f"model.layers.{i}." + sub.replace("attn.", "self_attn.")
 
 
@@ -228,15 +252,17 @@ def save_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str
             raise ValueError("all LoRA layers must agree on rslora to be saved as one PEFT adapter")
         groups.setdefault(hf_module_name(name, mt), []).append((name, m))
     for hf, members in groups.items():
-        if mt == "gpt2" and hf.endswith("c_attn"):
+        if mt in _FUSED and hf.endswith(_FUSED[mt]):
             got = {n.rsplit(".", 2)[-2] + "." + n.rsplit(".", 1)[-1]: m for n, m in members}
             if set(got) != set(_QKV):
-                raise ValueError(f"{hf}: GPT-2 fuses q/k/v, so LoRA must target all three of q_proj, k_proj, v_proj")
+                raise ValueError(f"{hf}: {mt} fuses q/k/v into one layer, so LoRA must target all three of "
+                                 f"q_proj, k_proj, v_proj (got {sorted(got)})")
             parts = [got[k] for k in _QKV]
             if len({(p.r, p.alpha) for p in parts}) != 1:
                 raise ValueError(f"{hf}: q/k/v adapters need one rank and alpha")
             A = torch.cat([p.lora_A.detach() for p in parts], 0)  # (3r, D)
-            B = torch.block_diag(*[p.lora_B.detach() for p in parts])  # (3D, 3r)
+            Bd = torch.block_diag(*[p.lora_B.detach() for p in parts])  # (3D, 3r), rows [q; k; v]
+            B = _fused_rows(model, mt, to_ours=False)(list(Bd.chunk(3, 0)))  # rows in the fused layer's order
             rr = A.shape[0]
             # same scale s at rank 3r: alpha'/3r = alpha/r (or alpha'/sqrt(3r) = alpha/sqrt(r) for rsLoRA)
             aa = parts[0].scaling * (math.sqrt(rr) if rslora else rr)
@@ -321,11 +347,12 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path, dropout: float | Non
         if A.shape[0] != r:
             raise ValueError(f"{adapter_dir}: {key} has rank {A.shape[0]}, config says {r}")
         names = ours_of[hf]
-        if mt == "gpt2" and hf.endswith("c_attn"):
+        if mt in _FUSED and hf.endswith(_FUSED[mt]):
             names = sorted(names, key=lambda n: _QKV.index(n.split(".", 2)[2]))
         if len(names) > 1 and B.shape[0] % len(names):
             raise ValueError(f"{adapter_dir}: {key} cannot be split over {names}")
-        for name, b in zip(names, B.chunk(len(names), 0)):
+        rows = _fused_rows(model, mt, to_ours=True)(B) if len(names) == 3 else B.chunk(len(names), 0)
+        for name, b in zip(names, rows):
             plan[name] = (r, alpha)
             weights[name] = (A, b)
     apply_lora(model, LoRAConfig(dropout=cfg.get("lora_dropout", 0.0) if dropout is None else dropout,
