@@ -1,17 +1,19 @@
-"""Weight-only quantization: round-trip error bounds per scheme, QuantLinear == dequantized Linear,
-quantized checkpoints save and load back, `memory` arithmetic."""
+"""Weight-only quantization: round-trip error bounds per scheme, QuantLinear == dequantized Linear (native
+GEMV kernels and the PyTorch path), quantized checkpoints save and load back, `memory` arithmetic."""
 from __future__ import annotations
 
 import copy
 import json
+import os
 
 import pytest
 import torch
 
 from zerollm.config import ModelConfig
 from zerollm.engine.generate import GenerationConfig, generate
-from zerollm.model.quant import (NF4_LEVELS, SCHEMES, QuantLinear, dequantize_weight, quantize_model,
-                                 quantize_weight)
+from zerollm import kernels
+from zerollm.model.quant import (NATIVE_MAX_ROWS, NF4_LEVELS, SCHEMES, QuantLinear, dequantize_weight,
+                                 quantize_model, quantize_weight)
 from zerollm.model.transformer import Transformer
 
 
@@ -47,18 +49,79 @@ def test_round_trip_error_bounds(scheme):
     assert rel < {"int8": 0.01, "int4-sym": 0.12, "int4-asym": 0.1, "nf4": 0.11}[scheme], rel
 
 
+@pytest.fixture(scope="module")
+def native():
+    """The compiled kernels; on CI (CI=true) failing to build them is a failure, elsewhere a skip."""
+    if not kernels.load():
+        if os.environ.get("CI"):
+            pytest.fail("zerollm.kernels did not build (g++ and ninja are needed)")
+        pytest.skip("zerollm.kernels did not build here (no g++/ninja)")
+    return kernels.ops()
+
+
+def _kernel_reference(x, ql):
+    """What the native kernel computes: weights as stored (NF4 levels rounded to 1/127, as the integer dot
+    product uses them), activations rounded per block of 32 (kernels.quantize_activations), float64 sums."""
+    w = ql.dequantize().double()
+    if ql.scheme == "nf4":
+        codes = torch.stack([ql.qweight >> 4, ql.qweight & 0xF], -1).flatten(-2).long()
+        levels = kernels.nf4_kernel_levels(NF4_LEVELS).double()
+        w = w * (levels[codes] / NF4_LEVELS.double()[codes]).nan_to_num(1.0)  # exact zero level stays 0
+    b = None if ql.bias is None else ql.bias.double()
+    return torch.nn.functional.linear(kernels.quantize_activations(x).double(), w, b)
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("cache", ["dequant", None])
-def test_quant_linear_equals_dequantized_linear(scheme, cache):
+@pytest.mark.parametrize("kernel,cache", [("native", None), ("dequant", "dequant"), ("dequant", None)])
+def test_quant_linear_equals_its_reference(scheme, kernel, cache, native):
     torch.manual_seed(1)
-    lin = torch.nn.Linear(64, 96)
-    ql = QuantLinear.from_linear(lin, scheme, 32, cache=cache)
-    x = torch.randn(3, 5, 64)
-    ref = torch.nn.functional.linear(x, ql.dequantize(), lin.bias)
-    assert torch.allclose(ql(x), ref, atol=1e-5)
+    lin = torch.nn.Linear(128, 96)
+    ql = QuantLinear.from_linear(lin, scheme, 32, cache=cache, kernel=kernel)
+    assert ql.native_ok() == (kernel == "native")
+    w = ql.dequantize()
+    for shape in [(1, 128), (3, 5, 128), (9, 128), (NATIVE_MAX_ROWS + 1, 128)]:  # 9: two passes of 8 rows
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            y = ql(x)
+        exact = torch.nn.functional.linear(x, w, lin.bias)
+        if kernel == "native" and x.numel() // 128 <= NATIVE_MAX_ROWS:  # decode-sized: the integer kernel
+            assert (y.double() - _kernel_reference(x, ql)).abs().max() < 1e-5, shape
+            assert (y - exact).abs().max() < 0.02 * exact.abs().max()  # activation rounding: < 2 % of max
+        else:  # prompts and the PyTorch path: exactly the dequantized weights
+            assert torch.allclose(y, exact, atol=1e-5), shape
     if scheme == "int8":
         qa = QuantLinear.from_linear(lin, scheme, kernel="aten")
-        assert torch.allclose(qa(x), ref, atol=1e-4)
+        assert torch.allclose(qa(x), exact, atol=1e-4)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_native_kernels_on_odd_widths_and_a_large_projection(scheme, native):
+    torch.manual_seed(2)
+    for n, k in [(200, 192), (5003, 256)]:
+        lin = torch.nn.Linear(k, n, bias=False)
+        lin.weight.data *= 5
+        ql = QuantLinear.from_linear(lin, scheme, 64, kernel="native")
+        x = torch.randn(3, k)
+        with torch.no_grad():
+            y = ql(x)
+        ref = _kernel_reference(x, ql)
+        assert (y.double() - ref).abs().max() < 1e-5 * ref.abs().max(), scheme
+    w = torch.randn(n, k)
+    assert torch.allclose(native.gemv_f32(x, w), x @ w.t(), atol=1e-4)
+
+
+def test_native_kernel_falls_back_when_it_cannot_apply(native):
+    torch.manual_seed(3)
+    lin = torch.nn.Linear(48, 16)  # 48 is not a multiple of 32: PyTorch path
+    ql = QuantLinear.from_linear(lin, "int8")
+    assert not ql.native_ok()
+    x = torch.randn(2, 48)
+    assert torch.allclose(ql(x), torch.nn.functional.linear(x, ql.dequantize(), lin.bias), atol=1e-5)
+    # an input that needs gradients (LoRA/QLoRA training) takes the differentiable path
+    ql = QuantLinear.from_linear(torch.nn.Linear(64, 8), "int4-sym")
+    x = torch.randn(2, 64, requires_grad=True)
+    ql(x).sum().backward()
+    assert torch.allclose(x.grad, ql.dequantize().sum(0).expand(2, -1), atol=1e-5)
 
 
 def _trained_tiny():
@@ -88,7 +151,9 @@ def test_quantized_checkpoint_round_trip_and_greedy_match(tmp_path):
         assert json.loads((out / "quant.json").read_text())["scheme"] == scheme
         qm, _, _ = load_model(out)
         n_quant = sum(isinstance(x, QuantLinear) for x in qm.modules())
-        assert n_quant == sum(isinstance(x, torch.nn.Linear) for x in m.modules()) > 0  # every Linear
+        # every Linear, and the tied output projection as its own quantized lm_head
+        assert m.lm_head is None and qm.lm_head is not None
+        assert n_quant == sum(isinstance(x, torch.nn.Linear) for x in m.modules()) + 1 > 1
         direct = quantize_model(copy.deepcopy(m), scheme)
         x = torch.tensor([[1, 2, 3, 4]])
         with torch.no_grad():

@@ -12,14 +12,23 @@ Schemes (W is (out, in); a group is `group_size` consecutive input columns of on
 
 int4 (Frantar/Dettmers-style group-wise rounding-to-nearest) and NF4 (Dettmers et al. 2023, "QLoRA",
 sec. 3: 16 levels at the quantiles of N(0, 1), exact zero; blockwise absmax; double quantization) pack two
-4-bit codes per byte. Kernels: `QuantLinear.forward` dequantizes to the activation dtype and calls
-`F.linear`; for int8 it can instead use torch's `_weight_int8pack_mm` (kernel="aten"). Measured on this
-machine's AVX2 torch 2.13 build (bench/bench_decode.py), torch's CPU int8/int4 pack kernels are several
-times *slower* than an fp32 GEMV at batch 1, and dequantize-per-call costs ~2x the fp32 matmul; so the
-default `cache="dequant"` keeps an fp32 copy of the dequantized weight for speed (memory on disk and in
-transit is quantized; compute is fp32 on the rounded values), and `cache=None` keeps only the codes.
+4-bit codes per byte.
 
-Embeddings (and a tied output projection, which shares them) stay in float.
+Kernels (`QuantLinear.kernel`):
+  "native"   zerollm.kernels' GEMV (gemv.cpp, compiled on first use) for decode-sized inputs (at most
+             `NATIVE_MAX_ROWS` rows; prompts use "dequant"): only the codes cross the memory bus, and each
+             32-value block is multiplied in integers against activations rounded to int8 per block of 32
+             (as llama.cpp's q8_0 dot products; ≤ 1/254 of the block max per activation), so outputs differ
+             from the dequantized Linear by ~0.5 % of their scale (tests/test_quant.py bounds it).
+  "dequant"  dequantize to the activation dtype, then F.linear; with cache="dequant" the fp32 copy is kept
+             (fp32 speed, fp32 memory). The fallback when the native kernels cannot be built.
+  "aten"     torch's `_weight_int8pack_mm` (int8 only), for comparison: 3-10x slower than fp32 GEMV at
+             batch 1 on this AVX2 build (bench/bench_decode.py).
+The default, kernel="auto", picks "native" when the kernels load and otherwise "dequant" with the cache.
+
+The token embedding stays float (a lookup reads one row per token); `quantize_model(output=True)` also
+quantizes the output projection — for tied embeddings it becomes its own quantized `lm_head`, since at
+batch 1 the V x D projection is the largest single read per token.
 """
 from __future__ import annotations
 
@@ -30,12 +39,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zerollm.model.fast_linear import NATIVE_MAX_ROWS  # rows up to which the native GEMV beats dequant + GEMM
+
 SCHEMES = ("int8", "int4-sym", "int4-asym", "nf4")
 NF4_LEVELS = torch.tensor([
     -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
     -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
     0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0])
 NF4_BLOCK, NF4_SCALE_BLOCK = 64, 256
+KERNELS = ("auto", "native", "dequant", "aten")
 
 
 def _pack4(codes: torch.Tensor) -> torch.Tensor:
@@ -105,8 +117,10 @@ class QuantLinear(nn.Module):
     """A Linear whose weight is stored quantized (buffers); y = x Ŵᵀ + b. Inference only."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, scheme: str, group_size: int = 32,
-                 cache: str | None = "dequant", kernel: str = "dequant"):
+                 cache: str | None = "auto", kernel: str = "auto"):
         super().__init__()
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
         self.in_features, self.out_features, self.scheme, self.group_size = in_features, out_features, scheme, group_size
         self.cache_mode, self.kernel = cache, kernel
         shapes = _buffer_shapes(scheme, out_features, in_features, group_size)
@@ -134,12 +148,38 @@ class QuantLinear(nn.Module):
         self._w = None  # new codes: drop the cached weight
         return super()._load_from_state_dict(*args, **kwargs)
 
+    def native_ok(self) -> bool:
+        """Whether the native GEMV applies to this layer's shape (and the kernels are built)."""
+        step = NF4_BLOCK if self.scheme == "nf4" else 32
+        shape_ok = self.in_features % step == 0 and (not self.scheme.startswith("int4") or self.group_size % 32 == 0)
+        if self.kernel == "dequant" or not shape_ok:
+            return False
+        from zerollm import kernels
+        return kernels.load()
+
+    def _native(self, x: torch.Tensor) -> torch.Tensor:
+        from zerollm.kernels import ops
+
+        k, b = ops(), self.bias
+        if self.scheme == "int8":
+            return k.gemv_int8(x, self.qweight, self.scales, b)
+        if self.scheme == "int4-sym":
+            return k.gemv_int4(x, self.qweight, self.scales, None, self.group_size, b)
+        if self.scheme == "int4-asym":
+            return k.gemv_int4(x, self.qweight, self.scales, self.mins, self.group_size, b)
+        return k.gemv_nf4(x, self.qweight, NF4_LEVELS, self.absmax_q8, self.absmax_s2, float(self.absmax_mean), b)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel == "aten" and self.scheme == "int8" and x.dtype == torch.float32:
             y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, self.in_features), self.qweight, self.scales)
             y = y.view(*x.shape[:-1], self.out_features)
             return y if self.bias is None else y + self.bias
-        if self.cache_mode == "dequant":
+        rows = x.numel() // self.in_features
+        native = self._use_native()
+        if native and rows <= NATIVE_MAX_ROWS and x.dtype == torch.float32 and x.device.type == "cpu" \
+                and not (x.requires_grad and torch.is_grad_enabled()):  # no autograd in the kernel
+            return self._native(x)
+        if self.cache_mode == "dequant" or (self.cache_mode == "auto" and not native):
             if self._w is None or self._w.dtype != x.dtype or self._w.device != x.device:
                 # column-major when widening: the fast GEMV layout (see Transformer.optimize_for_decode)
                 w = self.dequantize(x.dtype)
@@ -148,6 +188,12 @@ class QuantLinear(nn.Module):
         else:
             w = self.dequantize(x.dtype)
         return F.linear(x, w, self.bias)
+
+    def _use_native(self) -> bool:
+        ok = getattr(self, "_native_ok", None)
+        if ok is None:
+            ok = self._native_ok = self.native_ok()
+        return ok
 
     def extra_repr(self) -> str:
         return (f"in={self.in_features}, out={self.out_features}, scheme={self.scheme}, "
@@ -170,14 +216,24 @@ def _buffer_shapes(scheme: str, N: int, K: int, g: int) -> dict[str, tuple[tuple
 
 
 def quantize_model(model: nn.Module, scheme: str, group_size: int = 32, skip: tuple[str, ...] = (),
-                   **kw) -> nn.Module:
+                   output: bool = True, **kw) -> nn.Module:
     """Replace every nn.Linear of `model` (in place) by a QuantLinear; returns the model. Layers whose
-    name is in `skip` or whose shape does not fit the scheme's grouping stay float."""
+    name is in `skip` or whose shape does not fit the scheme's grouping stay float. output=True also
+    quantizes the output projection; a tied one becomes a separate quantized `lm_head` (the token embedding
+    stays float for lookups)."""
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
+            if full == "lm_head" and not output:
+                continue
             if isinstance(child, nn.Linear) and full not in skip and _fits(child, scheme, group_size):
                 setattr(module, child_name, QuantLinear.from_linear(child, scheme, group_size, **kw))
+    emb = getattr(model, "tok_emb", None)
+    if output and getattr(model, "lm_head", False) is None and emb is not None and "lm_head" not in skip:
+        head = nn.Linear(emb.weight.shape[1], emb.weight.shape[0], bias=False)
+        head.weight = emb.weight  # tied: quantize the shared table into a separate output projection
+        if _fits(head, scheme, group_size):
+            model.lm_head = QuantLinear.from_linear(head, scheme, group_size, **kw)
     model.quantization = {"scheme": scheme, "group_size": group_size}
     return model
 
@@ -191,11 +247,15 @@ def _fits(lin: nn.Linear, scheme: str, g: int) -> bool:
 
 
 def quantized_structure(model: nn.Module, modules: list[str], scheme: str, group_size: int, **kw) -> nn.Module:
-    """Swap the named Linear modules for empty QuantLinears (to load a quantized state dict into)."""
+    """Swap the named Linear modules for empty QuantLinears (to load a quantized state dict into); a
+    quantized output projection of a tied model ("lm_head" with no lm_head module) is created."""
     for full in modules:
         parent_name, _, child_name = full.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         lin = getattr(parent, child_name)
+        if lin is None and full == "lm_head":  # tied model whose output projection was quantized
+            d, v = model.tok_emb.weight.shape[1], model.tok_emb.weight.shape[0]
+            lin = nn.Linear(d, v, bias=False, device="meta")
         setattr(parent, child_name, QuantLinear(lin.in_features, lin.out_features, lin.bias is not None, scheme,
                                                 group_size, **kw))
     model.quantization = {"scheme": scheme, "group_size": group_size}
@@ -220,7 +280,7 @@ def load_quantized(ckpt: str | Path, cfg, device="cpu"):
     model = quantized_structure(Transformer(cfg), meta["modules"], meta["scheme"], meta["group_size"])
     state = load_file(str(ckpt / "model.safetensors"), device="cpu")
     if cfg.tie_embeddings and "lm_head.weight" in state:
-        state.pop("lm_head.weight")
+        state.pop("lm_head.weight")  # (older files) a tied float head is the embedding
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{ckpt / 'model.safetensors'}: missing {missing[:5]}, unexpected {unexpected[:5]}")

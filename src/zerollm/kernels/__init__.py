@@ -1,0 +1,79 @@
+"""Native CPU kernels, compiled on first use: weight-streaming GEMV for fp32, int8, int4 and NF4 weights
+(gemv.cpp explains the layouts and why).
+
+`load()` builds gemv.cpp with torch's C++ extension tooling (g++ and ninja; ~15 s once, cached in
+`$ZEROLLM_KERNEL_DIR` or ~/.cache/zerollm/kernels, keyed by the source hash and torch version) and registers
+the ops `torch.ops.zerollm_kernels.*`. When there is no compiler, or `ZEROLLM_KERNELS=0`, `load()` returns False
+once with a warning, and callers use their pure-PyTorch path: everything works, decoding quantized weights is
+just slower.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+_SOURCE = Path(__file__).with_name("gemv.cpp")
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _build_dir() -> Path:
+    digest = hashlib.sha256(_SOURCE.read_bytes() + torch.__version__.encode()).hexdigest()[:12]
+    root = Path(os.environ.get("ZEROLLM_KERNEL_DIR") or Path.home() / ".cache" / "zerollm" / "kernels")
+    return root / f"gemv-{digest}"
+
+
+def load() -> bool:
+    """Compile (once) and register the kernels; True when `torch.ops.zerollm_kernels` is usable."""
+    if "ok" in _state:
+        return bool(_state["ok"])
+    with _lock:
+        if "ok" in _state:
+            return bool(_state["ok"])
+        if os.environ.get("ZEROLLM_KERNELS", "1") == "0":
+            _state["ok"] = False
+            return False
+        try:
+            from torch.utils.cpp_extension import load as cpp_load
+
+            build = _build_dir()
+            build.mkdir(parents=True, exist_ok=True)
+            flags = ["-O3", "-march=native", "-fno-math-errno"]  # no -ffast-math: keep IEEE sums
+            cpp_load(name="zerollm_kernels", sources=[str(_SOURCE)], extra_cflags=flags, build_directory=str(build),
+                     is_python_module=False, verbose=False)
+            _state["ok"] = True
+        except Exception as err:  # no compiler / ninja / headers: fall back to PyTorch ops
+            warnings.warn(f"zerollm: native kernels unavailable ({type(err).__name__}: {str(err)[:200]}); "
+                          "quantized decoding uses the slower PyTorch path", RuntimeWarning, stacklevel=2)
+            _state["ok"] = False
+    return bool(_state["ok"])
+
+
+def available() -> bool:
+    """True when the kernels are loaded already (does not trigger a build)."""
+    return bool(_state.get("ok"))
+
+
+def ops():
+    """The registered ops (call `load()` first)."""
+    return torch.ops.zerollm_kernels
+
+
+def quantize_activations(x: torch.Tensor) -> torch.Tensor:
+    """The activation rounding the quantized-weight kernels apply (gemv.cpp), in PyTorch: blocks of 32 values
+    along the last dim, xq = round(x · 127 / absmax), returned dequantized (xq · absmax / 127). For tests and
+    for reasoning about the kernels' error."""
+    b = x.float().reshape(*x.shape[:-1], -1, 32)
+    amax = b.abs().amax(-1, keepdim=True)
+    inv = torch.where(amax > 0, 127.0 / amax, torch.zeros_like(amax))
+    return (torch.round(b * inv) * (amax / 127.0)).reshape(x.shape)
+
+
+def nf4_kernel_levels(levels: torch.Tensor) -> torch.Tensor:
+    """The NF4 levels as the integer kernel uses them: round(127 · level) / 127 (|error| ≤ 1/254)."""
+    return torch.round(127.0 * levels) / 127.0
