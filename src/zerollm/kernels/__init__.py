@@ -1,7 +1,7 @@
-"""Native CPU kernels, compiled on first use: weight-streaming GEMV for fp32, int8, int4 and NF4 weights
+"""Native CPU kernels, compiled on first use: weight-streaming GEMV for int8, int4 and NF4 weights
 (gemv.cpp explains the layouts and why).
 
-`load()` builds gemv.cpp with torch's C++ extension tooling (g++ and ninja; ~15 s once, cached in
+`load()` builds gemv.cpp with torch's C++ extension tooling (g++ and ninja; 15-50 s once, cached in
 `$ZEROLLM_KERNEL_DIR` or ~/.cache/zerollm/kernels, keyed by the source hash and torch version) and registers
 the ops `torch.ops.zerollm_kernels.*`. When there is no compiler, or `ZEROLLM_KERNELS=0`, `load()` returns False
 once with a warning, and callers use their pure-PyTorch path: everything works, decoding quantized weights is
