@@ -2,7 +2,7 @@
 (gemv.cpp explains the layouts and why).
 
 `load()` builds gemv.cpp with torch's C++ extension tooling (g++ and ninja; 15-50 s once, cached in
-`$ZEROLLM_KERNEL_DIR` or ~/.cache/zerollm/kernels, keyed by the source hash and torch version) and registers
+`$ZEROLLM_KERNEL_DIR` or ~/.cache/zerollm/kernels, keyed by the source, torch version and CPU flags) and registers
 the ops `torch.ops.zerollm_kernels.*`. When there is no compiler, or `ZEROLLM_KERNELS=0`, `load()` returns False
 once with a warning, and callers use their pure-PyTorch path: everything works, decoding quantized weights is
 just slower.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import threading
 import warnings
 from pathlib import Path
@@ -22,8 +23,21 @@ _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
+def _cpu_flags() -> bytes:
+    """The CPU's feature flags: the build uses -march=native, so a cache shared by different CPUs must not
+    hand one machine's binary to another."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line.encode()
+    except OSError:
+        pass
+    return platform.processor().encode() + platform.machine().encode()
+
+
 def _build_dir() -> Path:
-    digest = hashlib.sha256(_SOURCE.read_bytes() + torch.__version__.encode()).hexdigest()[:12]
+    key = _SOURCE.read_bytes() + torch.__version__.encode() + _cpu_flags()
+    digest = hashlib.sha256(key).hexdigest()[:12]
     root = Path(os.environ.get("ZEROLLM_KERNEL_DIR") or Path.home() / ".cache" / "zerollm" / "kernels")
     return root / f"gemv-{digest}"
 

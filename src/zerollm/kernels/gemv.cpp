@@ -161,86 +161,99 @@ static inline int code_at(const uint8_t* row, int64_t k) {
   return (k & 1) ? (byte & 0xF) : (byte >> 4);
 }
 
+// One weight row against M activation rows. KIND is a template parameter so that each format's loop is
+// compiled without per-block branches.
+template <Kind KIND>
+struct QKernels {
 template <int M>
-struct QKernel {
+struct Kernel {
   void operator()(const QCtx& c, int64_t m0, int64_t n) const {
     const int64_t K = c.K, nb = K / BLOCK;
     const int8_t* xq = c.x->q.data() + m0 * K;
     const float* dx = c.x->d.data() + m0 * nb;
     const float* xsum = c.x->sum.data() + m0 * nb;
-    const bool packed = c.kind != Kind::Int8;
+    constexpr bool packed = KIND != Kind::Int8;
     const uint8_t* row = c.q + n * (packed ? K / 2 : K);
     const int64_t G = K / c.group;
     float offset[M] = {0.f};
 #ifdef ZLLM_AVX2
-    __m256 acc[M];
-    for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+    // Few activation rows: two accumulator sets (even/odd blocks), so consecutive blocks' FMAs do not wait
+    // on each other (the add latency, not memory, would otherwise bound one row at 32 weights / 4 cycles).
+    constexpr int NACC = M <= 2 ? 2 : 1;
+    __m256 acc[NACC][M];
+    for (int h = 0; h < NACC; ++h)
+      for (int m = 0; m < M; ++m) acc[h][m] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i eight = _mm256_set1_epi8(8);
     const __m256i lut = c.nf4_lut ? _mm256_broadcastsi128_si256(_mm_loadu_si128(
                                         reinterpret_cast<const __m128i*>(c.nf4_lut)))
                                   : _mm256_setzero_si256();
 #endif
+#ifdef ZLLM_AVX2
+    for (int64_t b0 = 0; b0 < nb; b0 += NACC)
+    for (int h = 0; h < NACC && b0 + h < nb; ++h) {
+      const int64_t b = b0 + h;
+#else
     for (int64_t b = 0; b < nb; ++b) {
+#endif
       const int64_t k = b * BLOCK;
       float dw;  // this block's weight scale
-      switch (c.kind) {
-        case Kind::Int8: dw = 1.f; break;  // the row scale is applied at the end
-        case Kind::NF4: {
-          const int64_t blk = (n * K + k) / 64;
-          dw = (static_cast<float>(c.absmax_q8[blk]) * c.absmax_s2[blk / 256] + c.absmax_mean) / 127.f;
-          break;
-        }
-        default: dw = c.scales[n * G + k / c.group];
+      if constexpr (KIND == Kind::Int8) {
+        dw = 1.f;  // the row scale is applied at the end
+      } else if constexpr (KIND == Kind::NF4) {
+        const int64_t blk = (n * K + k) / 64;
+        dw = (static_cast<float>(c.absmax_q8[blk]) * c.absmax_s2[blk / 256] + c.absmax_mean) / 127.f;
+      } else {
+        dw = c.scales[n * G + k / c.group];
       }
-      if (c.kind == Kind::Int4Asym) {
+      if constexpr (KIND == Kind::Int4Asym) {
         const float mn = c.mins[n * G + k / c.group];
         for (int m = 0; m < M; ++m) offset[m] += mn * xsum[m * nb + b];
       }
 #ifdef ZLLM_AVX2
       __m256i w;
-      if (c.kind == Kind::Int8) w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k));
-      else {
+      if constexpr (KIND == Kind::Int8) {
+        w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k));
+      } else {
         w = unpack_nibbles(row + k / 2);
-        if (c.kind == Kind::Int4Sym) w = _mm256_sub_epi8(w, eight);
-        else if (c.kind == Kind::NF4) w = _mm256_shuffle_epi8(lut, w);  // 16-entry table lookup per byte
+        if constexpr (KIND == Kind::Int4Sym) w = _mm256_sub_epi8(w, eight);
+        if constexpr (KIND == Kind::NF4) w = _mm256_shuffle_epi8(lut, w);  // 16-entry table lookup per byte
       }
-      const bool unsigned_w = c.kind == Kind::Int4Asym;
+      constexpr bool unsigned_w = KIND == Kind::Int4Asym;
       const __m256i aw = unsigned_w ? w : _mm256_sign_epi8(w, w);  // |w|
       for (int m = 0; m < M; ++m) {
         __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + m * K + k));
         if (!unsigned_w) xv = _mm256_sign_epi8(xv, w);  // x · sign(w), so |w| · (x · sign(w)) = w · x
         const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, xv), ones);
-        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_set1_ps(dw * dx[m * nb + b]), acc[m]);
+        acc[h][m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_set1_ps(dw * dx[m * nb + b]), acc[h][m]);
       }
 #else
       for (int m = 0; m < M; ++m) {
         int s = 0;
         for (int j = 0; j < BLOCK; ++j) {
           int wv;
-          switch (c.kind) {
-            case Kind::Int8: wv = reinterpret_cast<const int8_t*>(row)[k + j]; break;
-            case Kind::Int4Sym: wv = code_at(row, k + j) - 8; break;
-            case Kind::Int4Asym: wv = code_at(row, k + j); break;
-            default: wv = c.nf4_lut[code_at(row, k + j)];
-          }
+          if constexpr (KIND == Kind::Int8) wv = reinterpret_cast<const int8_t*>(row)[k + j];
+          else if constexpr (KIND == Kind::Int4Sym) wv = code_at(row, k + j) - 8;
+          else if constexpr (KIND == Kind::Int4Asym) wv = code_at(row, k + j);
+          else wv = c.nf4_lut[code_at(row, k + j)];
           s += wv * xq[m * K + k + j];
         }
         offset[m] += static_cast<float>(s) * dw * dx[m * nb + b];
       }
 #endif
     }
-    const float rs = c.kind == Kind::Int8 ? c.scales[n] : 1.f;
+    const float rs = KIND == Kind::Int8 ? c.scales[n] : 1.f;
     const float bias = c.bias ? c.bias[n] : 0.f;
     for (int m = 0; m < M; ++m) {
 #ifdef ZLLM_AVX2
-      const float dot = hsum(acc[m]) * rs;
+      const float dot = hsum(NACC == 2 ? _mm256_add_ps(acc[0][m], acc[NACC - 1][m]) : acc[0][m]) * rs;
 #else
       const float dot = 0.f;  // (scalar path accumulated everything in offset)
 #endif
-      c.y[(m0 + m) * c.N + n] = dot + (c.kind == Kind::Int8 ? offset[m] * rs : offset[m]) + bias;
+      c.y[(m0 + m) * c.N + n] = dot + (KIND == Kind::Int8 ? offset[m] * rs : offset[m]) + bias;
     }
   }
+};
 };
 
 static at::Tensor run_quant(QCtx ctx, const at::Tensor& x_in, int64_t N, int64_t K) {
@@ -250,7 +263,12 @@ static at::Tensor run_quant(QCtx ctx, const at::Tensor& x_in, int64_t N, int64_t
   ctx.y = y.data_ptr<float>();
   ctx.K = K;
   ctx.N = N;
-  for_all_rows<QKernel>(ctx, x.size(0), N);
+  switch (ctx.kind) {
+    case Kind::Int8: for_all_rows<QKernels<Kind::Int8>::Kernel>(ctx, x.size(0), N); break;
+    case Kind::Int4Sym: for_all_rows<QKernels<Kind::Int4Sym>::Kernel>(ctx, x.size(0), N); break;
+    case Kind::Int4Asym: for_all_rows<QKernels<Kind::Int4Asym>::Kernel>(ctx, x.size(0), N); break;
+    case Kind::NF4: for_all_rows<QKernels<Kind::NF4>::Kernel>(ctx, x.size(0), N); break;
+  }
   return y;
 }
 
