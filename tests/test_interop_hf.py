@@ -20,7 +20,7 @@ from zerollm import cli  # noqa: E402
 from zerollm.config import ModelConfig  # noqa: E402
 from zerollm.convert import convert, export  # noqa: E402
 from zerollm.engine.generate import GenerationConfig, generate  # noqa: E402
-from zerollm.interop.hf import is_hf_dir, load_hf  # noqa: E402
+from zerollm.interop.hf import is_hf_dir, load_hf, to_hf_model  # noqa: E402
 from zerollm.interop.hf_arch import config_from_hf  # noqa: E402
 from zerollm.interop.hf_tokenizer import HFTokenizer, load_hf_tokenizer, render_chat_template  # noqa: E402
 from zerollm.interop.weights import InteropError, read_safetensors_header  # noqa: E402
@@ -100,6 +100,10 @@ def test_convert_parity_per_architecture(arch, tied, tmp_path):
     direct, _, _ = load_model(tmp_path / "hf")  # every --model accepts an HF dir directly
     for (n, a), b in zip(ours.state_dict().items(), direct.state_dict().values()):
         assert torch.equal(a, b), n
+    back = to_hf_model(ours)  # and in memory the other way (NeoX: embed_out is lm_head in transformers 5)
+    x = torch.randint(0, hf.config.vocab_size, (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(back(x).logits, hf(x).logits, atol=1e-5, rtol=1e-5)
 
 
 def test_v4_and_v5_config_keys_give_the_same_model_config(tmp_path):

@@ -299,9 +299,11 @@ def to_hf_model(model, bos_id: int | None = None, eos_id: int | None = None):
     sd = {}
     for rule in rules_for(hf_model_type(cfg), cfg):
         sd.update(zip(rule.theirs, (t.contiguous() for t in rule.to_theirs([params[n] for n in rule.ours]))))
+    names = set(hf.state_dict())  # in-memory names may differ from checkpoint names (NeoX embed_out)
+    sd = {next((c for c in _candidates(k) if c in names), k): v for k, v in sd.items()}
     missing, unexpected = hf.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if not IGNORED.search(k) and not (cfg.tie_embeddings and k == tied_head_name(
-        hf_model_type(cfg)))]
+    missing = [k for k in missing if not IGNORED.search(k) and not (cfg.tie_embeddings and k in _candidates(
+        tied_head_name(hf_model_type(cfg))))]
     if missing or unexpected:
         raise InteropError(f"export to {type(hf).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     if cfg.tie_embeddings:
