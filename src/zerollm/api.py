@@ -200,11 +200,12 @@ def _generate_full(m, tok, ids, gen, constraint) -> str:
 
 
 def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits: int | None = None,
-             group_size: int = 32) -> Path:
-    """Weight-only quantized copy of a checkpoint (int8, int4-sym, int4-asym, nf4); see zerollm.quantize."""
+             group_size: int = 32, output_scheme: str | None = "int8") -> Path:
+    """Weight-only quantized copy of a checkpoint (int8, int4-sym, int4-asym, nf4; the output projection in
+    `output_scheme`, None = float); see zerollm.quantize."""
     from zerollm.quantize import quantize as _quantize
 
-    return _quantize(model, out, scheme=scheme, bits=bits, group_size=group_size)
+    return _quantize(model, out, scheme=scheme, bits=bits, group_size=group_size, output_scheme=output_scheme)
 
 
 def memory(params: str | None = None, model: str | None = None, context: int = 4096, batch: int = 1) -> str:

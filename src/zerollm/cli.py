@@ -76,6 +76,8 @@ def _add_engine(sub) -> None:
     q.add_argument("--bits", type=int, choices=[8, 4], default=None)
     q.add_argument("--scheme", choices=["int8", "int4-sym", "int4-asym", "nf4"], default=None)
     q.add_argument("--group-size", type=int, default=32)
+    q.add_argument("--output-scheme", choices=["int8", "int4-sym", "int4-asym", "nf4", "none"], default="int8",
+                   help="scheme of the output projection (default int8; none keeps it float)")
     mem = sub.add_parser("memory", help="weight + KV-cache memory for fp32/bf16/int8/int4")
     mem.add_argument("--params", default=None, help="e.g. 7B, 124M")
     mem.add_argument("--model", default=None)
@@ -291,7 +293,8 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
                 sys.stdout.flush()
             sys.stdout.write("\n")
     elif args.stage == "quantize":
-        print(f"wrote {api.quantize(args.model, args.out, scheme=args.scheme, bits=args.bits, group_size=args.group_size)}")
+        out_scheme = None if args.output_scheme == "none" else args.output_scheme
+        print(f"wrote {api.quantize(args.model, args.out, scheme=args.scheme, bits=args.bits, group_size=args.group_size, output_scheme=out_scheme)}")
     elif args.stage == "memory":
         print(api.memory(params=args.params, model=args.model, context=args.context, batch=args.batch))
     elif args.stage == "bench":

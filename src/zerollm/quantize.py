@@ -1,6 +1,7 @@
 """Stages `quantize` (write a weight-only quantized checkpoint) and `memory` (weight + KV-cache budget).
 
-    zerollm quantize --model DIR --scheme int8|int4-sym|int4-asym|nf4 [--bits 8|4] [--group-size 32] --out DIR
+    zerollm quantize --model DIR --scheme int8|int4-sym|int4-asym|nf4 [--bits 8|4] [--group-size 32]
+                     [--output-scheme int8|...|none] --out DIR
     zerollm memory --params 7B | --model DIR  [--context 4096] [--batch 1]
 
 A quantized checkpoint is an ordinary checkpoint directory (manifest.json kind "checkpoint", config.json,
@@ -25,8 +26,9 @@ BITS_DEFAULT_SCHEME = {8: "int8", 4: "int4-sym"}
 
 
 def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits: int | None = None,
-             group_size: int = 32) -> Path:
-    """Quantize every Linear of the checkpoint `model` and save it to `out`; returns `out`."""
+             group_size: int = 32, output_scheme: str | None = "int8") -> Path:
+    """Quantize every Linear of the checkpoint `model` (the output projection in `output_scheme`; None keeps
+    it float) and save it to `out`; returns `out`."""
     from safetensors.torch import save_file
 
     from zerollm.artifacts import atomic_dir, atomic_write_text, write_manifest
@@ -42,7 +44,7 @@ def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits
         raise ValueError(f"--bits {bits} does not match --scheme {scheme}")
     m, tok, ckpt = load_model(model, with_tokenizer=False)
     m.optimize_for_decode(False) if hasattr(m, "optimize_for_decode") else None
-    quantize_model(m, scheme, group_size)
+    quantize_model(m, scheme, group_size, output_scheme=output_scheme)
     meta = quant_manifest(m)
     state = {k: v.contiguous() for k, v in m.state_dict().items()}
     if m.cfg.tie_embeddings:
@@ -55,7 +57,7 @@ def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt", "quantization": scheme})
         atomic_write_text(tmp / "quant.json", json.dumps(meta, indent=1) + "\n")
         write_manifest(tmp, "checkpoint", step=0, tokens_seen=0, quantization=scheme, group_size=group_size,
-                       source=str(ckpt))
+                       output_scheme=output_scheme, source=str(ckpt))
     return out
 
 

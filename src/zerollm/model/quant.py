@@ -1,6 +1,7 @@
 """Weight-only quantization of every Linear: int8 per output channel, int4 group-wise (symmetric or
-asymmetric) and NF4 with double quantization. Activations stay float, so outputs change only by the
-weight rounding error (unlike dynamic int8, which also rounds activations and diverges in greedy decoding).
+asymmetric) and NF4 with double quantization. Activations are not stored quantized; the decode kernel rounds
+them per block of 32 on the fly (below), a far finer rounding than dynamic int8's one scale per tensor, which
+diverges in greedy decoding.
 
 Schemes (W is (out, in); a group is `group_size` consecutive input columns of one output row):
 
@@ -26,9 +27,11 @@ Kernels (`QuantLinear.kernel`):
              batch 1 on this AVX2 build (bench/bench_decode.py).
 The default, kernel="auto", picks "native" when the kernels load and otherwise "dequant" with the cache.
 
-The token embedding stays float (a lookup reads one row per token); `quantize_model(output=True)` also
-quantizes the output projection — for tied embeddings it becomes its own quantized `lm_head`, since at
-batch 1 the V x D projection is the largest single read per token.
+The token embedding stays float (a lookup reads one row per token). The output projection is quantized
+too, to int8 by default whatever the body's scheme (`output_scheme`; llama.cpp likewise keeps the output at
+q6_K/q8_0 in its 4-bit formats): at batch 1 the V x D projection is the largest single read per token, and
+it is the layer whose rounding most changes greedy choices. A tied projection becomes its own quantized
+`lm_head`.
 """
 from __future__ import annotations
 
@@ -215,25 +218,26 @@ def _buffer_shapes(scheme: str, N: int, K: int, g: int) -> dict[str, tuple[tuple
 
 
 def quantize_model(model: nn.Module, scheme: str, group_size: int = 32, skip: tuple[str, ...] = (),
-                   output: bool = True, **kw) -> nn.Module:
+                   output_scheme: str | None = "int8", **kw) -> nn.Module:
     """Replace every nn.Linear of `model` (in place) by a QuantLinear; returns the model. Layers whose
-    name is in `skip` or whose shape does not fit the scheme's grouping stay float. output=True also
-    quantizes the output projection; a tied one becomes a separate quantized `lm_head` (the token embedding
-    stays float for lookups)."""
+    name is in `skip` or whose shape does not fit the scheme's grouping stay float. The output projection
+    gets `output_scheme` (None: stays float); a tied one becomes a separate quantized `lm_head` (the token
+    embedding stays float for lookups)."""
+    if output_scheme is not None and output_scheme not in SCHEMES:
+        raise ValueError(f"unknown output scheme {output_scheme!r} (choose from {', '.join(SCHEMES)})")
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
-            if full == "lm_head" and not output:
-                continue
-            if isinstance(child, nn.Linear) and full not in skip and _fits(child, scheme, group_size):
-                setattr(module, child_name, QuantLinear.from_linear(child, scheme, group_size, **kw))
+            sch = output_scheme if full == "lm_head" else scheme
+            if isinstance(child, nn.Linear) and sch and full not in skip and _fits(child, sch, group_size):
+                setattr(module, child_name, QuantLinear.from_linear(child, sch, group_size, **kw))
     emb = getattr(model, "tok_emb", None)
-    if output and getattr(model, "lm_head", False) is None and emb is not None and "lm_head" not in skip:
+    if output_scheme and getattr(model, "lm_head", False) is None and emb is not None and "lm_head" not in skip:
         head = nn.Linear(emb.weight.shape[1], emb.weight.shape[0], bias=False)
         head.weight = emb.weight  # tied: quantize the shared table into a separate output projection
-        if _fits(head, scheme, group_size):
-            model.lm_head = QuantLinear.from_linear(head, scheme, group_size, **kw)
-    model.quantization = {"scheme": scheme, "group_size": group_size}
+        if _fits(head, output_scheme, group_size):
+            model.lm_head = QuantLinear.from_linear(head, output_scheme, group_size, **kw)
+    model.quantization = {"scheme": scheme, "group_size": group_size, "output_scheme": output_scheme}
     return model
 
 
@@ -245,9 +249,11 @@ def _fits(lin: nn.Linear, scheme: str, g: int) -> bool:
     return True
 
 
-def quantized_structure(model: nn.Module, modules: list[str], scheme: str, group_size: int, **kw) -> nn.Module:
+def quantized_structure(model: nn.Module, modules: list[str], scheme: str, group_size: int,
+                        output_scheme: str | None = None, **kw) -> nn.Module:
     """Swap the named Linear modules for empty QuantLinears (to load a quantized state dict into); a
-    quantized output projection of a tied model ("lm_head" with no lm_head module) is created."""
+    quantized output projection of a tied model ("lm_head" with no lm_head module) is created. The
+    "lm_head" module uses `output_scheme` (files older than it used `scheme` throughout)."""
     for full in modules:
         parent_name, _, child_name = full.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
@@ -255,9 +261,10 @@ def quantized_structure(model: nn.Module, modules: list[str], scheme: str, group
         if lin is None and full == "lm_head":  # tied model whose output projection was quantized
             d, v = model.tok_emb.weight.shape[1], model.tok_emb.weight.shape[0]
             lin = nn.Linear(d, v, bias=False, device="meta")
-        setattr(parent, child_name, QuantLinear(lin.in_features, lin.out_features, lin.bias is not None, scheme,
+        sch = (output_scheme or scheme) if full == "lm_head" else scheme
+        setattr(parent, child_name, QuantLinear(lin.in_features, lin.out_features, lin.bias is not None, sch,
                                                 group_size, **kw))
-    model.quantization = {"scheme": scheme, "group_size": group_size}
+    model.quantization = {"scheme": scheme, "group_size": group_size, "output_scheme": output_scheme}
     return model
 
 
@@ -276,7 +283,8 @@ def load_quantized(ckpt: str | Path, cfg, device="cpu"):
 
     ckpt = Path(ckpt)
     meta = json.loads((ckpt / "quant.json").read_text(encoding="utf-8"))
-    model = quantized_structure(Transformer(cfg), meta["modules"], meta["scheme"], meta["group_size"])
+    model = quantized_structure(Transformer(cfg), meta["modules"], meta["scheme"], meta["group_size"],
+                                meta.get("output_scheme"))
     state = load_file(str(ckpt / "model.safetensors"), device="cpu")
     if cfg.tie_embeddings and "lm_head.weight" in state:
         state.pop("lm_head.weight")  # (older files) a tied float head is the embedding
