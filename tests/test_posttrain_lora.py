@@ -159,3 +159,34 @@ def test_neox_fused_qkv_needs_all_three_and_names_the_module(tmp_path):
     apply_lora(model, LoRAConfig(r=2, alpha=4, targets=["q_proj", "o_proj"]))
     with pytest.raises(ValueError, match=r"gpt_neox\.layers\.0\.attention\.query_key_value: .*q_proj, k_proj, v_proj"):
         save_adapter(model, tmp_path / "a")
+
+
+def test_nf4_streaming_load_matches_quantize_and_backward_needs_no_fp32_weight(tmp_path):
+    from zerollm.posttrain.nf4 import NF4Linear, load_nf4_model, quantize_nf4
+    from zerollm.train.checkpoint import save_checkpoint
+
+    model = _model(LLAMA)
+    save_checkpoint(tmp_path / "ck", model, model.cfg)
+    streamed, _, _ = load_nf4_model(tmp_path / "ck")
+    quantize_nf4(model)
+    a, b = dict(model.named_buffers()), dict(streamed.named_buffers())
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for (n, p), (_, q) in zip(model.named_parameters(), streamed.named_parameters()):
+        assert torch.equal(p, q), n
+    assert not any(p.requires_grad for p in streamed.parameters())
+    # ∂L/∂x through NF4Linear (weight re-dequantized in backward) = through the dequantized fp32 weight
+    lin = streamed.blocks[0].mlp.up_proj
+    assert isinstance(lin, NF4Linear)
+    x = torch.randn(3, lin.in_features, requires_grad=True)
+    (lin(x) ** 2).sum().backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    (torch.nn.functional.linear(x2, lin.dequantized_weight()) ** 2).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_release_freed_memory_is_safe_to_call():
+    from zerollm.train.heap import release_freed_memory
+
+    assert release_freed_memory(0) is False  # 0 = keep the allocator's default
+    first = release_freed_memory(1 << 20)
+    assert release_freed_memory(1 << 20) == first  # idempotent; False off glibc

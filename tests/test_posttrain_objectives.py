@@ -114,3 +114,44 @@ def test_rewards():
     assert exact_numeric_reward("#### $12.0", "12") == 1.0
     assert exact_numeric_reward("#### 13", 12) == 0.0
     assert format_reward("work\n#### 42") == 1.0 and format_reward("#### 42 and more") == 0.0
+
+
+def test_grpo_loss_normalisations_and_unscaled_advantages():
+    # Dr. GRPO advantages: r − mean, no std division
+    r = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    assert group_advantages(r, scale=False)[0].tolist() == pytest.approx([0.75, -0.25, -0.25, -0.25])
+    # on-policy (ratio 1), β = 0: per-token term = Â_i. Sample 0 has 1 token (Â = 2), sample 1 has 3 (Â = −1).
+    lp = torch.zeros(2, 4)
+    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0]], dtype=torch.bool)
+    adv = torch.tensor([2.0, -1.0])
+    seq, _ = grpo_loss(lp, lp, lp, adv, mask, beta=0.0, norm="seq")
+    assert seq.item() == pytest.approx(-(2.0 + -1.0) / 2)  # mean over samples of per-sample token means
+    tok, _ = grpo_loss(lp, lp, lp, adv, mask, beta=0.0, norm="token")
+    assert tok.item() == pytest.approx(-(2.0 - 3.0) / 4)  # all 4 response tokens weigh the same
+    const, _ = grpo_loss(lp, lp, lp, adv, mask, beta=0.0, norm="constant", max_len=10)
+    assert const.item() == pytest.approx(-(2.0 - 3.0) / (2 * 10))  # fixed divisor B · max_len
+    with pytest.raises(ValueError, match="norm"):
+        grpo_loss(lp, lp, lp, adv, mask, norm="bogus")
+
+
+def test_grpo_rollouts_drop_uniform_groups():
+    from zerollm.config import ModelConfig
+    from zerollm.model.transformer import Transformer
+    from zerollm.posttrain.rl import GRPORollouts, Reference
+    from zerollm.posttrain.tasks import byte_tokenizer
+
+    torch.manual_seed(0)
+    tok = byte_tokenizer()
+    model = Transformer(ModelConfig(vocab_size=len(tok), n_layer=1, d_model=16, n_head=2, max_seq_len=32))
+    prompts = [([{"role": "user", "content": f"q{i}"}], {"answer": str(i)}) for i in range(3)]
+    src = GRPORollouts(model, Reference(model, False), tok, prompts, lambda t, a: 0.0, prompts_per_step=3,
+                       group_size=2, max_new_tokens=4, temperature=1.0, drop_uniform=True, scale_rewards=False)
+    row = ([1, 2, 3], [-100, 4, 5])
+    canned = [([row, row], [1.0, 0.0], [1.0, 0.0], [2, 2]),  # informative
+              ([row, row], [0.0, 0.0], [0.0, 0.0], [2, 2]),  # all wrong: dropped
+              ([row, row], [1.0, 1.0], [1.0, 1.0], [2, 2])]  # all right: dropped
+    src._sample_groups = lambda: canned
+    x, y, old, ref, adv, stats = src._rollout()
+    assert x.shape[0] == 2 and adv.tolist() == pytest.approx([0.5, -0.5])
+    names = dict(zip(GRPORollouts.stat_names, stats[0].tolist()))
+    assert names["informative"] == pytest.approx(1 / 3) and names["accuracy"] == pytest.approx(0.5)

@@ -79,7 +79,8 @@ class LoRAMixin:
         if self.merged:
             return base_out
         a = F.linear(self.lora_dropout(x), self.lora_A.to(x.dtype))  # (..., r)
-        return base_out + F.linear(a, self.lora_B.to(x.dtype)) * self.scaling
+        # in place: base_out is a fresh linear output that autograd does not save (one temporary less)
+        return base_out.add_(F.linear(a, self.lora_B.to(x.dtype)), alpha=self.scaling)
 
 
 class LoRALinear(LoRAMixin, nn.Linear):

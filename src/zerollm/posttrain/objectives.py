@@ -18,7 +18,9 @@ PPO        (Schulman et al. 2017, eq. 7) clipped surrogate per response token,
                δ_t = r_t + γ V_{t+1} − V_t,   Â_t = Σ_l (γλ)^l δ_{t+l}
 GRPO       (Shao et al. 2024, eq. 3): G samples per prompt, outcome advantage Â_i = (r_i − mean r) / std r
            for every token of sample i; per-token clipped ratio as PPO minus β·KL, with the unbiased
-           "k3" estimator KL = π_ref/π − log(π_ref/π) − 1; averaged over tokens of a sample, then samples.
+           "k3" estimator KL = π_ref/π − log(π_ref/π) − 1; averaged over tokens of a sample, then samples
+           (norm="seq"), or over all tokens (DAPO, "token"), or divided by B·max_len (Dr. GRPO, "constant";
+           with scale=False advantages r − mean r: Liu et al. 2025).
 """
 from __future__ import annotations
 
@@ -305,9 +307,14 @@ def _stats(t: torch.Tensor, names) -> dict:
 # GRPO
 
 
-def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
-    """Shao et al. 2024 eq. 3 (outcome supervision): rewards (N, G) → (r − mean_g r) / (std_g r + eps)."""
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-4, scale: bool = True) -> torch.Tensor:
+    """Shao et al. 2024 eq. 3 (outcome supervision): rewards (N, G) → (r − mean_g r) / (std_g r + eps).
+    scale=False keeps r − mean_g r (Dr. GRPO, Liu et al. 2025 sec. 3.1): dividing by the group std gives
+    groups that are almost all right or all wrong (tiny std) the largest advantages — a per-question
+    difficulty bias."""
     mean = rewards.mean(-1, keepdim=True)
+    if not scale:
+        return rewards - mean
     std = rewards.std(-1, keepdim=True) if rewards.shape[-1] > 1 else torch.zeros_like(mean)
     return (rewards - mean) / (std + eps)
 
@@ -318,30 +325,52 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(d) - d - 1
 
 
-def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip: float = 0.2, beta: float = 0.04):
-    """GRPO eq. 3 → (loss, mean KL). logp/old/ref (B, T) per token, adv (B,), mask (B, T)."""
+GRPO_NORMS = ("seq", "token", "constant")
+
+
+def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip: float = 0.2, beta: float = 0.04, norm: str = "seq",
+              max_len: int | None = None):
+    """GRPO eq. 3 → (loss, mean KL per sequence). logp/old/ref (B, T) per token, adv (B,), mask (B, T).
+
+    How the per-token terms ℓ_it = min(ρ Â, clip(ρ) Â) − β KL are averaged (`norm`):
+      seq       (1/B) Σ_i (1/|o_i|) Σ_t ℓ_it       GRPO as published: short wrong answers are punished
+                                                   more per token, long ones less (a length bias)
+      token     Σ_it ℓ_it / Σ_i |o_i|              DAPO (Yu et al. 2025): every token weighs the same
+      constant  Σ_it ℓ_it / (B · max_len)          Dr. GRPO (Liu et al. 2025): a fixed divisor, unbiased
+    """
+    if norm not in GRPO_NORMS:
+        raise ValueError(f"GRPO loss norm {norm!r}: expected one of {', '.join(GRPO_NORMS)}")
     ratio = torch.exp(logp - old_logp)
     a = adv.unsqueeze(1)
     surr = torch.minimum(ratio * a, ratio.clamp(1 - clip, 1 + clip) * a)
     kl = k3_kl(logp, ref_logp)
     m = mask.float()
-    per_seq = ((surr - beta * kl) * m).sum(-1) / m.sum(-1).clamp_min(1)
+    per_tok = (surr - beta * kl) * m
+    if norm == "seq":
+        obj = (per_tok.sum(-1) / m.sum(-1).clamp_min(1)).mean()
+    elif norm == "token":
+        obj = per_tok.sum() / m.sum().clamp_min(1)
+    else:
+        obj = per_tok.sum() / (m.shape[0] * (max_len or m.shape[1]))
     kl_seq = (kl * m).sum(-1) / m.sum(-1).clamp_min(1)
-    return -per_seq.mean(), kl_seq.mean()
+    return -obj, kl_seq.mean()
 
 
 class GRPOObjective:
-    """Batch = (x, y, old_logp, ref_logp, advantages (B,), stats)."""
+    """Batch = (x, y, old_logp, ref_logp, advantages (B,), stats). `norm`/`max_len`: see grpo_loss."""
 
     name = "grpo"
 
     def __init__(self, clip: float = 0.2, beta: float = 0.04, stat_names: tuple[str, ...] = (),
-                 temperature: float = 1.0):
-        self.clip, self.beta, self.stat_names = clip, beta, stat_names
+                 temperature: float = 1.0, norm: str = "seq", max_len: int | None = None):
+        if norm not in GRPO_NORMS:
+            raise ValueError(f"GRPO loss norm {norm!r}: expected one of {', '.join(GRPO_NORMS)}")
+        self.clip, self.beta, self.stat_names, self.norm, self.max_len = clip, beta, stat_names, norm, max_len
         self.temperature = temperature if temperature > 0 else 1.0  # log-probs of the sampling distribution
 
     def loss(self, model, batch):
         x, y, old_logp, ref_logp, adv = batch[:5]
         logp = token_logps(model(x) / self.temperature, y)
-        loss, kl = grpo_loss(logp, old_logp, ref_logp, adv, y != IGNORE_INDEX, self.clip, self.beta)
+        loss, kl = grpo_loss(logp, old_logp, ref_logp, adv, y != IGNORE_INDEX, self.clip, self.beta, self.norm,
+                             self.max_len)
         return loss, {"kl": float(kl.detach()), **_stats(batch[5], self.stat_names)}

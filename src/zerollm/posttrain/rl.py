@@ -117,44 +117,69 @@ def rows_for(prompt_ids: list[int], completions: list[list[int]]) -> list[tuple[
 
 
 class GRPORollouts(_Shuffled):
-    """Each batch: `prompts_per_step` prompts × `group_size` samples → (x, y, old_logp, ref_logp, adv, stats)."""
+    """Each batch: `prompts_per_step` prompts × `group_size` samples → (x, y, old_logp, ref_logp, adv, stats).
 
-    stat_names = ("reward", "accuracy", "completion_len", "reward_std")
+    `scale_rewards=False`: advantages r − mean_g r without the division by the group std (Dr. GRPO).
+    `drop_uniform=True`: groups whose G rewards are all equal (all right or all wrong: zero advantage, so no
+    policy gradient, only the KL term) are left out of the batch, as in DAPO's dynamic sampling; when a
+    whole rollout has none, up to `max_resample` more sets of prompts are sampled."""
+
+    stat_names = ("reward", "accuracy", "completion_len", "reward_std", "informative")
 
     def __init__(self, policy, reference: Reference, tokenizer, prompts: list, reward_fn: Callable, *,
                  prompts_per_step: int, group_size: int, max_new_tokens: int, temperature: float,
-                 updates_per_rollout: int = 1, seed: int = 0, accuracy_fn: Callable | None = None):
+                 updates_per_rollout: int = 1, seed: int = 0, accuracy_fn: Callable | None = None,
+                 scale_rewards: bool = True, drop_uniform: bool = False, max_resample: int = 3):
         super().__init__(len(prompts), prompts_per_step, seed)
         self.policy, self.ref, self.tok, self.prompts = policy, reference, tokenizer, prompts
         self.reward_fn, self.accuracy_fn = reward_fn, accuracy_fn or reward_fn
         self.G, self.max_new, self.temperature, self.mu = group_size, max_new_tokens, temperature, updates_per_rollout
+        self.scale_rewards, self.drop_uniform, self.max_resample = scale_rewards, drop_uniform, max_resample
         self.rollouts, self.uses, self.buffer = 0, 0, None
 
-    @torch.no_grad()
-    def _rollout(self) -> tuple[torch.Tensor, ...]:
-        device = next(self.policy.parameters()).device
-        rows, rewards, accs, lens = [], [], [], []
+    def _sample_groups(self) -> list[tuple[list[tuple[list[int], list[int]]], list[float], list[float], list[int]]]:
+        """One set of prompts → per group: (x, y) rows, rewards, accuracies, completion lengths."""
         picked = [self.prompts[i] for i in self.next_indices()]
         pids = [chatml_prompt_ids(msgs, self.tok) for msgs, _ in picked]
         seeds = [self.seed * 1_000_003 + self.rollouts * 10_007 + j * 101 for j in range(len(picked))]
         groups = sample_many(self.policy, self.tok, pids, self.G, self.max_new, self.temperature, seeds)
+        self.rollouts += 1
+        out = []
         for (msgs, rec), p, comps in zip(picked, pids, groups):
             texts = [completion_text(self.tok, c) for c in comps]
-            rewards.append([self.reward_fn(t, rec.get("answer")) for t in texts])
-            accs += [self.accuracy_fn(t, rec.get("answer")) for t in texts]
-            lens += [len(c) for c in comps]
-            rows += rows_for(p, comps)
-        self.rollouts += 1
+            out.append((rows_for(p, comps), [float(self.reward_fn(t, rec.get("answer"))) for t in texts],
+                        [float(self.accuracy_fn(t, rec.get("answer"))) for t in texts], [len(c) for c in comps]))
+        return out
+
+    @torch.no_grad()
+    def _rollout(self) -> tuple[torch.Tensor, ...]:
+        device = next(self.policy.parameters()).device
+        sampled = self._sample_groups()
+        everything = list(sampled)
+        if self.drop_uniform:
+            kept = [g for g in sampled if max(g[1]) > min(g[1])]
+            for _ in range(self.max_resample):
+                if kept:
+                    break
+                more = self._sample_groups()
+                everything += more
+                kept = [g for g in more if max(g[1]) > min(g[1])]
+            sampled = kept or sampled  # nothing informative at all: train on the KL term only
+        rows = [row for g in sampled for row in g[0]]
         pad = self.tok.pad_id if self.tok.pad_id is not None else 0
         x, y = pad_batch(rows, pad)
         x, y = x.to(device), y.to(device)
-        r = torch.tensor(rewards, dtype=torch.float32)  # (N, G)
-        adv = group_advantages(r).reshape(-1).to(device)
+        r = torch.tensor([g[1] for g in sampled], dtype=torch.float32)  # (N, G)
+        adv = group_advantages(r, scale=self.scale_rewards).reshape(-1).to(device)
         t = self.temperature if self.temperature > 0 else 1.0  # on-policy: log-probs of what was sampled
         old = token_logps(self.policy(x) / t, y)
         ref = self.ref.token_logps(x, y, t)
-        stats = torch.tensor([[r.mean().item(), sum(accs) / len(accs), sum(lens) / len(lens),
-                               r.std(-1).mean().item()]], device=device)
+        r_all = torch.tensor([g[1] for g in everything], dtype=torch.float32)
+        accs = [a for g in everything for a in g[2]]
+        lens = [n for g in everything for n in g[3]]
+        informative = sum(max(g[1]) > min(g[1]) for g in everything) / len(everything)
+        stats = torch.tensor([[r_all.mean().item(), sum(accs) / len(accs), sum(lens) / len(lens),
+                               r_all.std(-1).mean().item(), informative]], device=device)
         return x, y, old, ref, adv, stats
 
     def next_batch(self):

@@ -92,6 +92,9 @@ class GRPOConfig(SFTConfig):
     clip: float = 0.2
     updates_per_rollout: int = 1  # GRPO's μ
     reward: str = "exact+format"  # rewards.REWARDS key
+    loss_norm: str = "seq"  # seq (GRPO) | token (DAPO) | constant (Dr. GRPO): objectives.grpo_loss
+    scale_rewards: bool = True  # divide advantages by the group std (False: Dr. GRPO)
+    drop_uniform: bool = False  # leave all-equal-reward groups (zero advantage) out of the batch
 
 
 @dataclass
@@ -149,10 +152,18 @@ class Ctx:
             raise ValueError(f"{stage}: no starting model (set model=DIR or --model)")
         self.cfg, self.stage, self.device = cfg, stage, pick_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
+        from zerollm.train.heap import release_freed_memory
+
+        release_freed_memory()  # freed activations go back to the OS (train/heap.py): peak RSS = what is held
         if scored:
             self.model, self.tok = load_scored_model(cfg.model, self.device)
         else:
-            self.model, self.tok, ckpt = load_model(cfg.model, device=self.device)
+            if cfg.qlora:  # NF4 base built tensor by tensor: the fp32 base is never resident as a whole
+                from zerollm.posttrain.nf4 import load_nf4_model
+
+                self.model, self.tok, ckpt = load_nf4_model(cfg.model, cfg.lora_config.targets, device=self.device)
+            else:
+                self.model, self.tok, ckpt = load_model(cfg.model, device=self.device)
             if self.tok is not None:
                 attach_chat_template(self.tok, ckpt)
         if self.tok is None:
@@ -160,7 +171,7 @@ class Ctx:
         # a converted model's own Jinja template (else ChatML) renders every example and prompt of the stage
         self.chat_template = getattr(self.tok, "chat_template", None)
         self.model.train().requires_grad_(True)
-        if cfg.qlora:
+        if cfg.qlora:  # no-op for layers load_nf4_model already quantized
             from zerollm.posttrain.nf4 import quantize_nf4
 
             quantize_nf4(self.model, cfg.lora_config.targets)
@@ -384,20 +395,23 @@ def grpo(cfg: GRPOConfig | str | None = None, overrides=None) -> dict:
                         prompts_per_step=cfg.prompts_per_step, group_size=cfg.group_size,
                         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                         updates_per_rollout=cfg.updates_per_rollout, seed=cfg.train.seed,
-                        accuracy_fn=exact_numeric_reward)
+                        accuracy_fn=exact_numeric_reward, scale_rewards=cfg.scale_rewards,
+                        drop_uniform=cfg.drop_uniform)
 
     def evaluate(m):
         return {"exact_match": exact_match(m, ctx.tok, answers, cfg.max_new_tokens)} if answers else {}
 
-    summary = ctx.train(GRPOObjective(cfg.clip, cfg.beta, GRPORollouts.stat_names, cfg.temperature), data, evaluate)
+    summary = ctx.train(GRPOObjective(cfg.clip, cfg.beta, GRPORollouts.stat_names, cfg.temperature, cfg.loss_norm,
+                                      cfg.max_new_tokens), data, evaluate)
     ev = summary["evals"]
     lines = [f"- {len(prompts)} prompts, {cfg.prompts_per_step} per step × group of {cfg.group_size}; reward "
-             f"{cfg.reward}; β={cfg.beta}, clip {cfg.clip}, μ={cfg.updates_per_rollout}"]
+             f"{cfg.reward}; β={cfg.beta}, clip {cfg.clip}, μ={cfg.updates_per_rollout}, T={cfg.temperature}; loss norm "
+             f"{cfg.loss_norm}, std-scaled advantages {cfg.scale_rewards}, uniform groups dropped {cfg.drop_uniform}"]
     if ev and answers:
         lines.append(f"- held-out exact match (greedy): {ev[0]['exact_match']:.1%} → **{ev[-1]['exact_match']:.1%}**"
                      f" ({len(answers)} prompts)")
     samples = [("Samples after GRPO", greedy_samples(ctx.model, ctx.tok, answers, cfg.max_new_tokens))] if answers else []
-    return ctx.finish(summary, [("grpo", ["reward", "accuracy", "exact_match", "kl"])], lines, samples)
+    return ctx.finish(summary, [("grpo", ["reward", "accuracy", "exact_match", "kl", "informative"])], lines, samples)
 
 
 def ppo(cfg: PPOConfig | str | None = None, overrides=None, property_fn=None) -> dict:

