@@ -5,6 +5,17 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Every test runs torch on one thread: results do not depend on the machine's core count, and small
+    matmuls do not stall in the thread pool when the CI machine is shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def shared_data_dir() -> Path:

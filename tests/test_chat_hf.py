@@ -35,14 +35,6 @@ QWEN_TEMPLATE = (
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def qwen_dirs(tmp_path_factory):
     """(HF dir, converted zerollm checkpoint dir) of a tiny random Qwen2 chat model."""

@@ -11,14 +11,6 @@ from zerollm.engine import (GenerationConfig, apply_repetition_penalty, generate
 from zerollm.model import Transformer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 EXTRA = [b"wor", b"ld!\nE", b"ND", b"\xc3", b"\xa9t\xc3\xa9"]  # multi-byte tokens, incl. split UTF-8
 
 

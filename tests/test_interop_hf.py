@@ -30,15 +30,6 @@ from zerollm.train.checkpoint import load_model, save_checkpoint  # noqa: E402
 V = 97
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; on a shared 2-core machine two threads mostly spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def hf_tiny(arch: str, tied: bool):
     """A tiny random transformers model; GQA wherever the architecture has it."""
     T = transformers

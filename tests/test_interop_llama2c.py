@@ -17,14 +17,6 @@ from zerollm.tokenizer.spm import import_sentencepiece
 from zerollm.train.checkpoint import load_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def d(shared_data):
     return shared_data / "llama2c_stories260K"

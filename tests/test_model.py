@@ -25,15 +25,6 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; on a shared 2-core machine two threads mostly spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(name: str, **kw) -> ModelConfig:
     base = dict(vocab_size=97, n_layer=2, n_head=4, d_model=64, max_seq_len=64, init_std=0.1)
     return ModelConfig(**{**base, **VARIANTS[name], **kw})

@@ -17,14 +17,6 @@ from zerollm.model.quant import (NATIVE_MAX_ROWS, NF4_LEVELS, SCHEMES, QuantLine
 from zerollm.model.transformer import Transformer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_round_trip_error_bounds(scheme):
     torch.manual_seed(0)
