@@ -188,5 +188,6 @@ def test_release_freed_memory_is_safe_to_call():
     from zerollm.train.heap import release_freed_memory
 
     assert release_freed_memory(0) is False  # 0 = keep the allocator's default
+    assert release_freed_memory(1 << 20, d_model=128) is False  # narrow models keep glibc's default
     first = release_freed_memory(1 << 20)
     assert release_freed_memory(1 << 20) == first  # idempotent; False off glibc

@@ -152,9 +152,6 @@ class Ctx:
             raise ValueError(f"{stage}: no starting model (set model=DIR or --model)")
         self.cfg, self.stage, self.device = cfg, stage, pick_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
-        from zerollm.train.heap import release_freed_memory
-
-        release_freed_memory()  # freed activations go back to the OS (train/heap.py): peak RSS = what is held
         if scored:
             self.model, self.tok = load_scored_model(cfg.model, self.device)
         else:
@@ -168,6 +165,10 @@ class Ctx:
                 attach_chat_template(self.tok, ckpt)
         if self.tok is None:
             raise FileNotFoundError(f"{cfg.model}: no tokenizer/ directory")
+        from zerollm.train.heap import release_freed_memory
+
+        # wide models: freed activation blocks go back to the OS instead of piling up (train/heap.py)
+        release_freed_memory(d_model=getattr(self.model.cfg, "d_model", None))
         # a converted model's own Jinja template (else ChatML) renders every example and prompt of the stage
         self.chat_template = getattr(self.tok, "chat_template", None)
         self.model.train().requires_grad_(True)
