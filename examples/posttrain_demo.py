@@ -2,7 +2,8 @@
 
     python examples/posttrain_demo.py sft        # 3-digit addition with worked steps: exact match before/after
     python examples/posttrain_demo.py sft --sft-steps 350 --sft-name sft_short   # a shorter SFT: GRPO's start
-    python examples/posttrain_demo.py grpo       # GRPO from sft_short: exact match per step (+≥20 points)
+    python examples/posttrain_demo.py grpo       # GRPO from sft_short (150 steps): exact match per step
+    python examples/posttrain_demo.py grpo --grpo-opts '{"loss_norm": "constant", "scale_rewards": false}'  # variants
     python examples/posttrain_demo.py sentiment  # SFT (mixed style) → reward model → DPO and PPO
     python examples/posttrain_demo.py lora       # full FT vs LoRA vs QLoRA (76M model): trainable share, peak RSS
     python examples/posttrain_demo.py all
@@ -60,17 +61,23 @@ def run_sft(out: Path, steps: int = 600, name: str = "sft") -> dict:
             "steps": s["steps"], "minutes": s["elapsed_s"] / 60, "run_dir": s["run_dir"]}
 
 
-def run_grpo(out: Path, steps: int = 60, start: str | None = None, name: str = "grpo") -> dict:
+GRPO = dict(max_new_tokens=40, group_size=8, prompts_per_step=8, temperature=0.5, beta=0.04, reward="exact")
+GRPO_TRAIN = dict(lr=5e-5, warmup_steps=5)
+
+
+def run_grpo(out: Path, steps: int = 150, start: str | None = None, name: str = "grpo", opts: dict | None = None) -> dict:
+    """GRPO from the short SFT model; `opts` overrides GRPO settings (a "train" key: training settings)."""
     setup(out)
+    opts = dict(opts or {})
+    tr = train_cfg(steps=steps, eval_every=max(1, steps // 6), log_every=1, seq_len=96,
+                   **{**GRPO_TRAIN, **opts.pop("train", {})})
     s = stages.grpo(None, {"model": start or str(out / "sft_short" / "model"), "data": [str(out / "arith_rl.jsonl")],
                            "eval_answers": [str(out / "arith_eval.jsonl")], "eval_limit": 100,
-                           "out": str(out / name), "max_new_tokens": 40, "group_size": 8, "prompts_per_step": 8,
-                           "temperature": 0.5, "beta": 0.04, "reward": "exact",
-                           "train": train_cfg(steps=steps, lr=5e-5, warmup_steps=5, eval_every=max(1, steps // 6),
-                                              log_every=1, seq_len=96)})
+                           "out": str(out / name), **{**GRPO, **opts}, "train": tr})
     ev = s["evals"]
-    return {"stage": "grpo", "exact_match_before": ev[0]["exact_match"], "exact_match_after": ev[-1]["exact_match"],
-            "steps": s["steps"], "minutes": s["elapsed_s"] / 60, "run_dir": s["run_dir"]}
+    return {"stage": "grpo", "name": name, "exact_match_before": ev[0]["exact_match"],
+            "exact_match_after": ev[-1]["exact_match"], "exact_match_curve": [e["exact_match"] for e in ev],
+            "steps": s["steps"], "minutes": s["elapsed_s"] / 60, "run_dir": s["run_dir"], "opts": opts}
 
 
 def run_sentiment(out: Path, parts=("sft", "reward", "dpo", "ppo")) -> list[dict]:
@@ -166,7 +173,7 @@ def run_lora_child(out: Path, mode: str, steps: int) -> None:
                       "minutes": s["elapsed_s"] / 60}))
 
 
-def run_lora(out: Path, steps: int = 30) -> list[dict]:
+def run_lora(out: Path, steps: int = 5) -> list[dict]:
     """Full fine-tuning vs LoRA vs QLoRA of a wide model (d_model 1024, 6 layers, ~76M parameters), each in
     its own process: trainable share, peak RSS, validation loss after the same number of steps."""
     setup(out)
@@ -191,10 +198,11 @@ def main() -> None:
     ap.add_argument("--out", default="runs/posttrain_demo")
     ap.add_argument("--sft-steps", type=int, default=600)
     ap.add_argument("--sft-name", default="sft", help="run dir name under --out (GRPO starts from sft_short)")
-    ap.add_argument("--grpo-steps", type=int, default=60)
+    ap.add_argument("--grpo-steps", type=int, default=150)
     ap.add_argument("--grpo-start", default=None)
     ap.add_argument("--grpo-name", default="grpo")
-    ap.add_argument("--lora-steps", type=int, default=30)
+    ap.add_argument("--grpo-opts", default="{}", help='JSON overrides, e.g. {"temperature": 1.0, "train": {"lr": 1e-4}}')
+    ap.add_argument("--lora-steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
     args = ap.parse_args()
     import torch
@@ -210,7 +218,7 @@ def main() -> None:
     if args.what in ("sft", "all"):
         results.append(run_sft(out, args.sft_steps, args.sft_name))
     if args.what in ("grpo", "all"):
-        results.append(run_grpo(out, args.grpo_steps, args.grpo_start, args.grpo_name))
+        results.append(run_grpo(out, args.grpo_steps, args.grpo_start, args.grpo_name, json.loads(args.grpo_opts)))
     if args.what in ("sentiment", "all"):
         results += run_sentiment(out)
     if args.what == "ppo":
