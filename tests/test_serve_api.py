@@ -297,3 +297,21 @@ def test_concurrent_clients_share_batches(server, client):
         t.join()
     assert not errors and len(results) == 8
     assert b.steps - steps0 < sum(results)  # decode steps were shared across requests
+
+
+def test_logit_bias_and_penalties_are_applied(client):
+    """logit_bias +100 forces a token; a frequency penalty stops greedy decoding from repeating itself;
+    bad logit_bias keys are a 400 naming the field."""
+    msgs = [{"role": "user", "content": "Hello"}]
+    forced = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=6, temperature=0,
+                                            logit_bias={"65": 100})
+    assert forced.choices[0].message.content == "A" * 6  # id 65 is the byte "A" in the byte-level BPE
+    plain = client.completions.create(model="tiny", prompt=[5, 6, 7], max_tokens=40, temperature=0, logprobs=0)
+    penal = client.completions.create(model="tiny", prompt=[5, 6, 7], max_tokens=40, temperature=0, logprobs=0,
+                                      frequency_penalty=2.0, presence_penalty=2.0)
+    n_plain = len(set(plain.choices[0].logprobs.tokens))
+    n_penal = len(set(penal.choices[0].logprobs.tokens))
+    assert n_penal > n_plain  # a random tiny model loops greedily; the penalties break the loop
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="tiny", messages=msgs, max_tokens=2, logit_bias={"x": 1})
+    assert "logit_bias" in str(e.value)

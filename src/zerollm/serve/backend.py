@@ -38,7 +38,7 @@ from typing import Callable
 import torch
 
 from zerollm.engine.generate import GenerationConfig, _first_stop, _partial_stop_len
-from zerollm.engine.sampling import sample_next
+from zerollm.engine.sampling import needs_history, sample_next
 from zerollm.model.kv_cache import KVCache
 
 
@@ -79,6 +79,9 @@ class GenRequest:
     stop_strings: list[str] = field(default_factory=list)
     logprobs: int | None = None  # None = off; k = the chosen token's logprob and the k best alternatives
     constraint: object | None = None  # an engine.constrained Constraint (regex / JSON Schema) the text must match
+    presence_penalty: float = 0.0  # OpenAI's penalties over the generated tokens (engine/sampling.py)
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] | None = None
 
 
 class Handle:
@@ -131,7 +134,11 @@ class _Row:
         self.text = _Text(tokenizer, self.req.stop_strings)
         self.stop_ids = frozenset(self.req.stop_ids)
         self.cfg = GenerationConfig(max_new_tokens=max(self.req.max_tokens, 0), temperature=self.req.temperature,
-                                    top_p=self.req.top_p, top_k=self.req.top_k or None, stop_token_ids=[])
+                                    top_p=self.req.top_p, top_k=self.req.top_k or None, stop_token_ids=[],
+                                    presence_penalty=self.req.presence_penalty,
+                                    frequency_penalty=self.req.frequency_penalty, logit_bias=self.req.logit_bias)
+        # the tokens seen so far, for the penalties (None when the request has none)
+        self.history = list(self.req.prompt_ids) if needs_history(self.cfg) else None
         self.generator = None
         if self.req.seed is not None and self.req.temperature > 0:
             self.generator = torch.Generator(device=device)
@@ -345,10 +352,12 @@ class Backend:
                 if row.cstate is not None:
                     allowed = row.cstate.mask(max(row.req.max_tokens - row.n, 1), logits.shape[-1])
                     logits[i] = logits[i].masked_fill(~allowed.to(logits.device), float("-inf"))
-            chosen = logits.argmax(-1)  # (B,) greedy rows use this
+            chosen = logits.argmax(-1)  # (B,) greedy rows without biases or penalties use this
             for i, row in enumerate(rows):
-                if row.cfg.temperature > 0:
-                    chosen[i] = sample_next(logits[i:i + 1], row.generator, row.cfg)[0]
+                if row.cfg.temperature > 0 or row.history is not None or row.cfg.logit_bias:
+                    prev = None if row.history is None else torch.tensor([row.history], device=logits.device)
+                    chosen[i] = sample_next(logits[i:i + 1], row.generator, row.cfg, prev,
+                                            len(row.req.prompt_ids))[0]
             chosen = chosen.tolist()  # the one host sync per step
             infos = _token_infos(logits, chosen, [r.req.logprobs for r in rows])
         for row, tok, info in zip(rows, chosen, infos):
@@ -361,6 +370,8 @@ class Backend:
             else:
                 row.n += 1
                 row.last = tok
+                if row.history is not None:
+                    row.history.append(tok)
                 text, stopped = row.text.feed(tok) if tok not in self.special_ids else ("", False)
                 row.handle.sink(Delta(text, [info or TokenInfo(tok)]))
                 if row.cstate is not None:

@@ -187,9 +187,32 @@ class _API:
         temp = 1.0 if body.temperature is None else body.temperature
         stops = [] if body.ignore_eos else list(stop_ids)
         stops += list(body.stop_token_ids or [])
+        bias = self.logit_bias(body.logit_bias)
         return [GenRequest(prompt_ids, max_tokens, temperature=temp, top_p=body.top_p or 1.0, top_k=body.top_k,
                            seed=None if body.seed is None else body.seed + k, stop_ids=stops,
-                           stop_strings=body.stop_list(), logprobs=logprobs) for k in range(j, j + (n or body.n))]
+                           stop_strings=body.stop_list(), logprobs=logprobs,
+                           presence_penalty=body.presence_penalty or 0.0,
+                           frequency_penalty=body.frequency_penalty or 0.0, logit_bias=bias)
+                for k in range(j, j + (n or body.n))]
+
+    def logit_bias(self, raw: dict[str, float] | None) -> dict[int, float] | None:
+        """OpenAI's logit_bias {"token id": bias}: ids must be integers of this vocabulary, biases in [-100, 100]."""
+        if not raw:
+            return None
+        out = {}
+        for key, value in raw.items():
+            try:
+                tid = int(key)
+            except ValueError:
+                raise APIError(400, f"logit_bias key {key!r} is not a token id", param="logit_bias") from None
+            if not 0 <= tid < self.tok.vocab_size:
+                raise APIError(400, f"logit_bias token id {tid} is outside the vocabulary (0..{self.tok.vocab_size - 1})",
+                               param="logit_bias")
+            if not -100 <= value <= 100:
+                raise APIError(400, f"logit_bias value {value} for token {tid} is outside [-100, 100]",
+                               param="logit_bias")
+            out[tid] = float(value)
+        return out
 
     def chat_logprobs(self, infos: list[TokenInfo]) -> dict:
         def entry(i, lp):

@@ -77,9 +77,9 @@ class _Sampling(_Open):
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     max_tokens: Optional[int] = Field(default=None, ge=0)
-    presence_penalty: Optional[float] = Field(default=None, ge=-2, le=2)  # accepted, not applied
-    frequency_penalty: Optional[float] = Field(default=None, ge=-2, le=2)  # accepted, not applied
-    logit_bias: Optional[dict[str, float]] = None  # accepted, not applied
+    presence_penalty: Optional[float] = Field(default=None, ge=-2, le=2)  # over generated tokens (OpenAI's)
+    frequency_penalty: Optional[float] = Field(default=None, ge=-2, le=2)
+    logit_bias: Optional[dict[str, float]] = None  # {"token id": bias in [-100, 100]}
     user: Optional[str] = None
 
     def stop_list(self) -> list[str]:
