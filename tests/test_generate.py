@@ -229,3 +229,22 @@ def test_generation_config_validates():
     for bad in (dict(temperature=-1), dict(top_p=0.0), dict(top_k=-2), dict(repetition_penalty=0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             GenerationConfig(**bad)
+
+
+def test_cli_generate_with_a_draft_model_equals_plain_greedy(tmp_path, capsys):
+    """`zerollm generate --draft` (speculative decoding) prints exactly what plain greedy decoding prints."""
+    from zerollm import cli
+    from zerollm.tokenizer.bpe import train_bpe
+    from zerollm.train.checkpoint import save_checkpoint
+
+    tok = train_bpe(["the cat sat on the mat. " * 30], vocab_size=270, show_progress=False)
+    for name, layers, seed in (("target", 2, 0), ("draft", 1, 1)):
+        torch.manual_seed(seed)
+        cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=layers, n_head=2, d_model=32, max_seq_len=64)
+        save_checkpoint(tmp_path / name, Transformer(cfg), cfg, tokenizer=tok)
+    args = ["generate", "--model", str(tmp_path / "target"), "--prompt", "the cat", "--temperature", "0",
+            "--max-new-tokens", "20", "--no-stream"]
+    assert cli.main(args) in (0, None)
+    plain = capsys.readouterr().out
+    assert cli.main(args + ["--draft", str(tmp_path / "draft"), "--draft-tokens", "3"]) in (0, None)
+    assert capsys.readouterr().out == plain and len(plain) > len("the cat")

@@ -70,11 +70,14 @@ def load(model: str | Path, device: str = "auto"):
 def generate(model: str | Path, prompt: str, *, stream: bool = False, device: str = "auto",
              **gen_kwargs) -> str | Iterator[str]:
     """Generate a continuation of `prompt`. `gen_kwargs` are GenerationConfig fields
-    (max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop_strings, seed)."""
+    (max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop_strings, seed, ...), plus
+    json_schema (a file) / regex for constrained output and draft (a model directory) / draft_tokens for
+    speculative decoding with a smaller model of the same vocabulary."""
     from zerollm.engine.generate import GenerationConfig
     from zerollm.engine.generate import stream as _stream
 
     json_schema, regex = gen_kwargs.pop("json_schema", None), gen_kwargs.pop("regex", None)
+    draft, draft_tokens = gen_kwargs.pop("draft", None), gen_kwargs.pop("draft_tokens", 4)
     m, tok = load(model, device)
     constraint = None
     if json_schema or regex:
@@ -90,6 +93,9 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
     ids = tok.encode(prompt)
     if not ids:  # an empty prompt starts a fresh document: our shards put <|eos|> before every document
         ids = [tok.eos_id if tok.eos_id is not None else tok.bos_id]
+    if draft is not None:
+        text = _generate_speculative(m, tok, ids, gen, draft, draft_tokens, device)
+        return iter([text]) if stream else text
     if constraint or gen.num_beams > 1 or gen.num_return_sequences > 1 or gen.logprobs is not None:
         return _generate_full(m, tok, ids, gen, constraint)
     text_stream = _stream(m, tok, ids, gen)
@@ -176,6 +182,21 @@ def rag_ask(index: str | Path, question: str, model: str | Path | None = None, k
         return Answer(body, passages, passages)
     m, tok = load(model, device)
     return answer(question, retriever, m, tok, k=k, mode=mode, max_new_tokens=max_new_tokens, stream=stream)
+
+
+def _generate_speculative(m, tok, ids, gen, draft: str | Path, k: int, device: str) -> str:
+    """Speculative decoding (engine/speculative.py): `draft` proposes k tokens, the target verifies them in one
+    forward; the output follows the target's distribution (greedy: identical tokens)."""
+    from zerollm.engine.generate import _first_stop
+    from zerollm.engine.speculative import speculative_generate
+
+    dm, _ = load(draft, device)
+    if dm.cfg.vocab_size != m.cfg.vocab_size:
+        raise ValueError(f"draft model {draft} has vocabulary {dm.cfg.vocab_size}, the target has "
+                         f"{m.cfg.vocab_size}: speculative decoding needs the same tokenizer")
+    text = tok.decode(speculative_generate(m, dm, ids, gen, num_draft=k, tokenizer=tok))
+    cut = _first_stop(text, gen.stop_strings or [])
+    return text if cut is None else text[:cut]
 
 
 def _generate_full(m, tok, ids, gen, constraint) -> str:

@@ -67,6 +67,8 @@ def _add_generate(sub) -> None:
     g.add_argument("--logprobs", type=int, default=None, help="print each token's logprob and the top N")
     g.add_argument("--json-schema", default=None, help="JSON Schema file: output is valid JSON for it")
     g.add_argument("--regex", default=None, help="output must match this regex")
+    g.add_argument("--draft", default=None, help="smaller model (same tokenizer) for speculative decoding")
+    g.add_argument("--draft-tokens", type=int, default=4, help="tokens the draft proposes per target forward")
 
 
 def _add_engine(sub) -> None:
@@ -281,8 +283,10 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
                   early_stopping={"true": True, "false": False}.get(args.early_stopping, "never"),
                   num_return_sequences=args.num_return_sequences, logprobs=args.logprobs,
                   json_schema=args.json_schema, regex=args.regex)
+        if args.draft:
+            kw.update(draft=args.draft, draft_tokens=args.draft_tokens)
         if args.num_beams > 1 or args.num_return_sequences > 1 or args.logprobs is not None \
-                or args.json_schema or args.regex:
+                or args.json_schema or args.regex or args.draft:
             args.no_stream = True  # these print whole completions
         if args.no_stream:
             print(prompt + api.generate(args.model, prompt, **kw))
