@@ -1,24 +1,33 @@
-"""Worked function-calling example: teach a tiny model to call the calculator, then measure it.
+"""Worked function-calling example: pretrain a small model, fine-tune it to call the calculator, measure it.
 
-    generate tool-use conversations (English + Japanese arithmetic questions)
-      └─ user: "What is 37 times 12?" → assistant: <|tool_call|>{"name": "calculator",
-         "arguments": {"expression": "37 * 12"}}<|/tool_call|> → tool: 444 → assistant: "The answer is 444."
-    train a BPE tokenizer on them; train a ~1M-parameter model with the one training loop
-      (zerollm.train.loop.train + LMObjective, loss only on assistant tokens: the rest is -100)
-    evaluate on held-out questions (number pairs never seen in training) with chat.tools.run_agent:
-      tool calls decoded under the JSON schema, executed, result fed back, final answer generated.
+    1. tokenizer   byte-level BPE on the pretraining text + the conversations' text; digits are always single
+                   tokens (copying "517 * 46" out of a question is then learnable digit by digit)
+    2. pretrain    `zerollm.pretrain` (a 1.1M-parameter Llama-style model) on a mix of general English +
+                   Japanese sentences (small_parallel_enja from the shared data when present, else generated
+                   ones) and plain-text worked arithmetic from the *training* questions
+    3. SFT         `zerollm.api.sft` — the post-training SFT stage, loss only on the assistant's tokens (tool
+                   call, answer, <|im_end|>) — on generated tool-use conversations, English and Japanese:
+                     user: "What is 517 times 46?"
+                     assistant: <|tool_call|>{"name": "calculator", "arguments": {"expression": "517 * 46"}}<|/tool_call|>
+                     tool: 23782
+                     assistant: "The answer is 23782."
+    4. evaluate    `chat.tools.run_agent` on held-out questions (number pairs never seen in training): the
+                   call is decoded under the tools' JSON Schema by the engine's constrained decoder, executed
+                   by the safe calculator, the result fed back, and the final answer generated.
 
-Success = the calculator was called with an expression whose value is the correct result AND the final
-answer states that number. No pretrained checkpoint exists in this repository yet and post-training's SFT
-(src/zerollm/posttrain) is not available, so the model is trained from random initialization on the
-tool-use conversations directly (the SFT-style masked objective, not a separate fine-tuning stage).
+Success = the calculator was called with an expression whose value is the correct result AND the final answer
+states that number. The prompt the agent renders at evaluation (chat.conversation.render_prompt) and the SFT
+training ids (chat_format.render_chatml) come from one renderer; the script checks that they are identical.
+Operands have fixed widths (a: 3 digits, b: 2; 12 question templates): a model this small, trained this
+briefly, did not learn to copy numbers of varying length (see docs/benchmarks.md, "Function calling").
 
-    python examples/tool_calling.py [--minutes 6] [--eval 200] [--out runs/tool_calling]
-Runs in about 10 minutes on 2 CPU cores.
+    python examples/tool_calling.py                     # ≈ 13 minutes on 2 CPU cores, 200 held-out questions
+    python examples/tool_calling.py --pretrain-minutes 0.5 --sft-minutes 1 --eval 20 --out /tmp/tc   # smoke run
 """
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import re
 import sys
@@ -29,130 +38,182 @@ import torch
 
 from zerollm.chat.conversation import Conversation, render_prompt
 from zerollm.chat.tools import Tool, calculate, calculator, run_agent
-from zerollm.config import ModelConfig
-from zerollm.model.transformer import Transformer
-from zerollm.tokenizer.bpe import train_bpe
-from zerollm.train.loop import TrainConfig, train
-from zerollm.train.objectives import LMObjective
+from zerollm.chat_format import content_text, render_chatml, tool_call_json
 
+SHARED_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "small_parallel_enja"
 SYSTEM = "You are a helpful assistant."
 # a compact calculator declaration keeps the prompt short (every token of it is processed at each step)
 TOOLS = [Tool("calculator", "Evaluate arithmetic.", {"type": "object", "properties": {
     "expression": {"type": "string", "maxLength": 40}}, "required": ["expression"]}, calculator, timeout=2.0)]
+# Question templates. Each puts the two numbers in the same shape — a (3 digits), a one-token operator word,
+# b (2 digits), a one-token tail — so the digits sit at fixed distances from the end of the question.
 EN = [("What is {a} plus {b}?", "+"), ("What is {a} minus {b}?", "-"), ("What is {a} times {b}?", "*"),
-      ("What is {a} divided by {b}?", "/"), ("Compute {a} + {b}.", "+"), ("Compute {a} * {b}.", "*"),
-      ("How much is {a} - {b}?", "-"), ("Calculate {a} / {b}.", "/")]
+      ("What is {a} over {b}?", "/"), ("Compute {a} plus {b}.", "+"), ("Compute {a} times {b}.", "*"),
+      ("How much is {a} minus {b}?", "-"), ("Calculate {a} over {b}.", "/")]
 JA = [("{a}足す{b}はいくつ？", "+"), ("{a}引く{b}は？", "-"), ("{a}かける{b}はいくつですか？", "*"),
       ("{a}割る{b}は？", "/")]
+# Pre-tokenizer: every digit is its own token; other text splits only at spaces (a chunk may start with one),
+# so BPE can merge JSON punctuation with words ('{"name":', ' "calculator",') and the constant tool listing
+# costs few tokens. (GPT-4's pattern splits words from punctuation: the same conversation took 145 tokens.)
+DIGIT_PATTERN = r"""\p{N}| ?[^\s\p{N}]+|\s+(?!\S)|\s"""
+MODEL = {"n_layer": 4, "n_head": 4, "n_kv_head": 4, "d_model": 128, "max_seq_len": 256}
 
 
+# ---- data ------------------------------------------------------------------------------------------------------
 def make_question(rng: random.Random):
+    """(question, expression, value, final answer, (a, op, b)) — the last item identifies the number pair."""
     template, op = rng.choice(EN + JA)
-    b = rng.randint(2, 99)
-    a = b * rng.randint(2, 30) if op == "/" else rng.randint(2, 999)
+    # fixed widths: a has 3 digits, b 2, and the result 3 (+, -), 4 (*) or 2 (/) digits
+    b = rng.randint(10, 99)
+    a = {"+": lambda: rng.randint(100, 999 - b), "-": lambda: rng.randint(b + 100, 999),
+         "*": lambda: rng.randint(100, 9999 // b), "/": lambda: b * rng.randint(10, 999 // b)}[op]()
     expr = f"{a} {op} {b}"
     value = calculate(expr)
-    answer = (f"答えは{value}です。" if template in dict(JA) else f"The answer is {value}.")
+    answer = f"答えは{value}です。" if template in dict(JA) else f"The answer is {value}."
     return template.format(a=a, b=b), expr, value, answer, (a, op, b)
 
 
-def conversation_messages(q, expr, value, answer):
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "call_0", "type": "function",
-             "function": {"name": "calculator", "arguments": {"expression": expr}}}]},
-            {"role": "tool", "content": str(value), "tool_call_id": "call_0"},
-            {"role": "assistant", "content": answer}]
-
-
-def encode_example(msgs, tok, tools) -> tuple[list[int], list[int]]:
-    """(ids, targets) with the targets -100 everywhere but on the assistant's own tokens."""
-    ids: list[int] = []
-    mask: list[bool] = []
-    for i, m in enumerate(msgs):
-        if m["role"] != "assistant":
-            continue
-        prefix = render_prompt(msgs[:i], tok, tools, add_generation_prompt=True)
-        full = render_prompt(msgs[:i + 1], tok, tools, add_generation_prompt=False)
-        assert full[:len(prefix)] == prefix
-        mask += [False] * (len(prefix) - len(mask)) + [True] * (len(full) - len(prefix))
-        ids = full
-    targets = [t if keep else -100 for t, keep in zip(ids[1:], mask[1:])]
-    return ids[:-1], targets
-
-
-class Batches:
-    """Random padded batches of pre-encoded examples (the loop's batch-source protocol)."""
-
-    def __init__(self, examples, batch_size, seed=0):
-        self.examples, self.batch_size = examples, batch_size
-        self.rng = random.Random(seed)
-
-    def next_batch(self):
-        batch = self.rng.sample(self.examples, self.batch_size)
-        T = max(len(x) for x, _ in batch)
-        x = torch.zeros(self.batch_size, T, dtype=torch.long)
-        y = torch.full((self.batch_size, T), -100, dtype=torch.long)
-        for i, (ids, tg) in enumerate(batch):
-            x[i, :len(ids)] = torch.tensor(ids)
-            y[i, :len(tg)] = torch.tensor(tg)
-        return x, y
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--minutes", type=float, default=6.0)
-    ap.add_argument("--train", type=int, default=20000, help="training conversations")
-    ap.add_argument("--eval", type=int, default=200, help="held-out questions")
-    ap.add_argument("--out", default="runs/tool_calling")
-    args = ap.parse_args()
-    torch.set_num_threads(1)  # on a shared, loaded 2-core machine one thread is faster
-    t_start = time.time()
-    rng = random.Random(0)
-    tools = TOOLS
-    train_set = [make_question(rng) for _ in range(args.train)]
-    seen = {x[4] for x in train_set}
-    held_out = []
-    while len(held_out) < args.eval:
+def split_questions(n_train: int, n_eval: int, seed: int = 0):
+    """Training questions and held-out ones whose (a, op, b) never occurs in training."""
+    rng = random.Random(seed)
+    train = [make_question(rng) for _ in range(n_train)]
+    seen = {x[4] for x in train}
+    held_out: list = []
+    while len(held_out) < n_eval:
         ex = make_question(rng)
         if ex[4] not in seen:
+            seen.add(ex[4])
             held_out.append(ex)
-    convs = [conversation_messages(*ex[:4]) for ex in train_set]
+    return train, held_out
 
-    # a tokenizer for this domain (specials <|im_start|>, <|tool_call|>, ... come with every zerollm tokenizer)
-    import json
-    sample_text = [json.dumps(m, ensure_ascii=False) for c in convs[:3000] for m in c]
-    sample_text += [json.dumps(t.to_openai(), ensure_ascii=False) for t in tools] * 50
-    tok = train_bpe(sample_text, vocab_size=1024, show_progress=False)
-    examples = [encode_example(c, tok, tools) for c in convs]
-    T = max(len(x) for x, _ in examples)
-    print(f"{len(examples)} training conversations, up to {T} tokens; {len(held_out)} held-out questions")
 
-    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=4, n_head=4, d_model=128, max_seq_len=T + 128)
-    model = Transformer(cfg)
-    print(f"model: {model.num_params():,} parameters")
-    tcfg = TrainConfig(steps=100000, batch_size=8, seq_len=T, lr=3e-3, warmup_steps=50, max_minutes=args.minutes,
-                       eval_every=10 ** 9, eval_at_start=False, ckpt_every=0, log_every=50, device="cpu",
-                       progress=False)
-    summary = train(model, LMObjective(), Batches(examples, 8), tcfg, args.out, model_cfg=cfg, tokenizer=tok)
-    print(f"trained {summary.get('steps', '?')} steps in {time.time() - t_start:.0f} s")
+def system_with_tools(tools) -> str:
+    """The system prompt with the tools listed as chat_format.render_chatml lists them."""
+    return SYSTEM + "\n\n# Tools\n" + "\n".join(json.dumps(t.to_openai(), ensure_ascii=False) for t in tools)
 
+
+def sft_record(q, expr, value, answer, tools=TOOLS) -> dict:
+    """One training conversation in the OpenAI messages format `zerollm sft` reads. The SFT data format has
+    no per-record `tools` key, so the listing is written into the system message, as rendering would put it."""
+    return {"messages": [
+        {"role": "system", "content": system_with_tools(tools)},
+        {"role": "user", "content": q},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_0", "type": "function", "function": {
+            "name": "calculator", "arguments": json.dumps({"expression": expr})}}]},
+        {"role": "tool", "content": str(value), "tool_call_id": "call_0"},
+        {"role": "assistant", "content": answer}]}
+
+
+def check_same_rendering(tok, rec: dict, tools=TOOLS) -> None:
+    """The SFT ids of a conversation, cut before each assistant turn, are exactly the prompt run_agent renders."""
+    msgs = rec["messages"]
+    full = render_chatml(msgs, tok)
+    conv = Conversation(SYSTEM)
+    for k, m in enumerate(msgs[1:], 1):
+        if m["role"] == "assistant":
+            prompt = render_prompt(conv.all_messages(), tok, tools)
+            train_prefix = render_chatml(msgs[:k], tok, add_generation_prompt=True).ids
+            if prompt != train_prefix or full.ids[:len(prompt)] != prompt:
+                raise AssertionError("evaluation prompt differs from the SFT training ids")
+            if not full.mask[len(prompt)]:
+                raise AssertionError("the assistant's first token is not a training target")
+        conv.add(m["role"], m.get("content"), **{k2: v for k2, v in m.items() if k2 not in ("role", "content")})
+
+
+def general_lines(limit: int) -> list[str]:
+    """General English + Japanese sentences (small_parallel_enja; its Japanese is space-separated words, the
+    spaces are removed), or generated sentences when the shared data is absent."""
+    en, ja = SHARED_TEXT / "train.en", SHARED_TEXT / "train.ja"
+    if limit <= 0:
+        return []
+    if en.is_file() and ja.is_file():
+        a = en.read_text(encoding="utf-8").splitlines()[:(limit + 1) // 2]
+        b = [s.replace(" ", "") for s in ja.read_text(encoding="utf-8").splitlines()[:limit // 2]]
+        return [x for pair in zip(a, b) for x in pair] + a[len(b):]
+    rng = random.Random(1)
+    words = "the a cat dog saw ran home big small red blue and with to of in 猫 犬 家 大きい 走った".split()
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))) + "." for _ in range(limit)]
+
+
+def worked_lines(questions) -> list[str]:
+    """Plain-text worked arithmetic from the *training* questions only: the question, the expression and its
+    value, the answer sentence. Loss on every token teaches the copying the tool calls need (digits from the
+    question into the expression, the result into the answer)."""
+    return [f'{q} {{"expression": "{expr}"}} = {value}. {answer}' for q, expr, value, answer, _ in questions]
+
+
+def pretrain_lines(limit: int, questions, general_share: float, seed: int = 0) -> list[str]:
+    n_general = int(limit * general_share)
+    lines = general_lines(n_general) + worked_lines(questions[:limit - n_general])
+    random.Random(seed).shuffle(lines)
+    return lines
+
+
+# ---- stages ------------------------------------------------------------------------------------------------------
+def plain_text(record: dict) -> str:
+    """A conversation's text as the renderer emits it (roles, contents, tool-call JSON), for tokenizer training."""
+    out = []
+    for m in record["messages"]:
+        out.append(m["role"] + "\n" + content_text(m.get("content")))
+        out += [tool_call_json(c) for c in m.get("tool_calls") or []]
+    return "\n".join(out)
+
+
+def build_tokenizer(out: Path, text: list[str], records: list[dict], vocab_size: int):
+    from zerollm.tokenizer.bpe import train_bpe
+
+    sample = text[:20000] + [plain_text(r) for r in records[:2000]]
+    tok = train_bpe(sample, vocab_size=vocab_size, pattern=DIGIT_PATTERN, show_progress=False)
+    tok.save(out / "tokenizer")
+    return tok
+
+
+def pretrain_base(out: Path, lines: list[str], minutes: float, steps: int) -> Path:
+    from zerollm.data.prepare import data_prepare
+    from zerollm.pretrain import pretrain
+
+    (out / "pretrain.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data_prepare([str(out / "pretrain.txt")], out / "tokenizer", out / "shards", txt_mode="line",
+                 val_fraction=0.02, num_workers=1, show_progress=False)
+    pretrain(None, {"data": str(out / "shards"), "out": str(out / "pretrain"), "preset": "llama-1m",
+                    "model": dict(MODEL), "sample_tokens": 0,
+                    "train": {"steps": steps, "batch_size": 16, "seq_len": 128, "lr": 3e-3, "warmup_steps": 20,
+                              "schedule": "wsd",
+                              "max_minutes": minutes, "eval_every": 10 ** 6, "eval_batches": 2,
+                              "eval_at_start": False, "ckpt_every": 0, "keep_last": 1, "log_every": 50,
+                              "progress": False, "device": "cpu"}}, quiet=True)
+    return out / "pretrain"
+
+
+def sft_tools(out: Path, base: Path, data: Path, minutes: float, steps: int, lr: float = 3e-3,
+              batch_size: int = 8) -> Path:
+    from zerollm import api
+
+    s = api.sft(None, {"model": str(base), "data": [str(data)], "out": str(out / "sft"), "max_len": 192,
+                       "val_fraction": 0.01,
+                       "train": {"steps": steps, "batch_size": batch_size, "seq_len": 192, "lr": lr, "warmup_steps": 30,
+                                 "schedule": "wsd",
+                                 "weight_decay": 0.0, "max_minutes": minutes, "eval_every": 10 ** 6,
+                                 "eval_batches": 2, "eval_at_start": False, "ckpt_every": 0, "keep_last": 1,
+                                 "log_every": 50, "progress": False, "device": "cpu"}})
+    return Path(s["model_dir"])
+
+
+def evaluate(model_dir: Path, held_out: list, show: int = 5) -> dict:
+    """run_agent on every held-out question; counts correct calls, correct answers and both."""
+    from zerollm.train.checkpoint import load_model
+
+    model, tok, _ = load_model(model_dir)
     model.eval()
     ok_call = ok_answer = ok_both = 0
-    t0 = time.time()
-    failures = []
+    misses, t0 = [], time.time()
     for q, expr, value, answer, _ in held_out:
         conv = Conversation(SYSTEM)
         conv.add("user", q)
         try:
-            res = run_agent(model, tok, conv, tools, max_steps=2, max_new_tokens=24)
+            res = run_agent(model, tok, conv, TOOLS, max_steps=2, max_new_tokens=24)
         except ValueError as e:  # e.g. tool results filled the context: a failure, reported below
-            failures.append((q, str(e)))
+            misses.append((q, str(e)))
             continue
         called = [s for s in res.steps if s.call.name == "calculator" and s.result.ok]
         good_call = bool(called) and _num(called[0].result.content) == value
@@ -160,14 +221,11 @@ def main() -> None:
         ok_call += good_call
         ok_answer += good_answer
         ok_both += good_call and good_answer
-        if not (good_call and good_answer) and len(failures) < 5:
-            failures.append((q, [(s.call.arguments, s.result.content) for s in res.steps], res.answer))
+        if not (good_call and good_answer) and len(misses) < show:
+            misses.append((q, [(s.call.arguments, s.result.content) for s in res.steps], res.answer))
     n = len(held_out)
-    print(f"held-out: correct calculator call {ok_call / n:.1%}, correct final answer {ok_answer / n:.1%}, "
-          f"both {ok_both / n:.1%} ({n} questions, {1000 * (time.time() - t0) / n:.0f} ms each)")
-    for f in failures:
-        print("  miss:", f)
-    print(f"total time {time.time() - t_start:.0f} s")
+    return {"n": n, "call": ok_call / n, "answer": ok_answer / n, "both": ok_both / n,
+            "ms_per_question": 1000 * (time.time() - t0) / n, "misses": misses}
 
 
 def _num(text: str):
@@ -177,5 +235,60 @@ def _num(text: str):
         return None
 
 
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pretrain-minutes", type=float, default=1.5)
+    ap.add_argument("--sft-minutes", type=float, default=9.5)
+    ap.add_argument("--sft-batch", type=int, default=8)
+    ap.add_argument("--sft-lr", type=float, default=3e-3)
+    ap.add_argument("--pretrain-steps", type=int, default=100000, help="upper bound (the minutes decide)")
+    ap.add_argument("--sft-steps", type=int, default=100000, help="upper bound (the minutes decide)")
+    ap.add_argument("--train", type=int, default=20000, help="training conversations")
+    ap.add_argument("--eval", type=int, default=200, help="held-out questions")
+    ap.add_argument("--pretrain-lines", type=int, default=40000)
+    ap.add_argument("--general-share", type=float, default=0.5,
+                    help="share of pretraining lines that are general text (the rest: worked arithmetic)")
+    ap.add_argument("--vocab", type=int, default=2048)
+    ap.add_argument("--out", default="runs/tool_calling")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is faster on a shared, loaded machine)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    t_start = time.time()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    train_q, held_out = split_questions(args.train, args.eval)
+    records = [sft_record(*ex[:4]) for ex in train_q]
+    with open(out / "tool_sft.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    lines = pretrain_lines(args.pretrain_lines, train_q, args.general_share)
+    tok = build_tokenizer(out, lines, records, args.vocab)
+    for rec in records[:20]:
+        check_same_rendering(tok, rec)
+    lengths = [len(render_chatml(r["messages"], tok)) for r in records[:500]]
+    print(f"{len(records)} training conversations (≤ {max(lengths)} tokens), {len(held_out)} held-out questions; "
+          f"{len(lines)} pretraining lines; vocabulary {tok.vocab_size}")
+
+    t0 = time.time()
+    base = pretrain_base(out, lines, args.pretrain_minutes, args.pretrain_steps)
+    t_pre = time.time() - t0
+    t0 = time.time()
+    model_dir = sft_tools(out, base, out / "tool_sft.jsonl", args.sft_minutes, args.sft_steps, args.sft_lr,
+                          args.sft_batch)
+    t_sft = time.time() - t0
+    print(f"pretrain {t_pre:.0f} s, SFT {t_sft:.0f} s")
+
+    r = evaluate(model_dir, held_out)
+    r.update(pretrain_s=t_pre, sft_s=t_sft, total_s=time.time() - t_start)
+    print(f"held-out: correct calculator call {r['call']:.1%}, correct final answer {r['answer']:.1%}, "
+          f"both {r['both']:.1%} ({r['n']} questions, {r['ms_per_question']:.0f} ms each)")
+    for m in r["misses"]:
+        print("  miss:", m)
+    print(f"total time {r['total_s']:.0f} s")
+    (out / "result.json").write_text(json.dumps({k: v for k, v in r.items() if k != "misses"}, indent=1) + "\n")
+    return r
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    sys.exit(0)
