@@ -237,7 +237,7 @@ def test_cli_generate_with_a_draft_model_equals_plain_greedy(tmp_path, capsys):
     from zerollm.tokenizer.bpe import train_bpe
     from zerollm.train.checkpoint import save_checkpoint
 
-    tok = train_bpe(["the cat sat on the mat. " * 30], vocab_size=270, show_progress=False)
+    tok = train_bpe(["the cat sat on the mat. " * 30], vocab_size=280, show_progress=False)
     for name, layers, seed in (("target", 2, 0), ("draft", 1, 1)):
         torch.manual_seed(seed)
         cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=layers, n_head=2, d_model=32, max_seq_len=64)
