@@ -58,6 +58,18 @@ def test_batched_equals_single(kw):
             assert o[0].finish_reason == "length"
 
 
+def test_unpadded_batch_runs_without_mask_and_matches_single():
+    m = tiny()
+    eng = Engine(m, max_batch_size=4)
+    same_len = [[1, 2, 3, 4], [9, 8, 7, 6], [5, 5, 5, 5]]  # no row is left padded: the decode step skips the mask
+    eng.submit(Request(same_len[0], GREEDY))
+    eng.step()
+    assert eng._view(1).valid is None
+    outs = eng.generate(same_len, GREEDY)
+    for p, o in zip(same_len, outs):
+        assert o[0].token_ids == generate(m, None, p, GREEDY)
+
+
 def test_continuous_batching_joins_and_rebases():
     m = tiny()
     eng = Engine(m, max_batch_size=3, max_len=40)  # small cache: forces shifts of the shared fill level

@@ -333,8 +333,11 @@ class Engine:
         view.k = [t[:n] for t in self.cache.k]
         view.v = [t[:n] for t in self.cache.v]
         view.batch_size, view.max_len, view.pos = n, self.max_len, self.cache.pos
-        slots = torch.arange(self.max_len, device=self.device)[None, :]
-        view.valid = None if n == 1 and int(self.row_start[0]) == 0 else slots >= self.row_start[:n, None]
+        if int(self.row_start[:n].max()) == 0:  # no row is left padded: plain causal attention, no mask
+            view.valid = None
+        else:
+            slots = torch.arange(self.max_len, device=self.device)[None, :]
+            view.valid = slots >= self.row_start[:n, None]
         return view
 
     def _decode(self) -> None:

@@ -68,6 +68,7 @@ def speculative_generate(target, draft, prompt_ids: Sequence[int], gen_cfg: Gene
     st = stats if stats is not None else {}
     st.update(proposed=0, accepted=0, target_forwards=0)
     out: list[int] = []
+    greedy = cfg.temperature == 0
     with torch.inference_mode():
         tc = KVCache.for_model(target, 1, max_len=limit)
         dc = KVCache.for_model(draft, 1, max_len=limit)
@@ -83,10 +84,13 @@ def speculative_generate(target, draft, prompt_ids: Sequence[int], gen_cfg: Gene
                                           return_hidden=True)[:, -1])
             proposal, qs = [], []
             for i in range(k):
-                q = _probs(d_logits, cfg)[0]
-                x = int(q.argmax()) if cfg.temperature == 0 else int(torch.multinomial(q, 1, generator=gen))
+                if greedy:  # argmax of the raw logits: no (V,) distribution is built
+                    x = int(d_logits[0].argmax())
+                else:
+                    q = _probs(d_logits, cfg)[0]
+                    x = int(torch.multinomial(q, 1, generator=gen))
+                    qs.append(q)
                 proposal.append(x)
-                qs.append(q)
                 if i < k - 1:
                     d_logits = draft.logits(draft(torch.tensor([[x]], device=device), cache=dc,
                                                   return_hidden=True)[:, -1])
@@ -94,16 +98,15 @@ def speculative_generate(target, draft, prompt_ids: Sequence[int], gen_cfg: Gene
             t_start = tc.pos
             hid = target(torch.tensor([pend_t + proposal], device=device), cache=tc, return_hidden=True)
             st["target_forwards"] += 1
-            p = _probs(target.logits(hid[0]), cfg)  # (k+1, V)
-            if cfg.temperature == 0:
-                emitted = []
-                for i, x in enumerate(proposal):
-                    emitted.append(int(p[i].argmax()))
-                    if emitted[-1] != x:
-                        break
-                else:
-                    emitted.append(int(p[k].argmax()))
+            t_logits = target.logits(hid[0])  # (k+1, V)
+            if greedy:  # accept the longest prefix the target's argmax agrees with, then its own token
+                best = t_logits.argmax(-1).tolist()  # one host sync for all k+1 positions
+                n = 0
+                while n < k and best[n] == proposal[n]:
+                    n += 1
+                emitted = proposal[:n] + [best[n]]
             else:
+                p = _probs(t_logits, cfg)
                 emitted = speculative_accept(p, torch.stack(qs) if qs else p[:0], proposal, gen)
             n_acc = len(emitted) - 1
             st["proposed"] += k
