@@ -248,3 +248,25 @@ def test_cli_generate_with_a_draft_model_equals_plain_greedy(tmp_path, capsys):
     plain = capsys.readouterr().out
     assert cli.main(args + ["--draft", str(tmp_path / "draft"), "--draft-tokens", "3"]) in (0, None)
     assert capsys.readouterr().out == plain and len(plain) > len("the cat")
+
+
+def test_generation_config_eos_list_ends_generation(tmp_path):
+    """A converted chat model ends turns with any id of generation_config.json's eos_token_id list."""
+    import json
+
+    from zerollm import api
+    from zerollm.tokenizer.bpe import train_bpe
+    from zerollm.train.checkpoint import save_checkpoint
+
+    tok = train_bpe(["the cat sat on the mat. " * 30], vocab_size=280, show_progress=False)
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=32, max_seq_len=64)
+    ck = save_checkpoint(tmp_path / "ck", Transformer(cfg), cfg, tokenizer=tok)
+    m, _ = api.load(ck)
+    ids = generate(m, tok, tok.encode("the cat"), GenerationConfig(max_new_tokens=12, temperature=0,
+                                                                    stop_token_ids=[]))
+    full = api.generate(ck, "the cat", max_new_tokens=12, temperature=0)
+    k = next((j for j in range(1, len(ids)) if ids[j] not in ids[:j]), 0)  # first position of a new token
+    (ck / "generation_config.json").write_text(json.dumps({"eos_token_id": [tok.eos_id, ids[k]]}))
+    cut = api.generate(ck, "the cat", max_new_tokens=12, temperature=0)
+    assert full == tok.decode(ids) and cut == tok.decode(ids[:k]) and len(cut) < len(full)

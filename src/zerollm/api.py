@@ -61,10 +61,29 @@ def load(model: str | Path, device: str = "auto"):
     from zerollm.train.checkpoint import load_model
     from zerollm.train.distributed import pick_device
 
-    m, tok, _ = load_model(model, device=pick_device(device))
+    m, tok, ckpt = load_model(model, device=pick_device(device))
     if tok is None:
         raise FileNotFoundError(f"{model}: checkpoint has no tokenizer/ directory")
+    m.end_token_ids = end_token_ids(ckpt, tok)
     return m.optimize_for_decode(), tok  # weight layout for fast batch-1 decoding (values unchanged)
+
+
+def end_token_ids(model_dir: str | Path, tok) -> list[int]:
+    """Ids that end a generation: the tokenizer's eos plus generation_config.json's eos_token_id (an int or a
+    list: converted chat models end turns with e.g. <|im_end|> as well as <|endoftext|>)."""
+    import json
+
+    ids = [tok.eos_id] if tok.eos_id is not None else []
+    gen_cfg = Path(model_dir) / "generation_config.json"
+    if gen_cfg.is_file():
+        try:
+            eos = json.loads(gen_cfg.read_text(encoding="utf-8")).get("eos_token_id")
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{gen_cfg}: not valid JSON ({e})") from None
+        for i in (eos if isinstance(eos, list) else [eos]):
+            if isinstance(i, int) and i not in ids:
+                ids.append(i)
+    return ids
 
 
 def generate(model: str | Path, prompt: str, *, stream: bool = False, device: str = "auto",
@@ -87,8 +106,7 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
         constraint = (RegexConstraint(regex, tok) if regex else JSONSchemaConstraint(
             _json.loads(Path(json_schema).read_text(encoding="utf-8")), tok))
     stops = list(gen_kwargs.pop("stop_token_ids", []) or [])
-    if tok.eos_id is not None and tok.eos_id not in stops:
-        stops.append(tok.eos_id)
+    stops += [i for i in m.end_token_ids if i not in stops]
     gen = GenerationConfig(stop_token_ids=stops, **gen_kwargs)
     ids = tok.encode(prompt)
     if not ids:  # an empty prompt starts a fresh document: our shards put <|eos|> before every document
