@@ -36,7 +36,7 @@ def _cpu_flags() -> bytes:
 
 
 def _build_dir() -> Path:
-    key = _SOURCE.read_bytes() + torch.__version__.encode() + _cpu_flags()
+    key = _SOURCE.read_bytes() + torch.__version__.encode() + _cpu_flags() + b"-fopenmp"
     digest = hashlib.sha256(key).hexdigest()[:12]
     root = Path(os.environ.get("ZEROLLM_KERNEL_DIR") or Path.home() / ".cache" / "zerollm" / "kernels")
     return root / f"gemv-{digest}"
@@ -57,9 +57,11 @@ def load() -> bool:
 
             build = _build_dir()
             build.mkdir(parents=True, exist_ok=True)
-            flags = ["-O3", "-march=native", "-fno-math-errno"]  # no -ffast-math: keep IEEE sums
-            cpp_load(name="zerollm_kernels", sources=[str(_SOURCE)], extra_cflags=flags, build_directory=str(build),
-                     is_python_module=False, verbose=False)
+            # -fopenmp: at::parallel_for is an inline OpenMP region in torch's headers, serial without it; the
+            # extension then links libgomp.so.1, the soname torch has already loaded, so one thread pool serves both
+            flags = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp"]  # no -ffast-math: keep IEEE sums
+            cpp_load(name="zerollm_kernels", sources=[str(_SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"],
+                     build_directory=str(build), is_python_module=False, verbose=False)
             _state["ok"] = True
         except Exception as err:  # no compiler / ninja / headers: fall back to PyTorch ops
             warnings.warn(f"zerollm: native kernels unavailable ({type(err).__name__}: {str(err)[:200]}); "
