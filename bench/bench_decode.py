@@ -69,12 +69,18 @@ def main() -> None:
 
     ours = Transformer(model_config_from_preset(args.preset)).eval()
     theirs = to_hf_gpt2(ours)  # same weights, HF module layout
-    ours.optimize_for_decode()  # same values; column-major storage for the widening matmuls (see its docstring)
+    import copy
+
+    mkl = copy.deepcopy(ours).optimize_for_decode(native=False)  # torch matmuls, column-major widening weights
+    ours.optimize_for_decode()  # same values; native GEMV kernels when they build (see its docstring)
     prompt = torch.randint(0, ours.cfg.vocab_size, (1, args.prompt)).tolist()[0]
     gen_cfg = GenerationConfig(max_new_tokens=args.new, temperature=0, stop_token_ids=[])
 
     def run_ours():
         return generate(ours, None, prompt, gen_cfg)
+
+    def run_mkl():
+        return generate(mkl, None, prompt, gen_cfg)
 
     def run_theirs():
         ids = torch.tensor([prompt])
@@ -84,13 +90,14 @@ def main() -> None:
                                   eos_token_id=None)
         return out[0, len(prompt):].tolist()
 
-    for fn in (run_ours, run_theirs):  # warm-up
+    for fn in (run_ours, run_mkl, run_theirs):  # warm-up
         fn()
     # interleave the timed runs so background load on a shared machine hits all alike
-    t_ours, t_theirs, tok_ours, tok_theirs = [], [], None, None
+    t_ours, t_mkl, t_theirs, tok_ours, tok_theirs = [], [], [], None, None
     for _ in range(args.runs):
         t, tok_ours = timed(run_ours, 1)
         t_ours.append(t)
+        t_mkl.append(timed(run_mkl, 1)[0])
         t, tok_theirs = timed(run_theirs, 1)
         t_theirs.append(t)
     m_ours, m_theirs = statistics.median(t_ours), statistics.median(t_theirs)
@@ -101,7 +108,8 @@ def main() -> None:
     same = tok_ours == tok_theirs
     print(f"{ours.describe()}")
     print(f"threads={args.threads}, prompt={args.prompt}, new={args.new}, greedy, fp32, runs={args.runs} (median)")
-    for name, m, best in (("zerollm", m_ours, min(t_ours)), ("transformers", m_theirs, min(t_theirs))):
+    for name, m, best in (("zerollm", m_ours, min(t_ours)), ("zerollm torch", statistics.median(t_mkl), min(t_mkl)),
+                          ("transformers", m_theirs, min(t_theirs))):
         print(f"{name:13s}: {args.new / m:7.1f} tok/s median ({m * 1e3 / args.new:.1f} ms/token incl. prefill), "
               f"best run {args.new / best:.1f} tok/s")
     print(f"speedup      : {m_theirs / m_ours:.2f}x median, {min(t_theirs) / min(t_ours):.2f}x best runs")

@@ -98,6 +98,10 @@ def test_native_kernels_on_odd_widths_and_a_large_projection(scheme, native):
             y = ql(x)
         ref = _kernel_reference(x, ql)
         assert (y.double() - ref).abs().max() < 1e-5 * ref.abs().max(), scheme
+    w = torch.randn(n, k)
+    for rows in (1, 3, 9):  # fp32: F.linear up to the order of the additions
+        x = torch.randn(rows, k)
+        assert torch.allclose(native.gemv_f32(x, w, None), x @ w.t(), atol=1e-4)
 
 
 def test_native_kernel_falls_back_when_it_cannot_apply(native):

@@ -1,4 +1,4 @@
-"""Native CPU kernels, compiled on first use: weight-streaming GEMV for int8, int4 and NF4 weights
+"""Native CPU kernels, compiled on first use: weight-streaming GEMV for fp32, int8, int4 and NF4 weights
 (gemv.cpp explains the layouts and why).
 
 `load()` builds gemv.cpp with torch's C++ extension tooling (g++ and ninja; 15-50 s once, cached in

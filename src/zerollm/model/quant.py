@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zerollm.model.fast_linear import NATIVE_MAX_ROWS  # rows up to which the native GEMV beats dequant + GEMM
+
 SCHEMES = ("int8", "int4-sym", "int4-asym", "nf4")
 NF4_LEVELS = torch.tensor([
     -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
@@ -49,7 +51,6 @@ NF4_LEVELS = torch.tensor([
     0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0])
 NF4_BLOCK, NF4_SCALE_BLOCK = 64, 256
 KERNELS = ("auto", "native", "dequant", "aten")
-NATIVE_MAX_ROWS = 64  # rows of x (tokens x batch) up to which the native GEMV beats dequantize + GEMM
 
 
 def _pack4(codes: torch.Tensor) -> torch.Tensor:
