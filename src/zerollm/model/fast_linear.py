@@ -18,18 +18,28 @@ NATIVE_MAX_ROWS = 64
 
 
 def native_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
-            and weight.is_contiguous() and x.shape[-1] % 32 == 0 and x.numel() <= NATIVE_MAX_ROWS * x.shape[-1]
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return False  # the kernel has no backward
+    k = x.shape[-1]
+    return (x.numel() <= NATIVE_MAX_ROWS * k and k % 32 == 0 and x.dtype == torch.float32
+            and weight.dtype == torch.float32 and not x.is_cuda and weight.is_contiguous()
+            and x.device.type == "cpu")
+
+
+_gemv_f32 = None  # torch.ops.zerollm_kernels.gemv_f32 once loaded (looked up once: this runs ~70x per token)
 
 
 def decode_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x Wᵀ + b, through the native GEMV when it applies (kernels built, see `native_applies`)."""
+    global _gemv_f32
     if native_applies(x, weight):
-        from zerollm import kernels
+        if _gemv_f32 is None:
+            from zerollm import kernels
 
-        if kernels.available() or kernels.load():
-            return kernels.ops().gemv_f32(x, weight, bias)
+            if not kernels.load():
+                return F.linear(x, weight, bias)
+            _gemv_f32 = kernels.ops().gemv_f32
+        return _gemv_f32(x, weight, bias)
     return F.linear(x, weight, bias)
 
 
