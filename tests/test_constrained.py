@@ -15,13 +15,6 @@ from zerollm.engine.constrained import (JSONSchemaConstraint, RegexConstraint, g
 from zerollm.engine.generate import GenerationConfig
 from zerollm.model.transformer import Transformer
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention on the shared machine
-    yield
-    torch.set_num_threads(n)
-
 
 jsonschema = pytest.importorskip("jsonschema")
 

@@ -14,13 +14,6 @@ from zerollm.engine.sampling import (apply_presence_frequency, banned_ngram_toke
                                      sample_next)
 from zerollm.model.transformer import Transformer
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention on the shared machine
-    yield
-    torch.set_num_threads(n)
-
 
 
 class ByteTok:

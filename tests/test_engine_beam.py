@@ -10,14 +10,6 @@ from zerollm.engine.generate import GenerationConfig, generate
 from zerollm.model.transformer import Transformer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_gpt2(seed):
     torch.manual_seed(seed)
     cfg = ModelConfig(vocab_size=61, n_layer=2, n_head=4, n_kv_head=4, d_model=64, max_seq_len=64, init_std=0.3,

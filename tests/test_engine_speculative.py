@@ -11,14 +11,6 @@ from zerollm.engine.speculative import speculative_accept, speculative_generate
 from zerollm.model.transformer import Transformer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(seed, d=64, layers=2, V=50):
     torch.manual_seed(seed)
     return Transformer(ModelConfig(vocab_size=V, n_layer=layers, n_head=4, n_kv_head=2, d_model=d, max_seq_len=80,
