@@ -2,7 +2,7 @@
 
     python examples/posttrain_demo.py sft        # 3-digit addition with worked steps: exact match before/after
     python examples/posttrain_demo.py sft --sft-steps 350 --sft-name sft_short   # a shorter SFT: GRPO's start
-    python examples/posttrain_demo.py grpo       # GRPO from sft_short (150 steps): exact match per step
+    python examples/posttrain_demo.py grpo       # GRPO from sft_short (300 steps × 16 prompts × 8): exact match per step
     python examples/posttrain_demo.py grpo --grpo-opts '{"loss_norm": "constant", "scale_rewards": false}'  # variants
     python examples/posttrain_demo.py sentiment  # SFT (mixed style) → reward model → DPO and PPO
     python examples/posttrain_demo.py lora       # full FT vs LoRA vs QLoRA (76M model): trainable share, peak RSS
@@ -61,11 +61,14 @@ def run_sft(out: Path, steps: int = 600, name: str = "sft") -> dict:
             "steps": s["steps"], "minutes": s["elapsed_s"] / 60, "run_dir": s["run_dir"]}
 
 
-GRPO = dict(max_new_tokens=40, group_size=8, prompts_per_step=8, temperature=0.5, beta=0.04, reward="exact")
+# 16 prompts × 8 samples, 300 steps: 46 → 70% held-out exact match (+24) in 14.3 min at load 1–2.6; 8 prompts ×
+# 8 for 150 steps plateaued at 65% (+19), and lr ≥ 1e-4 collapsed. All-equal groups are dropped (no signal).
+GRPO = dict(max_new_tokens=40, group_size=8, prompts_per_step=16, temperature=0.5, beta=0.04, reward="exact",
+            drop_uniform=True)
 GRPO_TRAIN = dict(lr=5e-5, warmup_steps=5)
 
 
-def run_grpo(out: Path, steps: int = 150, start: str | None = None, name: str = "grpo", opts: dict | None = None) -> dict:
+def run_grpo(out: Path, steps: int = 300, start: str | None = None, name: str = "grpo", opts: dict | None = None) -> dict:
     """GRPO from the short SFT model; `opts` overrides GRPO settings (a "train" key: training settings)."""
     setup(out)
     opts = dict(opts or {})
@@ -198,7 +201,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/posttrain_demo")
     ap.add_argument("--sft-steps", type=int, default=600)
     ap.add_argument("--sft-name", default="sft", help="run dir name under --out (GRPO starts from sft_short)")
-    ap.add_argument("--grpo-steps", type=int, default=150)
+    ap.add_argument("--grpo-steps", type=int, default=300)
     ap.add_argument("--grpo-start", default=None)
     ap.add_argument("--grpo-name", default="grpo")
     ap.add_argument("--grpo-opts", default="{}", help='JSON overrides, e.g. {"temperature": 1.0, "train": {"lr": 1e-4}}')
