@@ -262,16 +262,19 @@ def stories260k(args) -> None:
     model = (loaded[0] if isinstance(loaded, tuple) else loaded).eval()
     g = GenerationConfig(max_new_tokens=200, temperature=0, stop_token_ids=[])
     ref = generate(model, None, [1], g)
-    print(f"\nstories260K ({model.num_params() / 1e3:.0f}K params, trained): greedy == fp32 for (of {len(ref)})")
+    print(f"\nstories260K ({model.num_params() / 1e3:.0f}K params, trained): greedy == fp32 for (of {len(ref)}), "
+          "output projection int8 (default) | float (output_scheme=None)")
     for scheme in SCHEMES:
-        try:
-            qm = quantize_model(copy.deepcopy(model), scheme, 32)
-        except ValueError as e:
-            print(f"  {scheme}: skipped ({e})")
-            continue
-        out = generate(qm, None, [1], g)
-        print(f"  {scheme:<10}{next((i for i, (a, b) in enumerate(zip(out, ref)) if a != b), len(out))} tokens")
-
+        matches = []
+        for head in ("int8", None):
+            try:
+                qm = quantize_model(copy.deepcopy(model), scheme, 32, output_scheme=head)
+            except ValueError as e:
+                matches.append(f"skipped ({e})")
+                continue
+            out = generate(qm, None, [1], g)
+            matches.append(str(next((i for i, (a, b) in enumerate(zip(out, ref)) if a != b), len(out))))
+        print(f"  {scheme:<10}{matches[0]:>6} | {matches[1]:>6} tokens")
 
 if __name__ == "__main__":
     main()

@@ -102,9 +102,6 @@ def test_native_kernels_on_odd_widths_and_a_large_projection(scheme, native):
     for rows in (1, 3, 9):  # fp32: F.linear up to the order of the additions
         x = torch.randn(rows, k)
         assert torch.allclose(native.gemv_f32(x, w, None), x @ w.t(), atol=1e-4)
-    ws, bs = [torch.randn(64, k), torch.randn(32, k), torch.randn(32, k)], [torch.randn(64), None, torch.randn(32)]
-    ref = torch.cat([x @ a.t() + (0 if b is None else b) for a, b in zip(ws, bs)], -1)  # stacked (q/k/v) weights
-    assert torch.allclose(native.gemv_f32_stacked(x, ws, bs), ref, atol=1e-4)
 
 
 def test_native_kernel_falls_back_when_it_cannot_apply(native):

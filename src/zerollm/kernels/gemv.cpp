@@ -108,16 +108,8 @@ static at::Tensor out_like(const at::Tensor& x_in, int64_t N) {
 
 // ---- fp32 weights -------------------------------------------------------------------------------------------
 
-// Up to 4 weights of the same input width, stacked: output rows [start[p], start[p+1]) come from weight p. One
-// call then streams e.g. q, k and v (or gate and up) in one parallel pass, as if they were one matrix.
-constexpr int MAX_PARTS = 4;
-
 struct F32Ctx {
-  const float* x;
-  const float* w[MAX_PARTS];
-  const float* bias[MAX_PARTS];
-  int64_t start[MAX_PARTS + 1];
-  int parts;
+  const float *x, *w, *bias;
   float* y;
   int64_t K, N;
 };
@@ -125,10 +117,7 @@ struct F32Ctx {
 template <int M>
 struct F32Kernel {
   void operator()(const F32Ctx& c, int64_t m0, int64_t n) const {
-    int p = 0;
-    while (p + 1 < c.parts && n >= c.start[p + 1]) ++p;
-    const int64_t r = n - c.start[p];  // row within weight p
-    const float* w = c.w[p] + r * c.K;
+    const float* w = c.w + n * c.K;
     const float* x = c.x + m0 * c.K;
     float out[M];
 #ifdef ZLLM_AVX2
@@ -154,42 +143,18 @@ struct F32Kernel {
       out[m] = a;
     }
 #endif
-    const float b = c.bias[p] ? c.bias[p][r] : 0.f;
+    const float b = c.bias ? c.bias[n] : 0.f;
     for (int m = 0; m < M; ++m) c.y[(m0 + m) * c.N + n] = out[m] + b;
   }
 };
 
-// y = x · [W_0; W_1; ...]ᵀ (+ [b_0; b_1; ...]): the products with each weight, concatenated along the last dim.
-at::Tensor gemv_f32_stacked(const at::Tensor& x_in, at::TensorList ws, const c10::List<c10::optional<at::Tensor>>& bs) {
-  TORCH_CHECK(!ws.empty() && ws.size() <= MAX_PARTS, "zerollm gemv_f32: 1 to ", MAX_PARTS, " weights");
-  TORCH_CHECK(bs.size() == ws.size(), "zerollm gemv_f32: one bias (or None) per weight");
-  const int64_t K = ws[0].size(1);
-  F32Ctx ctx{};
-  ctx.parts = static_cast<int>(ws.size());
-  int64_t N = 0;
-  for (int p = 0; p < ctx.parts; ++p) {
-    check_weight(ws[p], at::kFloat, "weight");
-    TORCH_CHECK(ws[p].size(1) == K, "zerollm gemv_f32: stacked weights must share in_features");
-    ctx.w[p] = ws[p].data_ptr<float>();
-    const c10::optional<at::Tensor> b = bs.get(p);
-    ctx.bias[p] = bias_ptr(b, ws[p].size(0));
-    ctx.start[p] = N;
-    N += ws[p].size(0);
-  }
-  ctx.start[ctx.parts] = N;
+at::Tensor gemv_f32(const at::Tensor& x_in, const at::Tensor& w, const c10::optional<at::Tensor>& bias) {
+  check_weight(w, at::kFloat, "weight");
+  const int64_t N = w.size(0), K = w.size(1);
   at::Tensor x = as_rows(x_in, K), y = out_like(x_in, N);
-  ctx.x = x.data_ptr<float>();
-  ctx.y = y.data_ptr<float>();
-  ctx.K = K;
-  ctx.N = N;
+  F32Ctx ctx{x.data_ptr<float>(), w.data_ptr<float>(), bias_ptr(bias, N), y.data_ptr<float>(), K, N};
   for_all_rows<F32Kernel>(ctx, x.size(0), N);
   return y;
-}
-
-at::Tensor gemv_f32(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias) {
-  c10::List<c10::optional<at::Tensor>> bs;
-  bs.push_back(bias);
-  return gemv_f32_stacked(x, {w}, bs);
 }
 
 // ---- quantized weights × int8 activations ----------------------------------------------------------------
@@ -416,7 +381,6 @@ bool has_avx2() {
 
 TORCH_LIBRARY(zerollm_kernels, m) {
   m.def("gemv_f32(Tensor x, Tensor w, Tensor? bias=None) -> Tensor");
-  m.def("gemv_f32_stacked(Tensor x, Tensor[] ws, Tensor?[] bs) -> Tensor");
   m.def("gemv_int8(Tensor x, Tensor q, Tensor scales, Tensor? bias=None) -> Tensor");
   m.def("gemv_int4(Tensor x, Tensor q, Tensor scales, Tensor? mins, int group, Tensor? bias=None) -> Tensor");
   m.def("gemv_nf4(Tensor x, Tensor q, Tensor levels, Tensor absmax_q8, Tensor absmax_s2, float absmax_mean, "
@@ -426,7 +390,6 @@ TORCH_LIBRARY(zerollm_kernels, m) {
 
 TORCH_LIBRARY_IMPL(zerollm_kernels, CPU, m) {
   m.impl("gemv_f32", &gemv_f32);
-  m.impl("gemv_f32_stacked", &gemv_f32_stacked);
   m.impl("gemv_int8", &gemv_int8);
   m.impl("gemv_int4", &gemv_int4);
   m.impl("gemv_nf4", &gemv_nf4);

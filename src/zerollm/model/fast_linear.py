@@ -22,8 +22,7 @@ def native_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
         return False  # the kernel has no backward
     k = x.shape[-1]
     return (x.numel() <= NATIVE_MAX_ROWS * k and k % 32 == 0 and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and not x.is_cuda and weight.is_contiguous()
-            and x.device.type == "cpu")
+            and weight.dtype == torch.float32 and x.device.type == "cpu" and weight.is_contiguous())
 
 
 _gemv_f32 = None  # torch.ops.zerollm_kernels.gemv_f32 once loaded (looked up once: this runs ~70x per token)
@@ -41,32 +40,6 @@ def decode_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
             _gemv_f32 = kernels.ops().gemv_f32
         return _gemv_f32(x, weight, bias)
     return F.linear(x, weight, bias)
-
-
-_gemv_f32_stacked = None
-
-
-def decode_linear_stacked(x: torch.Tensor, layers: tuple[nn.Linear, ...]) -> tuple[torch.Tensor, ...]:
-    """(x W_0ᵀ + b_0, x W_1ᵀ + b_1, ...) for Linears sharing the input x (q/k/v, gate/up): one native call that
-    streams all the weights in one parallel pass (GPT-2-124M decoding: +15 % tokens/s for q/k/v), or one
-    F.linear each when the kernel does not apply."""
-    global _gemv_f32_stacked
-    if stackable(*layers) and all(native_applies(x, lin.weight) for lin in layers):  # (LoRA may wrap them later)
-        if _gemv_f32_stacked is None:
-            from zerollm import kernels
-
-            if kernels.load():
-                _gemv_f32_stacked = kernels.ops().gemv_f32_stacked
-        if _gemv_f32_stacked is not None:
-            y = _gemv_f32_stacked(x, [lin.weight for lin in layers], [lin.bias for lin in layers])
-            return tuple(y.split([lin.out_features for lin in layers], -1))
-    return tuple(lin(x) for lin in layers)
-
-
-def stackable(*layers) -> bool:
-    """Whether these modules are plain Linears (not LoRA-wrapped or quantized) that decode_linear_stacked
-    may compute together."""
-    return all(type(m) in (nn.Linear, DecodeLinear) for m in layers)
 
 
 class DecodeLinear(nn.Linear):

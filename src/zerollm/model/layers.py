@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .fast_linear import decode_linear_stacked
 
 # `enable_gqa` (torch >= 2.5) lets SDPA broadcast kv heads itself, without materialising repeated copies.
 try:  # one tiny call at import settles whether this torch has it
@@ -170,18 +169,13 @@ class Attention(nn.Module):
         else:
             self.q_norm = self.k_norm = None
         self.dropout = cfg.dropout
-        self.stacked_qkv = False  # set by Transformer.optimize_for_decode
 
     def forward(self, x: torch.Tensor, rope: tuple | None, cache=None, mask: torch.Tensor | None = None,
                 is_causal: bool = True) -> torch.Tensor:
         B, T, _ = x.shape
-        if self.stacked_qkv:  # decoding (Transformer.optimize_for_decode): q, k, v weights in one pass
-            q, k, v = decode_linear_stacked(x, (self.q_proj, self.k_proj, self.v_proj))
-        else:
-            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        q = q.view(B, T, self.n_head, self.head_dim)  # (B, T, H, hd)
-        k = k.view(B, T, self.n_kv_head, self.head_dim)  # (B, T, Hkv, hd)
-        v = v.view(B, T, self.n_kv_head, self.head_dim)  # (B, T, Hkv, hd)
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim)  # (B, T, H, hd)
+        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)  # (B, T, Hkv, hd)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim)  # (B, T, Hkv, hd)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|Hkv, T, hd)
@@ -256,14 +250,9 @@ class SwiGLU(nn.Module):
         self.gate_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
         self.up_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
         self.down_proj = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
-        self.stacked_gate_up = False  # set by Transformer.optimize_for_decode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stacked_gate_up:  # decoding: gate and up weights in one pass
-            gate, up = decode_linear_stacked(x, (self.gate_proj, self.up_proj))
-        else:
-            gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(F.silu(gate) * up)  # (B, T, F) -> (B, T, D)
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # (B, T, F) -> (B, T, D)
 
 
 def make_mlp(cfg: ModelConfig) -> nn.Module:

@@ -124,17 +124,12 @@ class Transformer(nn.Module):
         strides (1, out). Training works with either; serialisers that insist on contiguous tensors
         (safetensors) need `.contiguous()`, or call `optimize_for_decode(False)` first.
         """
-        from zerollm.model.fast_linear import DecodeLinear, stackable
+        from zerollm.model.fast_linear import DecodeLinear
 
         if native is None:  # the kernels are CPU code; they build once (~20 s) on first use
             from zerollm import kernels
             native = enable and self.tok_emb.weight.device.type == "cpu" and kernels.load()
         self._native_decode = bool(enable and native)
-        for module in self.modules():  # q/k/v (and SwiGLU gate/up) streamed in one pass when they are plain
-            if hasattr(module, "stacked_qkv"):
-                module.stacked_qkv = self._native_decode and stackable(module.q_proj, module.k_proj, module.v_proj)
-            if hasattr(module, "stacked_gate_up"):
-                module.stacked_gate_up = self._native_decode and stackable(module.gate_proj, module.up_proj)
         for module in self.modules():
             if type(module) in (nn.Linear, DecodeLinear):
                 module.__class__ = DecodeLinear if self._native_decode else nn.Linear
