@@ -62,7 +62,7 @@ def main() -> None:
 
     ours = {"fp32": copy.deepcopy(model).optimize_for_decode()}
     for scheme, label in (("int8", "int8"), ("int4-sym", "int4 (g32 sym)")):
-        ours[label] = quantize_model(copy.deepcopy(model), scheme, 32, kernel="native").eval()
+        ours[label] = quantize_model(copy.deepcopy(model), scheme, 32, kernel="native").eval().optimize_for_decode()
 
     theirs = {}
     try:

@@ -34,3 +34,16 @@ def shared_data() -> Path:
             pytest.fail(f"CI run without the shared test data at {root} (set ZEROLLM_SHARED_DATA)")
         pytest.skip(f"shared test data not found at {root} (set ZEROLLM_SHARED_DATA to its location)")
     return root
+
+
+@pytest.fixture(scope="session")
+def native():
+    """The compiled kernels (zerollm.kernels); on CI (CI=true) failing to build them is a failure, elsewhere a
+    skip (they need g++ and ninja)."""
+    from zerollm import kernels
+
+    if not kernels.load():
+        if os.environ.get("CI"):
+            pytest.fail("zerollm.kernels did not build (g++ and ninja are needed)")
+        pytest.skip("zerollm.kernels did not build here (no g++/ninja)")
+    return kernels.ops()

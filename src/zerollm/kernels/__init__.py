@@ -1,7 +1,8 @@
 """Native CPU kernels, compiled on first use: weight-streaming GEMV for fp32, int8, int4 and NF4 weights
-(gemv.cpp explains the layouts and why).
+(gemv.cpp explains the layouts and why) and a decode step through every decoder block in one call
+(decode_step.cpp, used by model/decode_step.py).
 
-`load()` builds gemv.cpp with torch's C++ extension tooling (g++ and ninja; 15-50 s once, cached in
+`load()` builds them with torch's C++ extension tooling (g++ and ninja; 15-50 s once, cached in
 `$ZEROLLM_KERNEL_DIR` or ~/.cache/zerollm/kernels, keyed by the source, torch version and CPU flags) and registers
 the ops `torch.ops.zerollm_kernels.*`. When there is no compiler, or `ZEROLLM_KERNELS=0`, `load()` returns False
 once with a warning, and callers use their pure-PyTorch path: everything works, decoding quantized weights is
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import torch
 
-_SOURCE = Path(__file__).with_name("gemv.cpp")
+_HERE = Path(__file__).parent
+_SOURCES = [_HERE / "gemv.cpp", _HERE / "decode_step.cpp"]
+_HEADERS = [_HERE / "gemv.h"]
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
@@ -37,7 +40,7 @@ def _cpu_flags() -> bytes:
 
 
 def _build_dir() -> Path:
-    key = _SOURCE.read_bytes() + torch.__version__.encode() + _cpu_flags() + b"-fopenmp"
+    key = b"".join(p.read_bytes() for p in _SOURCES + _HEADERS) + torch.__version__.encode() + _cpu_flags() + b"-fopenmp"
     digest = hashlib.sha256(key).hexdigest()[:12]
     root = Path(os.environ.get("ZEROLLM_KERNEL_DIR") or Path.home() / ".cache" / "zerollm" / "kernels")
     return root / f"gemv-{digest}"
@@ -63,7 +66,7 @@ def load() -> bool:
             # -fopenmp: at::parallel_for is an inline OpenMP region in torch's headers, serial without it; the
             # extension then links libgomp.so.1, the soname torch has already loaded, so one thread pool serves both
             flags = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp"]  # no -ffast-math: keep IEEE sums
-            cpp_load(name="zerollm_kernels", sources=[str(_SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"],
+            cpp_load(name="zerollm_kernels", sources=[str(p) for p in _SOURCES], extra_cflags=flags, extra_ldflags=["-fopenmp"],
                      build_directory=str(build), is_python_module=False, verbose=False)
             _state["ok"] = True
         except Exception as err:  # no compiler / ninja / headers: fall back to PyTorch ops

@@ -93,9 +93,13 @@ class Transformer(nn.Module):
         if self.cfg.dropout and self.training:
             x = F.dropout(x, self.cfg.dropout, True)
 
-        mask = cache.attn_mask(T) if cache is not None else doc_mask  # None -> plain causal (or T == 1)
-        for block in self.blocks:
-            x = block(x, rope, cache, mask)  # (B, T, D)
+        plan = getattr(self, "_decode_plan", None)  # see optimize_for_decode
+        if cache is not None and plan is not None and plan.applies(self, x, cache):
+            x = plan.run(x, cache, rope)  # every block in one native call (model/decode_step.py)
+        else:
+            mask = cache.attn_mask(T) if cache is not None else doc_mask  # None -> plain causal (or T == 1)
+            for block in self.blocks:
+                x = block(x, rope, cache, mask)  # (B, T, D)
         if cache is not None:
             cache.advance(T)
         x = self.norm_f(x)
@@ -124,6 +128,7 @@ class Transformer(nn.Module):
         strides (1, out). Training works with either; serialisers that insist on contiguous tensors
         (safetensors) need `.contiguous()`, or call `optimize_for_decode(False)` first.
         """
+        from zerollm.model.decode_step import DecodePlan
         from zerollm.model.fast_linear import DecodeLinear
 
         if native is None:  # the kernels are CPU code; they build once (~20 s) on first use
@@ -141,6 +146,7 @@ class Transformer(nn.Module):
                 w.data = w.data.t().contiguous().t()  # same (out, in) tensor, column-major storage
             else:
                 w.data = w.data.contiguous()
+        self._decode_plan = DecodePlan.build(self) if self._native_decode else None
         return self
 
     # ------------------------------------------------------------------------------------------------------

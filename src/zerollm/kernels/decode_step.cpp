@@ -1,0 +1,234 @@
+// One decode step of the whole stack of decoder blocks in native code: B rows, one new token each.
+//
+// Why: at batch 1 the matmuls are GEMVs that take 8-20 ms per token on GPT-2-124M, and the Python around them
+// (module calls, views, the KV-cache writes, SDPA's setup for a single query) added another 4-5 ms per token.
+// This op runs the same computation as `Block.forward` (src/zerollm/model/layers.py, the readable reference)
+// for every layer in one call: the GEMVs are gemv.cpp's, LayerNorm / GELU / SiLU are ATen's own kernels, and
+// what ATen does slowly for one query (writing the cache, attention over the cached keys) is written here.
+// tests/test_decode_step.py checks it against the Python path for every architecture switch.
+//
+// Layout of the per-layer arguments (built by src/zerollm/model/decode_step.py, which documents it too):
+//   tensors  48 per layer: norm1 w, norm1 b, norm2 w, norm2 b, q_norm w, k_norm w, then 7 linears × 6 slots
+//            (weight or codes, scales or NF4 levels, mins, bias, absmax_q8, absmax_s2); absent = None
+//            linears: q, k, v, o, then fc, proj (GELU MLP) or gate, up, down (SwiGLU)
+//   meta     22 ints per layer: norm (0 LayerNorm, 1 RMSNorm), mlp (0 GELU tanh, 1 GELU erf, 2 SwiGLU),
+//            parallel residual, n_head, n_kv_head, head_dim, rotary dims (0 = no RoPE), qk-norm,
+//            then per linear: kind (-1 absent, 0 fp32, 1 int8, 2 int4, 3 NF4) and int4 group size
+//   fmeta    10 floats per layer: norm1 eps, norm2 eps, qk-norm eps, per linear NF4 absmax mean
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "gemv.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define ZLLM_AVX2 1
+#endif
+
+namespace {
+
+constexpr int N_TENSORS = 48, N_META = 22, N_FMETA = 10, N_LINEARS = 7;
+enum Slot { NORM1_W, NORM1_B, NORM2_W, NORM2_B, QNORM_W, KNORM_W, LINEARS };
+enum Lin { Q, K, V, O, MLP1, MLP2, MLP3 };  // MLP1/2/3: fc/proj/- (GELU) or gate/up/down (SwiGLU)
+
+using TensorList = c10::List<c10::optional<at::Tensor>>;
+
+struct Layer {
+  const TensorList& t;
+  const int64_t* meta;
+  const double* fmeta;
+  int64_t base;  // index of this layer's first tensor
+
+  c10::optional<at::Tensor> tensor(int64_t slot) const { return t.get(base + slot); }
+  c10::optional<at::Tensor> lin_slot(int lin, int j) const { return tensor(LINEARS + lin * 6 + j); }
+  int64_t kind(int lin) const { return meta[8 + lin * 2]; }
+
+  at::Tensor linear(int lin, const at::Tensor& x) const {
+    const auto bias = lin_slot(lin, 3);
+    switch (kind(lin)) {
+      case 0: return zerollm::gemv_f32(x, *lin_slot(lin, 0), bias);
+      case 1: return zerollm::gemv_int8(x, *lin_slot(lin, 0), *lin_slot(lin, 1), bias);
+      case 2: return zerollm::gemv_int4(x, *lin_slot(lin, 0), *lin_slot(lin, 1), lin_slot(lin, 2), meta[9 + lin * 2],
+                                        bias);
+      case 3: return zerollm::gemv_nf4(x, *lin_slot(lin, 0), *lin_slot(lin, 1), *lin_slot(lin, 4), *lin_slot(lin, 5),
+                                       fmeta[3 + lin], bias);
+    }
+    TORCH_CHECK(false, "zerollm decode_layers: linear ", lin, " has unknown kind ", kind(lin));
+  }
+
+  at::Tensor norm(int which, const at::Tensor& x) const {
+    const auto w = tensor(which == 1 ? NORM1_W : NORM2_W), b = tensor(which == 1 ? NORM1_B : NORM2_B);
+    const double eps = fmeta[which == 1 ? 0 : 1];
+    if (meta[0] == 0) return at::layer_norm(x, {x.size(-1)}, w, b, eps);
+    return rms_norm(x, *w, eps);
+  }
+
+  // RMSNorm (Zhang & Sennrich 2019): x / sqrt(mean(x²) + eps) · g over the last dim, as layers.RMSNorm
+  static at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& g, double eps) {
+    return g * (x * at::rsqrt(x.pow(2).mean(-1, true) + eps));
+  }
+};
+
+#ifdef ZLLM_AVX2
+static inline float dot(const float* a, const float* b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  float r = _mm_cvtss_f32(s);
+  for (; i < n; ++i) r += a[i] * b[i];
+  return r;
+}
+#else
+static inline float dot(const float* a, const float* b, int64_t n) {
+  float r = 0.f;
+  for (int64_t i = 0; i < n; ++i) r += a[i] * b[i];
+  return r;
+}
+#endif
+
+// RoPE on the first `rot` channels of each head, in place (Su et al. 2021, eq. 34; rotate_half channel order):
+// channel j < rot/2 pairs with j + rot/2: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin); cos/sin (B, rot).
+static void rope_(float* x, int64_t B, int64_t heads, int64_t hd, int64_t rot, const float* cos, const float* sin) {
+  const int64_t half = rot / 2;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < heads; ++h) {
+      float* v = x + (b * heads + h) * hd;
+      const float *c = cos + b * rot, *s = sin + b * rot;
+      for (int64_t j = 0; j < half; ++j) {
+        const float x1 = v[j], x2 = v[j + half];
+        v[j] = x1 * c[j] - x2 * s[j];
+        v[j + half] = x2 * c[j + half] + x1 * s[j + half];
+      }
+    }
+}
+
+// softmax(q kᵀ / sqrt(hd)) v for one new query per row over cache slots [0, pos] (Vaswani et al. 2017, eq. 1).
+// q (B, H·hd); caches (B, Hkv, max_len, hd) with this step's key/value already at slot pos; query head h reads
+// kv head h / (H / Hkv) (grouped-query attention). valid (B, max_len) marks left padding: a slot j < pos is
+// attended iff valid[b, j] — the mask KVCache.attn_mask builds for the Python path.
+static at::Tensor attend(const at::Tensor& q, const at::Tensor& kc, const at::Tensor& vc, int64_t pos,
+                         const c10::optional<at::Tensor>& valid, int64_t H, int64_t Hkv, int64_t hd) {
+  const int64_t B = q.size(0), max_len = kc.size(2), L = pos + 1, rep = H / Hkv;
+  at::Tensor out = at::empty({B, H * hd}, q.options());
+  const float *qp = q.data_ptr<float>(), *kp = kc.data_ptr<float>(), *vp = vc.data_ptr<float>();
+  const bool* vm = valid.has_value() ? valid->data_ptr<bool>() : nullptr;
+  float* op = out.data_ptr<float>();
+  const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> p(L);
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / H, h = bh % H, g = h / rep;
+      const float* qv = qp + bh * hd;
+      const float* kb = kp + (b * Hkv + g) * max_len * hd;
+      const float* vb = vp + (b * Hkv + g) * max_len * hd;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < L; ++j) {
+        const bool seen = j == pos || vm == nullptr || vm[b * max_len + j];
+        p[j] = seen ? dot(qv, kb + j * hd, hd) * scale : -std::numeric_limits<float>::infinity();
+        mx = std::max(mx, p[j]);
+      }
+      float sum = 0.f;
+      for (int64_t j = 0; j < L; ++j) sum += (p[j] = std::exp(p[j] - mx));
+      float* o = op + bh * hd;
+      for (int64_t d = 0; d < hd; ++d) o[d] = 0.f;
+      for (int64_t j = 0; j < L; ++j) {
+        const float w = p[j] / sum;
+        if (w == 0.f) continue;
+        const float* v = vb + j * hd;
+        for (int64_t d = 0; d < hd; ++d) o[d] += w * v[d];
+      }
+    }
+  });
+  return out;
+}
+
+// Write this step's k/v (B, Hkv·hd) into slot pos of the caches (B, Hkv, max_len, hd).
+static void write_cache(const at::Tensor& kv, const at::Tensor& cache, int64_t pos, int64_t Hkv, int64_t hd) {
+  const int64_t B = kv.size(0), max_len = cache.size(2);
+  const float* src = kv.data_ptr<float>();
+  float* dst = cache.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t g = 0; g < Hkv; ++g)
+      std::copy(src + (b * Hkv + g) * hd, src + (b * Hkv + g + 1) * hd, dst + ((b * Hkv + g) * max_len + pos) * hd);
+}
+
+static void check_cache(const at::Tensor& c, int64_t B, int64_t Hkv, int64_t hd, int64_t pos) {
+  TORCH_CHECK(c.scalar_type() == at::kFloat && c.is_contiguous() && c.dim() == 4 && c.size(0) == B &&
+                  c.size(1) == Hkv && c.size(3) == hd,
+              "zerollm decode_layers: KV cache must be contiguous float32 (", B, ", ", Hkv, ", max_len, ", hd,
+              "), got ", c.sizes());
+  TORCH_CHECK(pos < c.size(2), "zerollm decode_layers: KV cache overflow at position ", pos);
+}
+
+at::Tensor decode_layers(const at::Tensor& x_in, const TensorList& tensors, at::IntArrayRef meta,
+                         at::ArrayRef<double> fmeta, at::TensorList k_cache, at::TensorList v_cache, int64_t pos,
+                         const c10::optional<at::Tensor>& cos, const c10::optional<at::Tensor>& sin,
+                         const c10::optional<at::Tensor>& valid) {
+  const int64_t n_layer = static_cast<int64_t>(k_cache.size());
+  TORCH_CHECK(static_cast<int64_t>(tensors.size()) == n_layer * N_TENSORS &&
+                  static_cast<int64_t>(meta.size()) == n_layer * N_META &&
+                  static_cast<int64_t>(fmeta.size()) == n_layer * N_FMETA &&
+                  static_cast<int64_t>(v_cache.size()) == n_layer,
+              "zerollm decode_layers: argument lists do not describe ", n_layer, " layers");
+  TORCH_CHECK(x_in.scalar_type() == at::kFloat && x_in.device().is_cpu(), "zerollm decode_layers: x must be "
+              "float32 on the CPU");
+  const int64_t D = x_in.size(-1);
+  at::Tensor x = x_in.reshape({-1, D}).contiguous();  // (B, D): one new token per row
+  const int64_t B = x.size(0);
+  if (valid.has_value())
+    TORCH_CHECK(valid->scalar_type() == at::kBool && valid->is_contiguous() && valid->size(0) == B,
+                "zerollm decode_layers: valid must be a contiguous bool (B, max_len) tensor");
+  for (int64_t l = 0; l < n_layer; ++l) {
+    const Layer L{tensors, meta.data() + l * N_META, fmeta.data() + l * N_FMETA, l * N_TENSORS};
+    const int64_t H = L.meta[3], Hkv = L.meta[4], hd = L.meta[5], rot = L.meta[6];
+    check_cache(k_cache[l], B, Hkv, hd, pos);
+    check_cache(v_cache[l], B, Hkv, hd, pos);
+
+    // attention: norm -> q, k, v -> (qk-norm) -> RoPE -> cache -> attend -> o
+    const at::Tensor h = L.norm(1, x);
+    at::Tensor q = L.linear(Q, h), k = L.linear(K, h), v = L.linear(V, h);  // (B, H·hd), (B, Hkv·hd) ×2
+    if (L.meta[7]) {  // Qwen3: RMSNorm over each head's channels, before RoPE
+      q = Layer::rms_norm(q.view({B, H, hd}), *L.tensor(QNORM_W), L.fmeta[2]).reshape({B, H * hd});
+      k = Layer::rms_norm(k.view({B, Hkv, hd}), *L.tensor(KNORM_W), L.fmeta[2]).reshape({B, Hkv * hd});
+    }
+    if (rot > 0) {
+      TORCH_CHECK(cos.has_value() && sin.has_value() && cos->size(-1) == rot && cos->numel() == B * rot,
+                  "zerollm decode_layers: RoPE needs cos/sin of shape (B, ", rot, ")");
+      const at::Tensor c = cos->contiguous(), s = sin->contiguous();
+      rope_(q.data_ptr<float>(), B, H, hd, rot, c.data_ptr<float>(), s.data_ptr<float>());
+      rope_(k.data_ptr<float>(), B, Hkv, hd, rot, c.data_ptr<float>(), s.data_ptr<float>());
+    }
+    write_cache(k, k_cache[l], pos, Hkv, hd);
+    write_cache(v, v_cache[l], pos, Hkv, hd);
+    const at::Tensor a = L.linear(O, attend(q, k_cache[l], v_cache[l], pos, valid, H, Hkv, hd));
+
+    // MLP, sequential (x + attn, then + mlp) or parallel (x + attn + mlp, GPT-NeoX) residual
+    const at::Tensor xm = L.meta[2] ? x : x + a;
+    const at::Tensor h2 = L.norm(2, xm);
+    at::Tensor mlp;
+    if (L.meta[1] == 2) {  // SwiGLU: down(silu(gate(x)) · up(x))
+      mlp = L.linear(MLP3, at::silu(L.linear(MLP1, h2)).mul_(L.linear(MLP2, h2)));
+    } else {  // GELU: proj(gelu(fc(x))), tanh approximation (GPT-2) or exact (GPT-NeoX)
+      mlp = L.linear(MLP2, at::gelu(L.linear(MLP1, h2), L.meta[1] == 0 ? "tanh" : "none"));
+    }
+    x = L.meta[2] ? x + a + mlp : xm + mlp;
+  }
+  return x.view(x_in.sizes());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(zerollm_kernels, m) {
+  m.def("decode_layers(Tensor x, Tensor?[] tensors, int[] meta, float[] fmeta, Tensor[] k_cache, "
+        "Tensor[] v_cache, int pos, Tensor? cos, Tensor? sin, Tensor? valid) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(zerollm_kernels, CPU, m) { m.impl("decode_layers", &decode_layers); }

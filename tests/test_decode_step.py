@@ -1,0 +1,138 @@
+"""The native decode step (model/decode_step.py + kernels/decode_step.cpp) computes what the Python blocks
+compute, for every architecture switch, every weight format, left-padded batches, the Engine and beam search;
+and it steps aside whenever it cannot apply (prompts, gradients, training, a swapped-in module)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from zerollm.config import ModelConfig
+from zerollm.engine.engine import Engine
+from zerollm.engine.generate import GenerationConfig, generate
+from zerollm.model.decode_step import DecodePlan
+from zerollm.model.kv_cache import KVCache
+from zerollm.model.quant import quantize_model
+from zerollm.model.transformer import Transformer
+
+ARCHS = {  # each switch of ModelConfig that changes a block
+    "gpt2": dict(norm="layernorm", mlp="gelu", position="learned", bias=True),
+    "llama-gqa": dict(norm="rmsnorm", mlp="swiglu", position="rope", bias=False, n_kv_head=2),
+    "qwen3": dict(norm="rmsnorm", mlp="swiglu", position="rope", bias=False, qkv_bias=True, n_kv_head=2,
+                  qk_norm=True, head_dim=32),  # head_dim * n_head != d_model
+    "neox": dict(norm="layernorm", mlp="gelu_exact", position="rope", rotary_pct=0.25, parallel_residual=True,
+                 bias=True),
+}
+
+
+def _model(arch: str) -> Transformer:
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=96, n_layer=2, n_head=4, d_model=64, max_seq_len=48, tie_embeddings=False,
+                      **ARCHS[arch])
+    m = Transformer(cfg).eval()
+    with torch.no_grad():  # non-trivial norms and biases, so a mix-up of any two tensors shows
+        for name, p in m.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return m
+
+
+class _Counter:
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        run = DecodePlan.run
+
+        def counting(plan, *a, **kw):
+            self.calls += 1
+            return run(plan, *a, **kw)
+
+        monkeypatch.setattr(DecodePlan, "run", counting)
+
+
+def _decode(m: Transformer, steps: int = 4) -> torch.Tensor:
+    """Left-padded batch of 3 (pads 0, 2, 5): prefill, then `steps` single-token steps; logits (3, steps, V)."""
+    torch.manual_seed(1)
+    pad = torch.tensor([0, 2, 5])
+    idx = torch.randint(0, m.cfg.vocab_size, (3, 9))
+    pos = (torch.arange(9)[None] - pad[:, None]).clamp_min(0)
+    cache = KVCache.for_model(m, 3, 32)
+    cache.set_left_padding(pad)
+    out = []
+    with torch.no_grad():
+        m(idx, cache=cache, positions=pos)
+        for t in range(steps):
+            out.append(m(torch.randint(0, m.cfg.vocab_size, (3, 1)), cache=cache, positions=pos[:, -1:] + t + 1))
+    return torch.cat(out, 1)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fp32_step_equals_the_python_blocks(arch, native, monkeypatch):
+    ref = _model(arch)
+    fast = copy.deepcopy(ref).optimize_for_decode()
+    assert fast._decode_plan is not None
+    count = _Counter(monkeypatch)
+    y_fast = _decode(fast)
+    assert count.calls == 4  # every single-token step went native, the prompt did not
+    y_ref = _decode(ref)
+    assert count.calls == 4
+    assert (y_fast - y_ref).abs().max() < 1e-4 * y_ref.abs().max()
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int4-sym", "int4-asym", "nf4"])
+@pytest.mark.parametrize("arch", ["gpt2", "qwen3"])
+def test_quantized_step_equals_the_python_blocks(arch, scheme, native, monkeypatch):
+    # the Python path runs the same GEMV kernels layer by layer (QuantLinear "native")
+    ref = quantize_model(_model(arch), scheme, 32, kernel="native")
+    fast = copy.deepcopy(ref).optimize_for_decode()
+    count = _Counter(monkeypatch)
+    y_fast = _decode(fast)
+    assert count.calls == 4
+    y_ref = _decode(ref)
+    # activations are rounded to int8 per block inside the kernel, so a 1e-7 difference upstream can move one
+    # rounding step: equal to a small fraction of the scale, not bit for bit
+    assert (y_fast - y_ref).abs().max() < 2e-3 * y_ref.abs().max()
+    assert torch.equal(y_fast.argmax(-1), y_ref.argmax(-1))
+
+
+def test_engine_batches_and_beam_search_agree(native, monkeypatch):
+    ref = _model("llama-gqa")
+    fast = copy.deepcopy(ref).optimize_for_decode()
+    count = _Counter(monkeypatch)
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11]]
+    cfg = GenerationConfig(max_new_tokens=6, temperature=0, stop_token_ids=[])
+    outs = [[c[0].token_ids for c in Engine(m, max_batch_size=3, max_len=32).generate(prompts, cfg)]
+            for m in (fast, ref)]
+    assert count.calls > 0 and outs[0] == outs[1]
+    beam = GenerationConfig(max_new_tokens=5, num_beams=3, stop_token_ids=[])
+    calls = count.calls
+    assert generate(fast, None, [3, 1, 4, 1, 5], beam) == generate(ref, None, [3, 1, 4, 1, 5], beam)
+    assert count.calls > calls
+
+
+def test_plan_steps_aside_when_it_cannot_apply(native, monkeypatch):
+    m = _model("gpt2").optimize_for_decode()
+    count = _Counter(monkeypatch)
+    cache = KVCache.for_model(m, 1, 16)
+    m(torch.tensor([[1, 2]]), cache=cache)  # a prompt (grad enabled too): Python blocks
+    assert count.calls == 0
+    with torch.no_grad():
+        m.train()
+        m(torch.tensor([[3]]), cache=cache)  # training mode
+        m.eval()
+        assert count.calls == 0
+        m(torch.tensor([[4]]), cache=cache)
+        assert count.calls == 1
+        # a module swapped in after the plan was built (as LoRA does): the plan no longer describes the model
+        ref = copy.deepcopy(m)
+        m.blocks[1].attn.v_proj = torch.nn.Linear(64, 64)
+        ref.blocks[1].attn.v_proj = copy.deepcopy(m.blocks[1].attn.v_proj)
+        c1, c2 = KVCache.for_model(m, 1, 16), KVCache.for_model(ref, 1, 16)
+        m(torch.tensor([[1, 2]]), cache=c1), ref(torch.tensor([[1, 2]]), cache=c2)
+        ref._decode_plan = None
+        assert torch.allclose(m(torch.tensor([[5]]), cache=c1), ref(torch.tensor([[5]]), cache=c2), atol=1e-6)
+        assert count.calls == 1
+        m.optimize_for_decode()  # rebuilding the plan picks the new module up
+        m(torch.tensor([[6]]), cache=c1)
+        assert count.calls == 2
+    assert m.optimize_for_decode(False)._decode_plan is None
