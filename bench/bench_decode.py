@@ -152,7 +152,7 @@ def engine_variants(ours, prompt, gen_cfg, args, bw, ref_tokens) -> None:
                               ("nf4", dict(kernel="native"), "nf4 native"),
                               ("int8", dict(kernel="dequant", cache="dequant"), "int8 cached"),
                               ("int8", dict(kernel="aten"), "int8 aten")):
-        m = quantize_model(copy.deepcopy(base), scheme, **kw).eval()
+        m = quantize_model(copy.deepcopy(base), scheme, **kw).eval().optimize_for_decode()  # native step if it can
         n_new = min(args.new, 32) if "aten" in label else args.new  # slow kernel: fewer tokens
         cfg = GenerationConfig(max_new_tokens=n_new, temperature=0, stop_token_ids=[])
         generate(m, None, prompt, GenerationConfig(max_new_tokens=2, temperature=0, stop_token_ids=[]))  # warm-up
