@@ -62,7 +62,7 @@ def load() -> bool:
             build = _build_dir()
             build.mkdir(parents=True, exist_ok=True)
             if not any(build.glob("*.so")):
-                print(f"zerollm: building the native decode kernels (once, ~20 s) in {build}", file=sys.stderr)
+                print(f"zerollm: building the native decode kernels (once, ~30 s) in {build}", file=sys.stderr)
             # -fopenmp: at::parallel_for is an inline OpenMP region in torch's headers, serial without it; the
             # extension then links libgomp.so.1, the soname torch has already loaded, so one thread pool serves both
             flags = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp"]  # no -ffast-math: keep IEEE sums

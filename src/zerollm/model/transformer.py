@@ -121,8 +121,10 @@ class Transformer(nn.Module):
         Decoding one token is a matrix-vector product per weight, bounded by how fast the weight streams from
         memory. With the native kernels (zerollm.kernels; `native=None` uses them on CPU when they build) every
         Linear becomes a `DecodeLinear` and the tied output projection goes through the same GEMV
-        (model/fast_linear.py), with weights row-major: on GPT-2-124M, 2 threads, 34 vs 26 tokens/s at batch 1
-        and 4.0x vs 3.0x aggregate at batch 8 (bench/bench_decode.py). Without them the weights are re-laid out for MKL: on
+        (model/fast_linear.py), with weights row-major, and a `DecodePlan` (model/decode_step.py) runs each
+        single-token step through all blocks in one native call: on GPT-2-124M, 2 threads, 50 vs 30 tokens/s
+        (MKL) at batch 1 and 4.8x batch 1 aggregate at batch 8 (bench/bench_decode.py). Quantized models
+        (QuantLinear layers) get the plan too. Without the kernels the weights are re-laid out for MKL: on
         CPU y = x @ W^T runs 1.3-1.8x faster when W^T is contiguous, i.e. when the (out, in) weight is stored
         column-major, for every weight whose output is at least as wide as its input; those weights get
         strides (1, out). Training works with either; serialisers that insist on contiguous tensors
