@@ -59,6 +59,7 @@ struct Layer {
                                        fmeta[3 + lin], bias);
     }
     TORCH_CHECK(false, "zerollm decode_layers: linear ", lin, " has unknown kind ", kind(lin));
+    return {};  // (unreachable: TORCH_CHECK throws)
   }
 
   at::Tensor norm(int which, const at::Tensor& x) const {
@@ -74,25 +75,99 @@ struct Layer {
   }
 };
 
+// ---- single-query attention pieces (AVX2, with scalar fallbacks) -------------------------------------------
+
 #ifdef ZLLM_AVX2
-static inline float dot(const float* a, const float* b, int64_t n) {
-  __m256 acc = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+static inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  float r = _mm_cvtss_f32(s);
-  for (; i < n; ++i) r += a[i] * b[i];
-  return r;
+  return _mm_cvtss_f32(s);
 }
-#else
-static inline float dot(const float* a, const float* b, int64_t n) {
-  float r = 0.f;
-  for (int64_t i = 0; i < n; ++i) r += a[i] * b[i];
-  return r;
+
+// e^x for 8 floats: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its Taylor series to r⁶ (error < 2e-7 relative),
+// 2^n built in the exponent bits. Inputs below -87.3 (incl. -inf, masked keys) give exactly 0.
+static inline __m256 exp8(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.3f);
+  const __m256 zero_mask = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln2 in two parts, so r stays exact
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.f / 720);
+  for (float c : {1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+  const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(zero_mask, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)));
 }
 #endif
+
+// s[j] = q·k_j · scale for the L keys (rows of hd floats); four keys at a time, so four FMA chains overlap.
+static void scores(const float* q, const float* k, int64_t L, int64_t hd, float scale, float* s) {
+  int64_t j = 0;
+#ifdef ZLLM_AVX2
+  if (hd % 8 == 0) {
+    for (; j + 4 <= L; j += 4) {
+      const float* kj = k + j * hd;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t d = 0; d < hd; d += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + d);
+        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + d), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + hd + d), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 2 * hd + d), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 3 * hd + d), a3);
+      }
+      s[j] = hsum(a0) * scale, s[j + 1] = hsum(a1) * scale, s[j + 2] = hsum(a2) * scale, s[j + 3] = hsum(a3) * scale;
+    }
+  }
+#endif
+  for (; j < L; ++j) {
+    float a = 0.f;
+    for (int64_t d = 0; d < hd; ++d) a += q[d] * k[j * hd + d];
+    s[j] = a * scale;
+  }
+}
+
+// p[j] = exp(p[j] - max) in place; returns the sum.
+static float exp_shifted(float* p, int64_t L, float mx) {
+  int64_t j = 0;
+  float sum = 0.f;
+#ifdef ZLLM_AVX2
+  __m256 acc = _mm256_setzero_ps();
+  for (; j + 8 <= L; j += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p + j), _mm256_set1_ps(mx)));
+    _mm256_storeu_ps(p + j, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  sum = hsum(acc);
+#endif
+  for (; j < L; ++j) sum += (p[j] = std::exp(p[j] - mx));
+  return sum;
+}
+
+// o = Σ_j w_j v_j over the L value rows, 64 output channels at a time held in registers.
+static void weighted_sum(const float* w, const float* v, int64_t L, int64_t hd, float* o) {
+#ifdef ZLLM_AVX2
+  if (hd % 8 == 0) {
+    for (int64_t d0 = 0; d0 < hd; d0 += 64) {
+      const int nc = static_cast<int>(std::min<int64_t>(64, hd - d0) / 8);
+      __m256 acc[8];
+      for (int c = 0; c < 8; ++c) acc[c] = _mm256_setzero_ps();
+      for (int64_t j = 0; j < L; ++j) {
+        if (w[j] == 0.f) continue;  // masked (padding) slots
+        const __m256 wj = _mm256_set1_ps(w[j]);
+        const float* vj = v + j * hd + d0;
+        for (int c = 0; c < nc; ++c) acc[c] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8 * c), acc[c]);
+      }
+      for (int c = 0; c < nc; ++c) _mm256_storeu_ps(o + d0 + 8 * c, acc[c]);
+    }
+    return;
+  }
+#endif
+  for (int64_t d = 0; d < hd; ++d) o[d] = 0.f;
+  for (int64_t j = 0; j < L; ++j)
+    for (int64_t d = 0; d < hd; ++d) o[d] += w[j] * v[j * hd + d];
+}
 
 // RoPE on the first `rot` channels of each head, in place (Su et al. 2021, eq. 34; rotate_half channel order):
 // channel j < rot/2 pairs with j + rot/2: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin); cos/sin (B, rot).
@@ -126,25 +201,17 @@ static at::Tensor attend(const at::Tensor& q, const at::Tensor& kc, const at::Te
     std::vector<float> p(L);
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / H, h = bh % H, g = h / rep;
-      const float* qv = qp + bh * hd;
       const float* kb = kp + (b * Hkv + g) * max_len * hd;
       const float* vb = vp + (b * Hkv + g) * max_len * hd;
+      scores(qp + bh * hd, kb, L, hd, scale, p.data());
       float mx = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < L; ++j) {
-        const bool seen = j == pos || vm == nullptr || vm[b * max_len + j];
-        p[j] = seen ? dot(qv, kb + j * hd, hd) * scale : -std::numeric_limits<float>::infinity();
+        if (vm != nullptr && j != pos && !vm[b * max_len + j]) p[j] = -std::numeric_limits<float>::infinity();
         mx = std::max(mx, p[j]);
       }
-      float sum = 0.f;
-      for (int64_t j = 0; j < L; ++j) sum += (p[j] = std::exp(p[j] - mx));
-      float* o = op + bh * hd;
-      for (int64_t d = 0; d < hd; ++d) o[d] = 0.f;
-      for (int64_t j = 0; j < L; ++j) {
-        const float w = p[j] / sum;
-        if (w == 0.f) continue;
-        const float* v = vb + j * hd;
-        for (int64_t d = 0; d < hd; ++d) o[d] += w * v[d];
-      }
+      const float inv = 1.f / exp_shifted(p.data(), L, mx);
+      for (int64_t j = 0; j < L; ++j) p[j] *= inv;
+      weighted_sum(p.data(), vb, L, hd, op + bh * hd);
     }
   });
   return out;
