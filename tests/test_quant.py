@@ -155,3 +155,17 @@ def test_memory_table():
     assert abs(float(rows["int4"][0]) - 7e9 * 5 / 8 / 2**30) < 0.01  # 4 bits + one fp32 scale per 32
     # Llama-2-7B KV cache at 4096 tokens in bf16: 2 * 32 layers * 4096 dims * 4096 * 2 bytes = 2 GiB
     assert rows["bf16"][2] == "2.00"
+
+
+def test_cli_threads_option_sets_torch_threads(tmp_path, capsys):
+    from zerollm import cli
+
+    before = torch.get_num_threads()
+    try:
+        assert cli.main(["--threads", "2", "memory", "--params", "1M"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit):
+        cli.main(["--threads", "0", "memory", "--params", "1M"])
+    assert "--threads must be at least 1" in capsys.readouterr().err

@@ -179,6 +179,10 @@ def _run_use(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zerollm", description="build, train and use your own language models")
     parser.add_argument("--version", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads for this command (default: torch's, one per core). On a machine "
+                             "where other jobs hold cores, 1 avoids stalls: every parallel region waits for its "
+                             "slowest thread")
     sub = parser.add_subparsers(dest="stage")
     _add_tokenizer(sub)
     _add_data(sub)
@@ -308,7 +312,8 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         script = Path(__file__).resolve().parents[2] / "bench" / "bench_decode.py"
         if not script.is_file():
             raise FileNotFoundError(f"{script}: the bench scripts live in the source checkout")
-        sys.argv = [str(script), *rest]
+        threads = ["--threads", str(args.threads)] if args.threads is not None and "--threads" not in rest else []
+        sys.argv = [str(script), *threads, *rest]
         runpy.run_path(str(script), run_name="__main__")
     elif args.stage == "quickstart":
         api.quickstart(corpus=args.corpus or [], minutes=args.minutes, preset=args.preset, out=args.out,
@@ -350,6 +355,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if rest and args.stage not in ("pretrain", "bench") and args.stage not in POSTTRAIN_STAGES:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return _run(args, rest)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
