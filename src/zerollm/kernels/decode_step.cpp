@@ -25,10 +25,6 @@
 
 #include "gemv.h"
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define ZLLM_AVX2 1
-#endif
 
 namespace {
 
@@ -78,13 +74,6 @@ struct Layer {
 // ---- single-query attention pieces (AVX2, with scalar fallbacks) -------------------------------------------
 
 #ifdef ZLLM_AVX2
-static inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // e^x for 8 floats: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its Taylor series to r⁶ (error < 2e-7 relative),
 // 2^n built in the exponent bits. Inputs below -87.3 (incl. -inf, masked keys) give exactly 0.
 static inline __m256 exp8(__m256 x) {
@@ -117,7 +106,7 @@ static void scores(const float* q, const float* k, int64_t L, int64_t hd, float 
         a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 2 * hd + d), a2);
         a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 3 * hd + d), a3);
       }
-      s[j] = hsum(a0) * scale, s[j + 1] = hsum(a1) * scale, s[j + 2] = hsum(a2) * scale, s[j + 3] = hsum(a3) * scale;
+      s[j] = zerollm::hsum(a0) * scale, s[j + 1] = zerollm::hsum(a1) * scale, s[j + 2] = zerollm::hsum(a2) * scale, s[j + 3] = zerollm::hsum(a3) * scale;
     }
   }
 #endif
@@ -139,7 +128,7 @@ static float exp_shifted(float* p, int64_t L, float mx) {
     _mm256_storeu_ps(p + j, e);
     acc = _mm256_add_ps(acc, e);
   }
-  sum = hsum(acc);
+  sum = zerollm::hsum(acc);
 #endif
   for (; j < L; ++j) sum += (p[j] = std::exp(p[j] - mx));
   return sum;

@@ -38,10 +38,6 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define ZLLM_AVX2 1
-#endif
 
 namespace {
 
@@ -51,15 +47,6 @@ namespace {
 
 constexpr int BLOCK = 32;  // values per quantized dot-product block
 constexpr int MAX_M = 8;   // activation rows handled per pass over the weights
-
-#ifdef ZLLM_AVX2
-static inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-#endif
 
 // ---- shared driver ------------------------------------------------------------------------------------------
 
@@ -154,7 +141,7 @@ struct F32 {
       }
     }
     ZLLM_UNROLL for (int m = 0; m < MC; ++m)
-      ZLLM_UNROLL for (int r = 0; r < R; ++r) out[m][r] = hsum(acc[m][r]);
+      ZLLM_UNROLL for (int r = 0; r < R; ++r) out[m][r] = zerollm::hsum(acc[m][r]);
 #else
     for (int m = 0; m < MC; ++m)
       for (int r = 0; r < R; ++r) {
@@ -351,7 +338,7 @@ struct QKernels {
       ZLLM_UNROLL for (int m = 0; m < M; ++m)
         ZLLM_UNROLL for (int r = 0; r < R; ++r) {
 #ifdef ZLLM_AVX2
-          const float dot = hsum(acc[m][r]);
+          const float dot = zerollm::hsum(acc[m][r]);
 #else
           const float dot = 0.f;  // (the scalar path accumulated everything in offset)
 #endif
