@@ -65,7 +65,8 @@ class DecodePlan:
         """Whether this step of `model` can go through the native call (see the module docstring)."""
         return (x.shape[1] == 1 and x.dtype == torch.float32 and x.device.type == "cpu"
                 and not torch.is_grad_enabled() and not model.training and model.blocks is self.blocks
-                and cache.k[0].dtype == torch.float32 and self._live == self._built)
+                and cache.k[0].dtype == torch.float32 and cache.k[0].is_contiguous()
+                and self._live == self._built)
 
     def run(self, x: torch.Tensor, cache, rope: tuple | None) -> torch.Tensor:
         """x (B, 1, D) after the embeddings -> (B, 1, D) after the last block; writes slot `cache.pos` of
