@@ -201,3 +201,57 @@ def test_engine_constrained_request():
     eng.run_until_done()
     for h in hs:
         assert re.fullmatch(r"[a-c]{2,4}-\d{2}", h.result().text), h.result().text
+
+
+def test_server_pieces_stop_id_top_logprobs_special_text_and_max_waiting():
+    from zerollm.engine.engine import Overloaded
+
+    m, tok = tiny(), ByteTok()
+    tok.token_bytes = lambda i: b"<eos>" if i == 256 else bytes([i])  # a special token with visible bytes
+    greedy = generate(m, None, [1, 2, 3], GenerationConfig(max_new_tokens=8, temperature=0, stop_token_ids=[]))
+    stop = greedy[3]  # make the 4th greedy token a stop id
+    eng = Engine(m, tok, max_batch_size=2, max_waiting=1, skip_special_tokens=True)
+    h = eng.submit(Request([1, 2, 3], GenerationConfig(max_new_tokens=8, temperature=0, stop_token_ids=[stop],
+                                                       logprobs=2)))
+    with pytest.raises(Overloaded):  # one request already waits
+        eng.submit(Request([4], GREEDY))
+    events = list(h)
+    c = h.result()
+    assert c.finish_reason == "stop" and c.stop_token_id == stop and c.token_ids == greedy[:3]
+    toks = [e for e in events if e.token_id is not None]
+    assert [e.top_logprobs for e in toks] == c.top_logprobs and all(len(t) == 2 for t in c.top_logprobs)
+    assert toks[0].top_logprobs[0][0] == greedy[0]  # greedy picks the most likely token
+    # a length finish has no stop id; a special token is counted but adds no text
+    bias = GenerationConfig(max_new_tokens=3, temperature=0, stop_token_ids=[], logit_bias={256: 100.0})
+    c2 = eng.generate([[5]], bias)[0][0]
+    assert c2.finish_reason == "length" and c2.stop_token_id is None
+    assert c2.token_ids == [256] * 3 and c2.text == ""
+    c3 = Engine(m, tok).generate([[5]], bias)[0][0]  # default: its bytes are text
+    assert c3.text == "<eos>" * 3
+
+
+def test_constraint_budget_is_the_rows_own_room_not_the_shared_fill_level():
+    from zerollm.engine.constrained import RegexConstraint
+
+    m, tok = tiny(), ByteTok()
+    c = RegexConstraint(r"[ab]{1,30}", tok)
+    budgets = []
+
+    class Spy:  # records the token budget the engine gives the constraint
+        eos_id = c.eos_id
+
+        def begin(self):
+            st = c.begin()
+            mask = st.mask
+            st.mask = lambda remaining=None, n=None: (budgets.append(remaining), mask(remaining, n))[1]
+            return st
+
+    eng = Engine(m, tok, max_batch_size=2)  # max_len 64
+    eng.submit(Request(list(range(1, 41)), GenerationConfig(max_new_tokens=20, temperature=0, stop_token_ids=[])))
+    for _ in range(10):
+        eng.step()
+    assert eng.cache.pos == 50  # the long row fills the shared slots up to 50
+    h = eng.submit(Request([97], GenerationConfig(max_new_tokens=20, temperature=0), constraint=Spy()))
+    eng.run_until_done()
+    assert budgets[0] == 20  # its own room is 63 tokens; the shared fill level would have left 14
+    assert h.result().finish_reason in ("stop", "length")

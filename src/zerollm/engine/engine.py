@@ -24,7 +24,8 @@ output equals what `generate()` produces for it alone. A plain greedy batch (no 
 constraint, no logprobs) takes one batched argmax.
 
 Threading: `step()` may be called from any one thread at a time (a lock guards it). `start()` runs steps
-in a background thread (the server); without it, iterating a handle drives `step()` itself (the REPL).
+in a background thread; without it, iterating a handle drives `step()` itself (the REPL), or the owner's
+thread calls `step()` and reads each handle's `events` queue (the server, serve/backend.py).
 """
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ from .generate import GenerationConfig, _first_stop, _partial_stop_len, _stop_id
 from .sampling import needs_history, sample_next, token_logprobs
 
 
+class Overloaded(RuntimeError):
+    """`submit` refused a request: `max_waiting` requests are already queued (a server answers 429)."""
+
+
 @dataclass
 class Request:
     prompt_ids: Sequence[int]
@@ -61,6 +66,7 @@ class Completion:
     token_ids: list[int] = field(default_factory=list)
     text: str = ""
     finish_reason: str | None = None  # "stop" | "length" | "cancelled"
+    stop_token_id: int | None = None  # the stop id (or the constraint's end id) that ended it, if one did
     logprobs: list[float] = field(default_factory=list)
     top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
 
@@ -74,6 +80,7 @@ class Event:
     token_id: int | None
     logprob: float | None = None
     finish_reason: str | None = None
+    top_logprobs: list[tuple[int, float]] | None = None  # [(token_id, logprob), ...] when requested
 
 
 class RequestHandle:
@@ -159,8 +166,15 @@ class Engine:
     """Continuous-batching generation over one model (see the module docstring)."""
 
     def __init__(self, model, tokenizer=None, max_batch_size: int = 8, max_len: int | None = None,
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | None = None, max_waiting: int | None = None,
+                 skip_special_tokens: bool = False):
+        """max_waiting: `submit` raises `Overloaded` when that many requests are queued (None = no bound).
+        skip_special_tokens: special tokens (tokenizer.special_tokens) add no text (they still count as
+        tokens and appear in token_ids / events)."""
         self.model, self.tokenizer = model, tokenizer  # step() switches to eval mode and back
+        self.max_waiting = max_waiting
+        self.hidden_ids = frozenset(getattr(tokenizer, "special_tokens", {}).values()) if skip_special_tokens \
+            else frozenset()
         self.device = next(model.parameters()).device
         self.max_batch_size = max_batch_size
         self.max_len = min(max_len or model.cfg.max_seq_len, model.cfg.max_seq_len)
@@ -196,6 +210,8 @@ class Engine:
         request.request_id = request.request_id or f"req-{next(self._ids)}"
         handle = RequestHandle(self, request, cfg.num_return_sequences)
         with self._cv:
+            if self.max_waiting is not None and len(self.waiting) >= self.max_waiting:
+                raise Overloaded(f"{len(self.waiting)} requests are already waiting")
             self.waiting.append((handle, request))
             self._cv.notify()
         return handle
@@ -371,8 +387,10 @@ class Engine:
             chosen, lps = [], []
             for k, s in enumerate(seqs):
                 row = logits[k:k + 1]
-                if s.constraint is not None:
-                    budget = min(s.cfg.max_new_tokens - s.n, self.max_len - self.cache.pos)
+                if s.constraint is not None:  # the row's own room (its slots [start, pos)), not the shared pos:
+                    # rebasing frees the slots before the oldest row's start, so only this row's length counts
+                    budget = min(s.cfg.max_new_tokens - s.n,
+                                 self.max_len - (self.cache.pos - int(self.row_start[rows[k]])))
                     row = apply_mask(row, s.constraint.mask(budget, row.shape[-1]))
                 prev = s.tokens[None, :s.P + s.n] if s.history else None
                 tok = sample_next(row, s.generator, s.cfg, prev, s.P)
@@ -390,24 +408,24 @@ class Engine:
 
     def _accept(self, s: _Seq, tok: int, lp) -> str | None:
         """Record token `tok` for sequence s, stream its text; return a finish reason or None."""
-        if tok in s.stop_ids:
-            return "stop"
-        if s.constraint is not None and tok == s.constraint.c.eos_id:
+        if tok in s.stop_ids or (s.constraint is not None and tok == s.constraint.c.eos_id):
+            s.completion.stop_token_id = tok
             return "stop"
         c = s.completion
         c.token_ids.append(tok)
         s.tokens[s.P + s.n] = tok
         s.n += 1
-        logprob = None
+        logprob, top = None, None
         if lp is not None:
             logprob = float(lp[0])
             c.logprobs.append(logprob)
             if lp[1] is not None:
-                c.top_logprobs.append(list(zip(lp[2][0].tolist(), lp[1][0].tolist())))
+                top = list(zip(lp[2][0].tolist(), lp[1][0].tolist()))
+                c.top_logprobs.append(top)
         if s.constraint is not None:
             s.constraint.advance(tok)
         text, reason = "", None
-        if self.tokenizer is not None:
+        if self.tokenizer is not None and tok not in self.hidden_ids:
             s.held += s.decoder.decode(self.tokenizer.token_bytes(tok))
             cut = _first_stop(s.held, s.stops) if s.stops else None
             if cut is not None:
@@ -422,7 +440,7 @@ class Engine:
             elif s.constraint is not None and s.constraint.done:
                 reason = "stop"
         c.text += text
-        s.handle.events.put(Event(s.index, text, tok, logprob))
+        s.handle.events.put(Event(s.index, text, tok, logprob, top_logprobs=top))
         return reason
 
     def _finish_row(self, r: int, reason: str) -> None:
