@@ -1,6 +1,7 @@
 """The native decode step (model/decode_step.py + kernels/decode_step.cpp) computes what the Python blocks
-compute, for every architecture switch, every weight format, left-padded batches, the Engine and beam search;
-and it steps aside whenever it cannot apply (prompts, gradients, training, a swapped-in module)."""
+compute, for every architecture switch, every weight format, left-padded batches, short prompts (several new
+tokens per row), the Engine, beam search and speculative decoding; and it steps aside whenever it cannot apply
+(long prompts, gradients, training, a swapped-in module)."""
 from __future__ import annotations
 
 import copy
@@ -51,18 +52,20 @@ class _Counter:
 
 
 def _decode(m: Transformer, steps: int = 4) -> torch.Tensor:
-    """Left-padded batch of 3 (pads 0, 2, 5): prefill, then `steps` single-token steps; logits (3, steps, V)."""
+    """Left-padded batch of 3 (pads 0, 2, 5): prefill 9 tokens, then `steps` single-token steps, then 3 tokens at
+    once (as speculative verification does); logits (3, 9 + steps + 3, V)."""
     torch.manual_seed(1)
     pad = torch.tensor([0, 2, 5])
     idx = torch.randint(0, m.cfg.vocab_size, (3, 9))
     pos = (torch.arange(9)[None] - pad[:, None]).clamp_min(0)
     cache = KVCache.for_model(m, 3, 32)
     cache.set_left_padding(pad)
-    out = []
     with torch.no_grad():
-        m(idx, cache=cache, positions=pos)
+        out = [m(idx, cache=cache, positions=pos)]
         for t in range(steps):
             out.append(m(torch.randint(0, m.cfg.vocab_size, (3, 1)), cache=cache, positions=pos[:, -1:] + t + 1))
+        out.append(m(torch.randint(0, m.cfg.vocab_size, (3, 3)), cache=cache,
+                     positions=pos[:, -1:] + steps + torch.arange(1, 4)))
     return torch.cat(out, 1)
 
 
@@ -73,9 +76,9 @@ def test_fp32_step_equals_the_python_blocks(arch, native, monkeypatch):
     assert fast._decode_plan is not None
     count = _Counter(monkeypatch)
     y_fast = _decode(fast)
-    assert count.calls == 4  # every single-token step went native, the prompt did not
+    assert count.calls == 6  # the 27-token prompt, 4 single-token steps and the 3-token step all went native
     y_ref = _decode(ref)
-    assert count.calls == 4
+    assert count.calls == 6
     assert (y_fast - y_ref).abs().max() < 1e-4 * y_ref.abs().max()
 
 
@@ -87,7 +90,7 @@ def test_quantized_step_equals_the_python_blocks(arch, scheme, native, monkeypat
     fast = copy.deepcopy(ref).optimize_for_decode()
     count = _Counter(monkeypatch)
     y_fast = _decode(fast)
-    assert count.calls == 4
+    assert count.calls == 6
     y_ref = _decode(ref)
     # activations are rounded to int8 per block inside the kernel, so a 1e-7 difference upstream can move one
     # rounding step: equal to a small fraction of the scale, not bit for bit
@@ -110,13 +113,32 @@ def test_engine_batches_and_beam_search_agree(native, monkeypatch):
     assert count.calls > calls
 
 
+def test_speculative_decoding_agrees(native, monkeypatch):
+    from zerollm.engine.speculative import speculative_generate
+
+    target, draft = _model("llama-gqa"), _model("gpt2")
+    fast_t, fast_d = copy.deepcopy(target).optimize_for_decode(), copy.deepcopy(draft).optimize_for_decode()
+    count = _Counter(monkeypatch)
+    cfg = GenerationConfig(max_new_tokens=12, temperature=0, stop_token_ids=[])
+    ids = speculative_generate(fast_t, fast_d, [5, 6, 7], cfg, num_draft=3)
+    assert count.calls > 0
+    assert ids == speculative_generate(target, draft, [5, 6, 7], cfg, num_draft=3) \
+        == generate(target, None, [5, 6, 7], cfg)
+
+
 def test_plan_steps_aside_when_it_cannot_apply(native, monkeypatch):
     m = _model("gpt2").optimize_for_decode()
     count = _Counter(monkeypatch)
-    cache = KVCache.for_model(m, 1, 16)
-    m(torch.tensor([[1, 2]]), cache=cache)  # a prompt (grad enabled too): Python blocks
+    cache = KVCache.for_model(m, 1, 48)
+    m(torch.tensor([[1, 2]]), cache=cache)  # a prompt with grad enabled: Python blocks
     assert count.calls == 0
     with torch.no_grad():
+        m(torch.randint(0, 96, (1, 40)), cache=cache)  # 40 rows (batch x tokens) <= 64: native
+        m(torch.randint(0, 96, (2, 33)), cache=KVCache.for_model(m, 2, 48))  # 66 rows: Python blocks
+        assert count.calls == 1
+        cache.reset()
+        m(torch.tensor([[1, 2]]), cache=cache)
+        count.calls = 0
         m.train()
         m(torch.tensor([[3]]), cache=cache)  # training mode
         m.eval()

@@ -1,4 +1,5 @@
-// One decode step of the whole stack of decoder blocks in native code: B rows, one new token each.
+// One decode step of the whole stack of decoder blocks in native code: B rows, T new tokens each (T = 1 when
+// decoding; a few when speculative decoding verifies a draft or a short prompt is prefilled).
 //
 // Why: at batch 1 the matmuls are GEMVs that take 8-20 ms per token on GPT-2-124M, and the Python around them
 // (module calls, views, the KV-cache writes, SDPA's setup for a single query) added another 4-5 ms per token.
@@ -159,7 +160,8 @@ static void weighted_sum(const float* w, const float* v, int64_t L, int64_t hd, 
 }
 
 // RoPE on the first `rot` channels of each head, in place (Su et al. 2021, eq. 34; rotate_half channel order):
-// channel j < rot/2 pairs with j + rot/2: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin); cos/sin (B, rot).
+// channel j < rot/2 pairs with j + rot/2: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin); x (B, heads·hd),
+// cos/sin (B, rot): one row per token.
 static void rope_(float* x, int64_t B, int64_t heads, int64_t hd, int64_t rot, const float* cos, const float* sin) {
   const int64_t half = rot / 2;
   for (int64_t b = 0; b < B; ++b)
@@ -174,54 +176,59 @@ static void rope_(float* x, int64_t B, int64_t heads, int64_t hd, int64_t rot, c
     }
 }
 
-// softmax(q kᵀ / sqrt(hd)) v for one new query per row over cache slots [0, pos] (Vaswani et al. 2017, eq. 1).
-// q (B, H·hd); caches (B, Hkv, max_len, hd) with this step's key/value already at slot pos; query head h reads
-// kv head h / (H / Hkv) (grouped-query attention). valid (B, max_len) marks left padding: a slot j < pos is
-// attended iff valid[b, j] — the mask KVCache.attn_mask builds for the Python path.
-static at::Tensor attend(const at::Tensor& q, const at::Tensor& kc, const at::Tensor& vc, int64_t pos,
+// softmax(q kᵀ / sqrt(hd)) v (Vaswani et al. 2017, eq. 1) for the T new queries of each of the B rows.
+// q (B·T, H·hd), row b·T + t is the query at cache slot pos + t; caches (B, Hkv, max_len, hd) already hold this
+// step's keys/values at slots [pos, pos + T). Query head h reads kv head h / (H / Hkv) (grouped-query
+// attention). Query t sees slots j ≤ pos + t (causal), and with left padding (valid (B, max_len)) only those
+// with valid[b, j] plus its own — the mask KVCache.attn_mask builds for the Python path.
+static at::Tensor attend(const at::Tensor& q, const at::Tensor& kc, const at::Tensor& vc, int64_t pos, int64_t T,
                          const c10::optional<at::Tensor>& valid, int64_t H, int64_t Hkv, int64_t hd) {
-  const int64_t B = q.size(0), max_len = kc.size(2), L = pos + 1, rep = H / Hkv;
-  at::Tensor out = at::empty({B, H * hd}, q.options());
+  const int64_t BT = q.size(0), max_len = kc.size(2), rep = H / Hkv;
+  at::Tensor out = at::empty({BT, H * hd}, q.options());
   const float *qp = q.data_ptr<float>(), *kp = kc.data_ptr<float>(), *vp = vc.data_ptr<float>();
   const bool* vm = valid.has_value() ? valid->data_ptr<bool>() : nullptr;
   float* op = out.data_ptr<float>();
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
-  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> p(L);
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / H, h = bh % H, g = h / rep;
+  at::parallel_for(0, BT * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> p(pos + T);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t bt = i / H, h = i % H, b = bt / T, self = pos + bt % T, L = self + 1, g = h / rep;
       const float* kb = kp + (b * Hkv + g) * max_len * hd;
       const float* vb = vp + (b * Hkv + g) * max_len * hd;
-      scores(qp + bh * hd, kb, L, hd, scale, p.data());
+      scores(qp + i * hd, kb, L, hd, scale, p.data());
       float mx = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < L; ++j) {
-        if (vm != nullptr && j != pos && !vm[b * max_len + j]) p[j] = -std::numeric_limits<float>::infinity();
+        if (vm != nullptr && j != self && !vm[b * max_len + j]) p[j] = -std::numeric_limits<float>::infinity();
         mx = std::max(mx, p[j]);
       }
       const float inv = 1.f / exp_shifted(p.data(), L, mx);
       for (int64_t j = 0; j < L; ++j) p[j] *= inv;
-      weighted_sum(p.data(), vb, L, hd, op + bh * hd);
+      weighted_sum(p.data(), vb, L, hd, op + i * hd);
     }
   });
   return out;
 }
 
-// Write this step's k/v (B, Hkv·hd) into slot pos of the caches (B, Hkv, max_len, hd).
-static void write_cache(const at::Tensor& kv, const at::Tensor& cache, int64_t pos, int64_t Hkv, int64_t hd) {
-  const int64_t B = kv.size(0), max_len = cache.size(2);
+// Write this step's k/v (B·T, Hkv·hd) into slots [pos, pos + T) of the caches (B, Hkv, max_len, hd).
+static void write_cache(const at::Tensor& kv, const at::Tensor& cache, int64_t pos, int64_t T, int64_t Hkv,
+                        int64_t hd) {
+  const int64_t B = cache.size(0), max_len = cache.size(2);
   const float* src = kv.data_ptr<float>();
   float* dst = cache.data_ptr<float>();
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t g = 0; g < Hkv; ++g)
-      std::copy(src + (b * Hkv + g) * hd, src + (b * Hkv + g + 1) * hd, dst + ((b * Hkv + g) * max_len + pos) * hd);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t g = 0; g < Hkv; ++g) {
+        const float* from = src + ((b * T + t) * Hkv + g) * hd;
+        std::copy(from, from + hd, dst + ((b * Hkv + g) * max_len + pos + t) * hd);
+      }
 }
 
-static void check_cache(const at::Tensor& c, int64_t B, int64_t Hkv, int64_t hd, int64_t pos) {
+static void check_cache(const at::Tensor& c, int64_t B, int64_t Hkv, int64_t hd, int64_t end) {
   TORCH_CHECK(c.scalar_type() == at::kFloat && c.is_contiguous() && c.dim() == 4 && c.size(0) == B &&
                   c.size(1) == Hkv && c.size(3) == hd,
               "zerollm decode_layers: KV cache must be contiguous float32 (", B, ", ", Hkv, ", max_len, ", hd,
               "), got ", c.sizes());
-  TORCH_CHECK(pos < c.size(2), "zerollm decode_layers: KV cache overflow at position ", pos);
+  TORCH_CHECK(end <= c.size(2), "zerollm decode_layers: KV cache overflow: ", end, " > ", c.size(2), " slots");
 }
 
 at::Tensor decode_layers(const at::Tensor& x_in, const TensorList& tensors, at::IntArrayRef meta,
@@ -236,35 +243,36 @@ at::Tensor decode_layers(const at::Tensor& x_in, const TensorList& tensors, at::
               "zerollm decode_layers: argument lists do not describe ", n_layer, " layers");
   TORCH_CHECK(x_in.scalar_type() == at::kFloat && x_in.device().is_cpu(), "zerollm decode_layers: x must be "
               "float32 on the CPU");
-  const int64_t D = x_in.size(-1);
-  at::Tensor x = x_in.reshape({-1, D}).contiguous();  // (B, D): one new token per row
-  const int64_t B = x.size(0);
+  TORCH_CHECK(x_in.dim() == 3, "zerollm decode_layers: x must be (B, T, D), got ", x_in.sizes());
+  const int64_t B = x_in.size(0), T = x_in.size(1), D = x_in.size(2);
+  at::Tensor x = x_in.reshape({B * T, D}).contiguous();  // row b·T + t: token t of row b
+  const int64_t BT = B * T;
   if (valid.has_value())
     TORCH_CHECK(valid->scalar_type() == at::kBool && valid->is_contiguous() && valid->size(0) == B,
                 "zerollm decode_layers: valid must be a contiguous bool (B, max_len) tensor");
   for (int64_t l = 0; l < n_layer; ++l) {
     const Layer L{tensors, meta.data() + l * N_META, fmeta.data() + l * N_FMETA, l * N_TENSORS};
     const int64_t H = L.meta[3], Hkv = L.meta[4], hd = L.meta[5], rot = L.meta[6];
-    check_cache(k_cache[l], B, Hkv, hd, pos);
-    check_cache(v_cache[l], B, Hkv, hd, pos);
+    check_cache(k_cache[l], B, Hkv, hd, pos + T);
+    check_cache(v_cache[l], B, Hkv, hd, pos + T);
 
     // attention: norm -> q, k, v -> (qk-norm) -> RoPE -> cache -> attend -> o
     const at::Tensor h = L.norm(1, x);
-    at::Tensor q = L.linear(Q, h), k = L.linear(K, h), v = L.linear(V, h);  // (B, H·hd), (B, Hkv·hd) ×2
+    at::Tensor q = L.linear(Q, h), k = L.linear(K, h), v = L.linear(V, h);  // (BT, H·hd), (BT, Hkv·hd) ×2
     if (L.meta[7]) {  // Qwen3: RMSNorm over each head's channels, before RoPE
-      q = Layer::rms_norm(q.view({B, H, hd}), *L.tensor(QNORM_W), L.fmeta[2]).reshape({B, H * hd});
-      k = Layer::rms_norm(k.view({B, Hkv, hd}), *L.tensor(KNORM_W), L.fmeta[2]).reshape({B, Hkv * hd});
+      q = Layer::rms_norm(q.view({BT, H, hd}), *L.tensor(QNORM_W), L.fmeta[2]).reshape({BT, H * hd});
+      k = Layer::rms_norm(k.view({BT, Hkv, hd}), *L.tensor(KNORM_W), L.fmeta[2]).reshape({BT, Hkv * hd});
     }
     if (rot > 0) {
-      TORCH_CHECK(cos.has_value() && sin.has_value() && cos->size(-1) == rot && cos->numel() == B * rot,
-                  "zerollm decode_layers: RoPE needs cos/sin of shape (B, ", rot, ")");
+      TORCH_CHECK(cos.has_value() && sin.has_value() && cos->size(-1) == rot && cos->numel() == BT * rot,
+                  "zerollm decode_layers: RoPE needs cos/sin of shape (B·T, ", rot, ")");
       const at::Tensor c = cos->contiguous(), s = sin->contiguous();
-      rope_(q.data_ptr<float>(), B, H, hd, rot, c.data_ptr<float>(), s.data_ptr<float>());
-      rope_(k.data_ptr<float>(), B, Hkv, hd, rot, c.data_ptr<float>(), s.data_ptr<float>());
+      rope_(q.data_ptr<float>(), BT, H, hd, rot, c.data_ptr<float>(), s.data_ptr<float>());
+      rope_(k.data_ptr<float>(), BT, Hkv, hd, rot, c.data_ptr<float>(), s.data_ptr<float>());
     }
-    write_cache(k, k_cache[l], pos, Hkv, hd);
-    write_cache(v, v_cache[l], pos, Hkv, hd);
-    const at::Tensor a = L.linear(O, attend(q, k_cache[l], v_cache[l], pos, valid, H, Hkv, hd));
+    write_cache(k, k_cache[l], pos, T, Hkv, hd);
+    write_cache(v, v_cache[l], pos, T, Hkv, hd);
+    const at::Tensor a = L.linear(O, attend(q, k_cache[l], v_cache[l], pos, T, valid, H, Hkv, hd));
 
     // MLP, sequential (x + attn, then + mlp) or parallel (x + attn + mlp, GPT-NeoX) residual
     const at::Tensor xm = L.meta[2] ? x : x + a;

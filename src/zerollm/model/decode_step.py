@@ -1,13 +1,14 @@
-"""A decode step (one new token per row) through every block in one native call.
+"""A decode step (one new token per row, or a few) through every block in one native call.
 
 `Block.forward` (layers.py) is the readable definition of a layer; during decoding it costs a few hundred
 small PyTorch calls per token besides the matmuls, 4-5 ms per token on GPT-2-124M on 2 CPU cores, as much as
 all of int4's matmuls. `DecodePlan` hands the same computation to `torch.ops.zerollm_kernels.decode_layers`
 (kernels/decode_step.cpp): the model's own tensors (fp32 weights or quantized codes, norms, biases) are
 gathered once into flat lists, and each step is one call over all layers. `Transformer.forward` uses the plan
-when one is attached (`optimize_for_decode()` with native kernels, `quantize_model(kernel="native")`), the
-input is one float32 token per row on the CPU, no gradient is needed, and the layers are still the modules the
-plan was built from; anything else (prompts, training, LoRA, other dtypes) takes the Python blocks.
+when one is attached (`optimize_for_decode()`, with native kernels), the input is at most `NATIVE_MAX_ROWS`
+float32 tokens on the CPU (one per row when decoding; a speculative draft being verified; a short prompt), no
+gradient is needed, and the layers are still the modules the plan was built from; anything else (long prompts,
+training, LoRA, other dtypes) takes the Python blocks.
 tests/test_decode_step.py checks the two paths agree for every architecture switch.
 
 Layout per layer (decode_step.cpp reads it):
@@ -24,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zerollm.model.fast_linear import DecodeLinear
+from zerollm.model.fast_linear import NATIVE_MAX_ROWS, DecodeLinear
 from zerollm.model.layers import Block, GeluMLP, RMSNorm, SwiGLU
 
 _KINDS = {"int8": 1, "int4-sym": 2, "int4-asym": 2, "nf4": 3}
@@ -63,18 +64,18 @@ class DecodePlan:
 
     def applies(self, model, x: torch.Tensor, cache) -> bool:
         """Whether this step of `model` can go through the native call (see the module docstring)."""
-        return (x.shape[1] == 1 and x.dtype == torch.float32 and x.device.type == "cpu"
+        return (x.shape[0] * x.shape[1] <= NATIVE_MAX_ROWS and x.dtype == torch.float32 and x.device.type == "cpu"
                 and not torch.is_grad_enabled() and not model.training and model.blocks is self.blocks
                 and cache.k[0].dtype == torch.float32 and cache.k[0].is_contiguous()
                 and self._live == self._built)
 
     def run(self, x: torch.Tensor, cache, rope: tuple | None) -> torch.Tensor:
-        """x (B, 1, D) after the embeddings -> (B, 1, D) after the last block; writes slot `cache.pos` of
-        every layer's keys/values (the caller advances the cache)."""
+        """x (B, T, D) after the embeddings -> (B, T, D) after the last block; writes slots
+        [cache.pos, cache.pos + T) of every layer's keys/values (the caller advances the cache)."""
         cos = sin = None
-        if rope is not None:  # (1, rot) or (B, 1, 1, rot) -> (B, rot)
-            B, rot = x.shape[0], rope[0].shape[-1]
-            cos, sin = (t.reshape(-1, rot).expand(B, rot) for t in rope)
+        if rope is not None:  # (T, rot) or (B, 1, T, rot) -> (B·T, rot), one row per token
+            (B, T, _), rot = x.shape, rope[0].shape[-1]
+            cos, sin = (t.reshape(-1, T, rot).expand(B, T, rot).reshape(B * T, rot) for t in rope)
         valid = cache.valid.contiguous() if cache.valid is not None else None
         from zerollm.kernels import ops
 
