@@ -77,6 +77,18 @@ def test_continuous_batching_joins_and_rebases():
         assert h.result().token_ids == generate(m, None, p, c)
 
 
+def test_cache_storage_grows_on_demand():
+    m = tiny(max_seq_len=1024)
+    eng = Engine(m, max_batch_size=16)  # full size would be 16 rows x 1024 slots
+    assert tuple(eng.cache.k[0].shape[::2]) == (1, 128)
+    cfg = GenerationConfig(max_new_tokens=150, temperature=0, stop_token_ids=[])
+    outs = eng.generate(PROMPTS[:3], cfg)  # 3 rows, at most 9 + 150 slots
+    rows, slots = eng.cache.k[0].shape[0], eng.cache.k[0].shape[2]
+    assert 3 <= rows <= 4 and 160 <= slots <= 320
+    for p, o in zip(PROMPTS[:3], outs):  # growing mid-generation kept every row's keys and values
+        assert o[0].token_ids == generate(m, None, p, cfg)
+
+
 def test_seeds_and_num_return_sequences():
     m = tiny()
     eng = Engine(m, max_batch_size=4)

@@ -10,7 +10,8 @@ request never waits for a long one and a new request never waits for the batch t
                                                  per-row sampling, stop checks, stream events
     handle: iterate events / text, result(), cancel()
 
-KV layout. One preallocated cache of shape (max_batch, n_kv_head, max_len, head_dim) per layer. All rows
+KV layout. One cache of shape (max_batch, n_kv_head, max_len, head_dim) per layer (allocated as it fills:
+rows and slots double on demand, `_reserve`). All rows
 share the fill level `pos` (one forward writes slot `pos` of every row); row r's tokens occupy slots
 [start[r], pos) and everything before start[r] is masked out, i.e. each row is left padded by start[r]
 (kv_cache.py). Positions are per row (pos - start[r]), so a row's logits do not depend on its neighbours.
@@ -178,7 +179,9 @@ class Engine:
         self.device = next(model.parameters()).device
         self.max_batch_size = max_batch_size
         self.max_len = min(max_len or model.cfg.max_seq_len, model.cfg.max_seq_len)
-        self.cache = KVCache.for_model(model, batch_size=max_batch_size, max_len=self.max_len, dtype=dtype)
+        # storage grows on demand (`_reserve`), up to max_batch_size x max_len: a server configured for 32 rows
+        # of a 32K-context model must not allocate gigabytes before its first request
+        self.cache = KVCache.for_model(model, batch_size=1, max_len=min(self.max_len, 128), dtype=dtype)
         self.row_start = torch.zeros(max_batch_size, dtype=torch.long, device=self.device)  # first valid slot
         self.rows: list[_Seq] = []  # active rows, contiguous from 0
         self.last = torch.zeros(max_batch_size, dtype=torch.long, device=self.device)  # next input token
@@ -310,6 +313,7 @@ class Engine:
         logits = self.model.logits(hidden[:, -1])  # (k, V)
         # make room: every new prompt must fit in slots [pos - Pmax, pos), and one decode slot must remain
         pos = self.cache.pos if self.rows else 0
+        self._reserve(len(self.rows) + sum(r.gen_cfg.num_return_sequences for _, r in new), max(pos, Pmax) + 1)
         if pos < Pmax:
             self._rebase(Pmax)
         self.cache.pos = max(self.cache.pos, Pmax) if self.rows else Pmax
@@ -331,6 +335,20 @@ class Engine:
                     continue
                 self._sample_and_emit([r], logits[j:j + 1].expand(1, -1))
 
+    def _reserve(self, rows: int, length: int) -> None:
+        """Grow the cache storage to at least `rows` rows and `length` slots, keeping its contents; sizes
+        double (capped at max_batch_size / max_len), so growing costs O(final size) copies in all."""
+        k0 = self.cache.k[0]
+        have_rows, have_len = k0.shape[0], k0.shape[2]
+        if rows <= have_rows and length <= have_len:
+            return
+        grown = KVCache.for_model(self.model, batch_size=min(self.max_batch_size, max(rows, 2 * have_rows)),
+                                  max_len=min(self.max_len, max(length, 2 * have_len)), dtype=k0.dtype)
+        for old, new in zip((*self.cache.k, *self.cache.v), (*grown.k, *grown.v)):
+            new[:have_rows, :, :have_len] = old
+        grown.pos = self.cache.pos
+        self.cache = grown
+
     def _rebase(self, new_pos: int) -> None:
         """Shift every active row's slots so that the fill level becomes new_pos (left or right)."""
         n, pos = len(self.rows), self.cache.pos
@@ -350,11 +368,12 @@ class Engine:
         view = KVCache.__new__(KVCache)
         view.k = [t[:n] for t in self.cache.k]
         view.v = [t[:n] for t in self.cache.v]
-        view.batch_size, view.max_len, view.pos = n, self.max_len, self.cache.pos
+        capacity = self.cache.k[0].shape[2]  # slots allocated so far (<= max_len)
+        view.batch_size, view.max_len, view.pos = n, capacity, self.cache.pos
         if int(self.row_start[:n].max()) == 0:  # no row is left padded: plain causal attention, no mask
             view.valid = None
         else:
-            slots = torch.arange(self.max_len, device=self.device)[None, :]
+            slots = torch.arange(capacity, device=self.device)[None, :]
             view.valid = slots >= self.row_start[:n, None]
         return view
 
@@ -370,6 +389,7 @@ class Engine:
                     return
                 self._rebase(self.cache.pos - int(self.row_start[:len(self.rows)].min()))
         n = len(self.rows)
+        self._reserve(n, self.cache.pos + 1)
         view = self._view(n)
         positions = (self.cache.pos - self.row_start[:n]).view(n, 1)
         hidden = self.model(self.last[:n].view(n, 1), cache=view, positions=positions, return_hidden=True)
