@@ -140,7 +140,7 @@ class Backend:
         self._thread.start()
 
     def _new_engine(self) -> Engine:
-        # the KV cache is allocated once: max_batch rows of the full context
+        # up to max_batch rows of the full context; the engine allocates its KV cache as it fills
         return Engine(self.model, self.tokenizer, max_batch_size=self.max_batch, max_len=self.ctx,
                       max_waiting=self.max_waiting, skip_special_tokens=True)
 
