@@ -42,6 +42,31 @@ STATIC = Path(__file__).parent / "static"
 TOOL_CALL, TOOL_CALL_END = "<|tool_call|>", "<|/tool_call|>"
 
 
+class _Guard:
+    """Request-body size limit and API key check, as plain ASGI middleware. (Starlette's
+    `@app.middleware("http")` passes every response chunk through an extra memory stream: a cost per streamed
+    token, ~15 % of the server's throughput with 8 streaming clients.)"""
+
+    def __init__(self, app, max_body_bytes: int, api_key: str | None):
+        self.app, self.max_body_bytes, self.api_key = app, max_body_bytes, api_key
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])  # lower-case byte names
+            size = headers.get(b"content-length", b"").decode("latin-1")
+            if size.isdigit() and int(size) > self.max_body_bytes:
+                response = errors.error_response(413, f"request body of {size} bytes is over the "
+                                                      f"{self.max_body_bytes} limit")
+                return await response(scope, receive, send)
+            if self.api_key and scope["path"].startswith("/v1") \
+                    and headers.get(b"authorization", b"").decode("latin-1") != f"Bearer {self.api_key}":
+                response = errors.error_response(401, "missing or invalid API key (send Authorization: Bearer "
+                                                      "<key>)", code="invalid_api_key",
+                                                 headers={"WWW-Authenticate": "Bearer"})
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 def create_app(model: str | Path | Backend, api_key: str | None = None, *, max_body_bytes: int = 4 << 20,
                model_id: str | None = None) -> FastAPI:
     """The app serving `model` (a checkpoint/run dir, or a ready `Backend`). With `api_key`, every /v1 call
@@ -52,17 +77,7 @@ def create_app(model: str | Path | Backend, api_key: str | None = None, *, max_b
     errors.install(app)
     api = _API(backend)
 
-    @app.middleware("http")
-    async def _guard(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size and size.isdigit() and int(size) > max_body_bytes:
-            return errors.error_response(413, f"request body of {size} bytes is over the {max_body_bytes} limit")
-        if api_key and request.url.path.startswith("/v1"):
-            auth = request.headers.get("authorization", "")
-            if auth != f"Bearer {api_key}":
-                return errors.error_response(401, "missing or invalid API key (send Authorization: Bearer <key>)",
-                                             code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
+    app.add_middleware(_Guard, max_body_bytes=max_body_bytes, api_key=api_key)
 
     @app.get("/health")
     async def health():
@@ -164,11 +179,14 @@ class _API:
         try:
             while remaining:
                 try:
-                    i, ev = await asyncio.wait_for(queue.get(), 0.25)
-                except asyncio.TimeoutError:
-                    if await request.is_disconnected():
-                        return
-                    continue
+                    i, ev = queue.get_nowait()  # the common case while tokens stream: no timer task
+                except asyncio.QueueEmpty:
+                    try:
+                        i, ev = await asyncio.wait_for(queue.get(), 0.25)
+                    except asyncio.TimeoutError:
+                        if await request.is_disconnected():
+                            return
+                        continue
                 if isinstance(ev, Done):
                     remaining -= 1
                 yield i, ev
