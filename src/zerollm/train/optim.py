@@ -21,7 +21,11 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 def build_adamw(model: torch.nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float],
                 eps: float = 1e-8) -> torch.optim.AdamW:
-    device_type = next(model.parameters()).device.type
-    # The fused kernel exists for CUDA (and recent CPU builds); foreach is the portable fast path.
-    kwargs = {"fused": True} if device_type == "cuda" else {"foreach": True}
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, **kwargs)
+    # The fused kernel (one pass over each parameter, torch >= 2.4 on CPU too) does the whole update; on the
+    # nanoGPT CPU recipe (4 x 128) the step takes 0.8 ms instead of 3.3-4.5 ms with foreach (bench_train_speed).
+    # Builds or devices without it fall back to foreach, the portable multi-tensor path.
+    groups = param_groups(model, weight_decay)
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, foreach=True)
