@@ -157,15 +157,18 @@ def test_stage_rendering_equals_transformers_ids_with_assistant_only_mask(conver
     assert tok.decode([t for t in labels if t != -100]) == "Tokyo, the capital.<|im_end|>"  # last turn only
 
 
-def test_one_sft_step_on_the_converted_model(converted, tmp_path):
+def test_two_sft_steps_on_the_converted_model(converted, tmp_path):
     _, ours, _ = converted
     data = tmp_path / "chat.jsonl"
     D.write_jsonl(data, [{"messages": c} for c in CONVS * 2])
     out = api.sft(None, {"model": str(ours), "data": [str(data)], "out": str(tmp_path / "run"), "max_len": 128,
-                         "val_fraction": 0.2, "train": {"steps": 1, "batch_size": 2, "eval_every": 0,
+                         "val_fraction": 0.2, "train": {"steps": 2, "batch_size": 2, "eval_every": 0, "ckpt_every": 1,
                                                         "progress": False, "eval_at_start": False}})
-    assert out["steps"] == 1 and out["final_loss"] == out["final_loss"]  # finite
+    assert out["steps"] == 2 and out["final_loss"] == out["final_loss"]  # finite
     saved = tmp_path / "run" / "model" / "tokenizer" / "chat_template.jinja"
     assert saved.read_text() == QWEN25_TEMPLATE  # the next stage renders in the same format
+    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))
+    assert len(ckpts) == 2  # the mid-run checkpoint too: `chat --model` on it renders the model's own format
+    assert all((c / "tokenizer" / "chat_template.jinja").read_text() == QWEN25_TEMPLATE for c in ckpts)
     _, tok, ckpt = load_model(tmp_path / "run" / "model")
     assert attach_chat_template(tok, ckpt) == QWEN25_TEMPLATE

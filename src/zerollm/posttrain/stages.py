@@ -29,7 +29,6 @@ import torch
 from zerollm.artifacts import atomic_write_text, write_manifest
 from zerollm.chat_format import attach_chat_template
 from zerollm.config import load_config, to_yaml
-from zerollm.interop.hf_tokenizer import CHAT_TEMPLATE_FILE
 from zerollm.posttrain import data as D
 from zerollm.posttrain.lora import LoRAConfig, apply_lora, save_adapter, strip_lora, trainable_share
 from zerollm.posttrain.objectives import (DPOObjective, GRPOObjective, PPOObjective, RewardObjective,
@@ -170,7 +169,6 @@ class Ctx:
         # wide models: freed activation blocks go back to the OS instead of piling up (train/heap.py)
         release_freed_memory(d_model=getattr(self.model.cfg, "d_model", None))
         # a converted model's own Jinja template (else ChatML) renders every example and prompt of the stage
-        self.chat_template = getattr(self.tok, "chat_template", None)
         self.model.train().requires_grad_(True)
         if cfg.qlora:  # no-op for layers load_nf4_model already quantized
             from zerollm.posttrain.nf4 import quantize_nf4
@@ -204,8 +202,6 @@ class Ctx:
         from zerollm.train.checkpoint import save_checkpoint
 
         model, cfg = self.model, self.cfg
-        if self.chat_template and summary.get("checkpoint"):  # `--model RUN_DIR` resolves to this checkpoint
-            atomic_write_text(Path(summary["checkpoint"]) / "tokenizer" / CHAT_TEMPLATE_FILE, self.chat_template)
         if self.lora:
             save_adapter(model, self.run_dir / "adapter", base_model_name_or_path=str(cfg.model))
             summary["adapter"] = str(self.run_dir / "adapter")
@@ -216,8 +212,6 @@ class Ctx:
                 del model.value_head
             save_checkpoint(self.run_dir / "model", model, model.cfg, tokenizer=self.tok, step=summary["steps"],
                             extra={"stage": self.stage, "value_head": keep_head})
-            if self.chat_template:  # the next stage (and chat/export) keeps rendering in the model's format
-                atomic_write_text(self.run_dir / "model" / "tokenizer" / CHAT_TEMPLATE_FILE, self.chat_template)
             summary["model_dir"] = str(self.run_dir / "model")
         figures = []
         for name, keys in plots:

@@ -64,6 +64,11 @@ def save_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, model_cfg: Mod
         save_weights(model, tmp / "model.safetensors")
         if tokenizer is not None:
             tokenizer.save(tmp / "tokenizer")
+            template = getattr(tokenizer, "chat_template", None)  # an imported model's own (chat_format.py)
+            if isinstance(template, str) and template:  # every checkpoint, mid-run ones too, chats in it
+                from zerollm.interop.hf_tokenizer import CHAT_TEMPLATE_FILE
+
+                atomic_write_text(tmp / "tokenizer" / CHAT_TEMPLATE_FILE, template)
         if trainer_state is not None:
             with atomic_path(tmp / "trainer_state.pt") as p:
                 torch.save(trainer_state, p)
