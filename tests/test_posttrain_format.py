@@ -113,6 +113,30 @@ def test_format_detection_and_conversion(tmp_path, tok):
         D.read_records(tmp_path / "bad.jsonl")
 
 
+def test_records_with_tools_render_them_as_at_inference(tmp_path, tok):
+    from zerollm.chat_format import render
+
+    tool = {"type": "function", "function": {"name": "add", "description": "a + b",
+                                             "parameters": {"type": "object", "properties": {"a": {"type": "number"}}}}}
+    conv = [{"role": "user", "content": "1+2?"}, {"role": "assistant", "content": "3"}]
+    recs = [{"messages": conv, "tools": [tool]}, {"conversations": [{"from": "human", "value": "1+2?"},
+                                                                    {"from": "gpt", "value": "3"}],
+                                                  "tools": json.dumps([tool])},  # LLaMA-Factory: a JSON string
+            {"messages": conv}]
+    path = tmp_path / "tools.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    (a, _), (b, _), (c, _) = D.load_sft_examples(path, tok, 1024)
+    want = render(conv, tok, tools=[tool]).ids[:-1]  # what the server / run_agent show the model
+    assert a == b == want and c == render(conv, tok).ids[:-1] and len(a) > len(c)
+    assert '"name": "add"' in tok.decode(a)
+    path.write_text(json.dumps({"messages": conv, "tools": "not json"}) + "\n")
+    with pytest.raises(Exception, match="tools.jsonl:1: field 'tools' is a string but not JSON"):
+        D.load_sft_examples(path, tok, 1024)
+    path.write_text(json.dumps({"messages": conv, "tools": {"name": "add"}}) + "\n")
+    with pytest.raises(Exception, match="tools.jsonl:1: field 'tools' must be a list"):
+        D.load_sft_examples(path, tok, 1024)
+
+
 def test_preference_forms():
     std = D.to_preference({"prompt": "The sky is", "chosen": " blue.", "rejected": " green."})
     assert std[0] == [{"role": "user", "content": "The sky is"}] and std[1][0]["role"] == "assistant"

@@ -5,6 +5,8 @@
         ──to_messages / to_preference──▶ chat messages ──chat_format.render──▶ ids + assistant mask
         ──SFTData / PreferenceData──▶ batches of padded tensors; labels -100 off the assistant tokens
 
+A record may also carry `tools` (OpenAI's fine-tuning format): they are rendered into its prompt as at inference.
+
 Formats (interop.md §5), detected by key in this order: `messages` / `conversations` (ShareGPT, from/value)
 / `chosen`+`rejected` / `prompt`+`completion` / `instruction` (Alpaca) / `text`. Preference records come as
 standard strings, conversational message lists, LLaMA-Factory's ShareGPT form (`conversations` + `chosen`
@@ -139,6 +141,24 @@ def to_messages(rec: dict, fmt: str | None = None, where: str = "record") -> lis
     raise DataError(f"{where}: format {fmt!r} is not an SFT format")
 
 
+def record_tools(rec: dict, where: str = "record") -> list[dict] | None:
+    """The tools a training record offers the model, as OpenAI's fine-tuning format has them (`"tools": [{"type":
+    "function", "function": {...}}, ...]`; LLaMA-Factory's ShareGPT writes the list as a JSON string). They are
+    rendered into the prompt exactly as at inference (chat_format.render(tools=...), the server's and
+    run_agent's path), so a model learns to call tools in the format it will be shown them."""
+    tools = rec.get("tools")
+    if tools is None or tools == "" or tools == []:
+        return None
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: field 'tools' is a string but not JSON ({e.msg})") from None
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise DataError(f"{where}: field 'tools' must be a list of tool objects, got {type(tools).__name__}")
+    return tools
+
+
 def _split_dialogue(text: str) -> list[dict]:
     """hh-rlhf style "\\n\\nHuman: …\\n\\nAssistant: …" → messages."""
     msgs: list[dict] = []
@@ -179,9 +199,11 @@ def to_preference(rec: dict, where: str = "record") -> tuple[list[dict], list[di
 # tokenizing
 
 
-def encode_sft(messages: list[dict], tokenizer, max_len: int, template: str | None = None) -> tuple[list[int], list[int]]:
-    """(input ids, labels) of length ≤ max_len: labels[t] = ids[t+1] on assistant tokens, else -100."""
-    r = render(messages, tokenizer, template=template)
+def encode_sft(messages: list[dict], tokenizer, max_len: int, template: str | None = None,
+               tools: list[dict] | None = None) -> tuple[list[int], list[int]]:
+    """(input ids, labels) of length ≤ max_len: labels[t] = ids[t+1] on assistant tokens, else -100. `tools`:
+    the record's tool list (record_tools), rendered into the prompt as at inference."""
+    r = render(messages, tokenizer, template=template, tools=tools)
     ids, mask = r.ids[:max_len + 1], r.mask[:max_len + 1]
     labels = [t if m else IGNORE_INDEX for t, m in zip(ids[1:], mask[1:])]
     return ids[:-1], labels
@@ -321,7 +343,7 @@ def load_sft_examples(paths, tokenizer, max_len: int, limit: int | None = None, 
     """Read any SFT format and tokenize; examples without a single target token are dropped."""
     out = []
     for rec, where in read_records(paths, limit):
-        ex = encode_sft(to_messages(rec, where=where), tokenizer, max_len, template)
+        ex = encode_sft(to_messages(rec, where=where), tokenizer, max_len, template, record_tools(rec, where))
         if any(t != IGNORE_INDEX for t in ex[1]):
             out.append(ex)
     if not out:
@@ -372,6 +394,6 @@ def write_jsonl(path: str | Path, records: Sequence[dict]) -> Path:
     return path
 
 
-__all__ = ["read_records", "detect_format", "to_messages", "to_preference", "encode_sft", "encode_pair", "pack",
+__all__ = ["read_records", "detect_format", "to_messages", "record_tools", "to_preference", "encode_sft", "encode_pair", "pack",
            "pad_batch", "SFTData", "PreferenceData", "load_sft_examples", "load_preference_pairs", "load_prompts",
            "content_text", "write_jsonl", "IGNORE_INDEX"]
