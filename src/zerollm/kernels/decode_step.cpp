@@ -26,12 +26,13 @@
 
 #include "gemv.h"
 
-
 namespace {
 
 constexpr int N_TENSORS = 48, N_META = 22, N_FMETA = 10, N_LINEARS = 7;
 enum Slot { NORM1_W, NORM1_B, NORM2_W, NORM2_B, QNORM_W, KNORM_W, LINEARS };
 enum Lin { Q, K, V, O, MLP1, MLP2, MLP3 };  // MLP1/2/3: fc/proj/- (GELU) or gate/up/down (SwiGLU)
+static_assert(N_TENSORS == LINEARS + 6 * N_LINEARS && N_META == 8 + 2 * N_LINEARS && N_FMETA == 3 + N_LINEARS,
+              "per-layer layout (model/decode_step.py builds the same)");
 
 using TensorList = c10::List<c10::optional<at::Tensor>>;
 
@@ -72,7 +73,7 @@ struct Layer {
   }
 };
 
-// ---- single-query attention pieces (AVX2, with scalar fallbacks) -------------------------------------------
+// ---- attention for a few new queries (AVX2, with scalar fallbacks) -------------------------------------------
 
 #ifdef ZLLM_AVX2
 // e^x for 8 floats: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its Taylor series to r⁶ (error < 2e-7 relative),
