@@ -87,32 +87,28 @@ def split_questions(n_train: int, n_eval: int, seed: int = 0):
     return train, held_out
 
 
-def system_with_tools(tools) -> str:
-    """The system prompt with the tools listed as chat_format.render_chatml lists them."""
-    return SYSTEM + "\n\n# Tools\n" + "\n".join(json.dumps(t.to_openai(), ensure_ascii=False) for t in tools)
-
-
 def sft_record(q, expr, value, answer, tools=TOOLS) -> dict:
-    """One training conversation in the OpenAI messages format `zerollm sft` reads. The SFT data format has
-    no per-record `tools` key, so the listing is written into the system message, as rendering would put it."""
+    """One training conversation in OpenAI's fine-tuning format, which `zerollm sft` reads: `messages` plus the
+    `tools` offered, which the renderer lists in the system turn exactly as run_agent and the server do."""
     return {"messages": [
-        {"role": "system", "content": system_with_tools(tools)},
+        {"role": "system", "content": SYSTEM},
         {"role": "user", "content": q},
         {"role": "assistant", "content": None, "tool_calls": [{"id": "call_0", "type": "function", "function": {
             "name": "calculator", "arguments": json.dumps({"expression": expr})}}]},
         {"role": "tool", "content": str(value), "tool_call_id": "call_0"},
-        {"role": "assistant", "content": answer}]}
+        {"role": "assistant", "content": answer}],
+        "tools": [t.to_openai() for t in tools]}
 
 
 def check_same_rendering(tok, rec: dict, tools=TOOLS) -> None:
     """The SFT ids of a conversation, cut before each assistant turn, are exactly the prompt run_agent renders."""
-    msgs = rec["messages"]
-    full = render_chatml(msgs, tok)
+    msgs, specs = rec["messages"], rec.get("tools")
+    full = render_chatml(msgs, tok, tools=specs)
     conv = Conversation(SYSTEM)
     for k, m in enumerate(msgs[1:], 1):
         if m["role"] == "assistant":
             prompt = render_prompt(conv.all_messages(), tok, tools)
-            train_prefix = render_chatml(msgs[:k], tok, add_generation_prompt=True).ids
+            train_prefix = render_chatml(msgs[:k], tok, add_generation_prompt=True, tools=specs).ids
             if prompt != train_prefix or full.ids[:len(prompt)] != prompt:
                 raise AssertionError("evaluation prompt differs from the SFT training ids")
             if not full.mask[len(prompt)]:
@@ -153,8 +149,12 @@ def pretrain_lines(limit: int, questions, general_share: float, seed: int = 0) -
 def plain_text(record: dict) -> str:
     """A conversation's text as the renderer emits it (roles, contents, tool-call JSON), for tokenizer training."""
     out = []
-    for m in record["messages"]:
-        out.append(m["role"] + "\n" + content_text(m.get("content")))
+    listing = "# Tools\n" + "\n".join(json.dumps(t, ensure_ascii=False) for t in record.get("tools") or [])
+    for i, m in enumerate(record["messages"]):
+        text = content_text(m.get("content"))
+        if i == 0 and m["role"] == "system" and record.get("tools"):  # where the renderer lists the tools
+            text += "\n\n" + listing
+        out.append(m["role"] + "\n" + text)
         out += [tool_call_json(c) for c in m.get("tool_calls") or []]
     return "\n".join(out)
 
@@ -265,7 +265,7 @@ def main(argv=None) -> dict:
     tok = build_tokenizer(out, lines, records, args.vocab)
     for rec in records[:20]:
         check_same_rendering(tok, rec)
-    lengths = [len(render_chatml(r["messages"], tok)) for r in records[:500]]
+    lengths = [len(render_chatml(r["messages"], tok, tools=r["tools"])) for r in records[:500]]
     print(f"{len(records)} training conversations (≤ {max(lengths)} tokens), {len(held_out)} held-out questions; "
           f"{len(lines)} pretraining lines; vocabulary {tok.vocab_size}")
 

@@ -42,3 +42,4 @@ def test_pipeline_at_toy_scale(tmp_path):
     assert (tmp_path / "sft" / "model" / "model.safetensors").is_file()
     rec = json.loads((tmp_path / "tool_sft.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert [m["role"] for m in rec["messages"]] == ["system", "user", "assistant", "tool", "assistant"]
+    assert rec["tools"][0]["function"]["name"] == "calculator"  # OpenAI's fine-tuning format
