@@ -9,8 +9,9 @@ must read all weights once, so tokens/s <= copy bandwidth / weight bytes.
     python bench/bench_decode.py --engine      # + int8/int4/NF4 batch 1 and Engine batch-8 aggregate
     python bench/bench_decode.py --quality     # perplexity per quantization scheme on a model trained here
 
-`--engine` variants (model/quant.py): "cached" = QuantLinear keeping a dequantized fp32 copy (fp32 speed,
-quantized storage); "codes" = dequantize per call (only the codes in memory); "aten" = torch's
+`--engine` variants (model/quant.py): "native" = the native GEMV on the codes inside the native decode step;
+"py blocks" = the same GEMVs with the layers run as Python modules (what the decode step saves); "cached" =
+QuantLinear keeping a dequantized fp32 copy (fp32 speed, quantized storage); "aten" = torch's
 `_weight_int8pack_mm` kernel. The bandwidth bound of a variant uses the bytes it actually streams per token.
 `--quality` trains a small byte-level model on the embedded default corpus for `--train-seconds`, then
 reports held-out perplexity per scheme and whether int8 greedy output matches fp32 for 32+ tokens.
@@ -50,12 +51,35 @@ def timed(fn, runs: int) -> tuple[float, list]:
     return statistics.median(times), out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=5)
+def decode_args(description: str, runs: int) -> argparse.ArgumentParser:
+    """The options every decode bench shares (bench_decode.py, bench_llamacpp.py)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--runs", type=int, default=runs)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt", type=int, default=32)
     ap.add_argument("--new", type=int, default=128)
+    return ap
+
+
+def streamed_bytes(m, cached: bool = False) -> int:
+    """Bytes one decoded token reads: every matmul weight (quantized codes + scales, or the fp32 copy a
+    `cached` QuantLinear keeps) and the output projection (the token table when tied)."""
+    from zerollm.model.quant import QuantLinear
+
+    total = 0
+    for mod in m.modules():
+        if isinstance(mod, QuantLinear):
+            total += (mod.in_features * mod.out_features * 4 if cached else
+                      sum(b.numel() * b.element_size() for b in mod.buffers(recurse=False)))
+        elif isinstance(mod, torch.nn.Linear):
+            total += mod.weight.numel() * mod.weight.element_size()
+    if m.lm_head is None:
+        total += m.tok_emb.weight.numel() * m.tok_emb.weight.element_size()
+    return total
+
+
+def main() -> None:
+    ap = decode_args(__doc__.splitlines()[0], runs=5)
     ap.add_argument("--preset", default="gpt2-124m")
     ap.add_argument("--engine", action="store_true", help="also time quantized variants and batch 8")
     ap.add_argument("--quality", action="store_true", help="perplexity per quantization scheme (trains a model)")
@@ -128,31 +152,26 @@ def engine_variants(ours, prompt, gen_cfg, args, bw, ref_tokens) -> None:
     import copy
 
     from zerollm.engine.engine import Engine
-    from zerollm.model.quant import QuantLinear, quantize_model
-
-    def streamed_bytes(m, cached):
-        total = 0
-        for mod in m.modules():
-            if isinstance(mod, QuantLinear):
-                total += (mod.in_features * mod.out_features * 4 if cached else
-                          sum(b.numel() * b.element_size() for b in mod.buffers(recurse=False)))
-            elif isinstance(mod, torch.nn.Embedding) and mod is m.tok_emb and m.lm_head is None:
-                total += mod.weight.numel() * mod.weight.element_size()  # tied float output projection
-            elif isinstance(mod, torch.nn.Linear):
-                total += mod.weight.numel() * mod.weight.element_size()
-        return total
+    from zerollm.model.quant import quantize_model
 
     base = copy.deepcopy(ours).optimize_for_decode(False)
     rows = []
     # "native": zerollm.kernels GEMV on the codes (the default); "cached": a dequantized fp32 copy through
     # F.linear (the fallback without a compiler); "aten": torch's int8 weight-only kernel
-    for scheme, kw, label in (("int8", dict(kernel="native"), "int8 native"),
+    # "py blocks": the same native GEMVs, but the layers run as Python modules (no DecodePlan): what the native
+    # decode step (model/decode_step.py) saves per token
+    for scheme, kw, label in ((None, {}, "fp32 py blocks"),
+                              ("int8", dict(kernel="native"), "int8 native"),
                               ("int4-sym", dict(kernel="native"), "int4 native"),
+                              ("int4-sym", dict(kernel="native"), "int4 py blocks"),
                               ("int4-asym", dict(kernel="native"), "int4a native"),
                               ("nf4", dict(kernel="native"), "nf4 native"),
                               ("int8", dict(kernel="dequant", cache="dequant"), "int8 cached"),
                               ("int8", dict(kernel="aten"), "int8 aten")):
-        m = quantize_model(copy.deepcopy(base), scheme, **kw).eval().optimize_for_decode()  # native step if it can
+        m = copy.deepcopy(base) if scheme is None else quantize_model(copy.deepcopy(base), scheme, **kw).eval()
+        m.optimize_for_decode()  # the native decode step where it can
+        if "py blocks" in label:
+            m._decode_plan = None
         n_new = min(args.new, 32) if "aten" in label else args.new  # slow kernel: fewer tokens
         cfg = GenerationConfig(max_new_tokens=n_new, temperature=0, stop_token_ids=[])
         generate(m, None, prompt, GenerationConfig(max_new_tokens=2, temperature=0, stop_token_ids=[]))  # warm-up

@@ -13,7 +13,6 @@ Without llama-cpp-python the zerollm rows are still printed.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 import sys
@@ -23,35 +22,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_decode import copy_bandwidth  # noqa: E402
+from bench_decode import copy_bandwidth, decode_args, streamed_bytes  # noqa: E402
 
 from zerollm.config import model_config_from_preset  # noqa: E402
 from zerollm.engine.generate import GenerationConfig, generate  # noqa: E402
 from zerollm.model import Transformer  # noqa: E402
-from zerollm.model.quant import QuantLinear, quantize_model  # noqa: E402
+from zerollm.model.quant import quantize_model  # noqa: E402
 
 GPT2_BPE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gpt2_bpe"
 
 
-def streamed_bytes(m) -> int:
-    """Bytes one decoded token reads: every matmul weight (quantized codes + scales) and the output projection."""
-    total = 0
-    for mod in m.modules():
-        if isinstance(mod, QuantLinear):
-            total += sum(b.numel() * b.element_size() for b in mod.buffers(recurse=False))
-        elif isinstance(mod, torch.nn.Linear):
-            total += mod.weight.numel() * mod.weight.element_size()
-    if m.lm_head is None:
-        total += m.tok_emb.weight.numel() * m.tok_emb.weight.element_size()
-    return total
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--new", type=int, default=128)
-    ap.add_argument("--prompt", type=int, default=32)
+    ap = decode_args(__doc__.splitlines()[0], runs=3)
     ap.add_argument("--out", default="runs/bench_llamacpp")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -54,7 +54,7 @@ constexpr int MAX_M = 8;   // activation rows handled per pass over the weights
 // activation rows in passes of at most 8, splitting weight rows over threads. Kernel is instantiated per (M, R)
 // so the inner loops are fully unrolled. Several weight rows per pass matter at small M: each row is its own
 // memory stream and its own accumulator chain, so 8 rows at M = 1 keep more loads in flight and more FMAs
-// independent than one row at a time (GPT-2-124M weights, 2 threads: 25 vs 20 GB/s).
+// independent than one row at a time (GPT-2-124M weights, 2 threads, a one-off timing: 25 vs 20 GB/s).
 template <class Family, class Ctx>
 static void for_all_rows(const Ctx& ctx, int64_t rows, int64_t N) {
   for (int64_t m0 = 0; m0 < rows; m0 += MAX_M) {
@@ -121,7 +121,7 @@ struct F32 {
   // ≤ 16, for chunks of MC ≤ 4 activation rows. Three or more activation rows go in two chunks over the same R
   // weight rows, the second reading them from L1 while it prefetches the next R rows: fewer loads per FMA than
   // one weight row against all activation rows, and memory stays busy (GPT-2-124M weights, 8 rows, 2 threads:
-  // 28 ms vs 38 ms for one chunk of 8 without the prefetch).
+  // 28 ms vs 38 ms for one chunk of 8 without the prefetch, a one-off timing).
   static constexpr int rows_per_pass(int M) { return M == 1 ? 8 : M <= 4 ? 4 : 2; }
 
   template <int MC, int R>

@@ -42,6 +42,9 @@ class DecodePlan:
         self._live = [d for b in blocks for d in (b._modules, b.attn._modules, b.mlp._modules)]
         self._built = [dict(d) for d in self._live]
         self.tensors, self.meta, self.fmeta = tensors, meta, fmeta
+        from zerollm.kernels import ops
+
+        self._op = ops().decode_layers  # looked up once: `run` is called every token
 
     @classmethod
     def build(cls, model) -> "DecodePlan | None":
@@ -77,10 +80,7 @@ class DecodePlan:
             (B, T, _), rot = x.shape, rope[0].shape[-1]
             cos, sin = (t.reshape(-1, T, rot).expand(B, T, rot).reshape(B * T, rot) for t in rope)
         valid = cache.valid.contiguous() if cache.valid is not None else None
-        from zerollm.kernels import ops
-
-        return ops().decode_layers(x, self.tensors, self.meta, self.fmeta, cache.k, cache.v, cache.pos,
-                                   cos, sin, valid)
+        return self._op(x, self.tensors, self.meta, self.fmeta, cache.k, cache.v, cache.pos, cos, sin, valid)
 
 
 def _linear(mod: nn.Module | None) -> tuple[list, list[int], float] | None:

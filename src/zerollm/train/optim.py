@@ -22,7 +22,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 def build_adamw(model: torch.nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float],
                 eps: float = 1e-8) -> torch.optim.AdamW:
     # The fused kernel (one pass over each parameter, torch >= 2.4 on CPU too) does the whole update; on the
-    # nanoGPT CPU recipe (4 x 128) the step takes 0.8 ms instead of 3.3-4.5 ms with foreach (bench_train_speed).
+    # nanoGPT CPU recipe (4 x 128) it took 0.8 ms instead of 3.3-4.5 ms with foreach (a one-off timing).
     # Builds or devices without it fall back to foreach, the portable multi-tensor path.
     groups = param_groups(model, weight_decay)
     try:
