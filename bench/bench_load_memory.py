@@ -3,9 +3,9 @@
 Each measurement runs in a fresh Python process and reports that process's peak RSS (VmHWM) and its RSS
 right after the imports (torch alone is ~200 MB), so the figure is what the operation itself adds:
 
-    load HF dir        zerollm.train.checkpoint.load_model(hf_dir)   (what every --model HF_DIR does)
+    load HF dir        zerollm.loading.load(hf_dir)   (what every --model HF_DIR does)
     convert            zerollm.convert.convert(hf_dir, out)          (streams tensor by tensor)
-    load converted     load_model(converted_dir)
+    load converted     load(converted_dir)
     naive reference    safetensors.torch.load_file + Transformer(cfg) + load_state_dict (what we avoid)
 
 The target (issue 3): peak RSS below 2x the weight bytes. The checkpoint is written by our own HF exporter
@@ -34,11 +34,12 @@ def status_kb(key):
             return int(line.split()[1])
 op, src, out = sys.argv[1], sys.argv[2], sys.argv[3]
 import torch
-from zerollm.convert import convert
-from zerollm.train.checkpoint import load_model
+from zerollm.stages.convert import convert
+from zerollm.loading import load
 after_imports = status_kb("VmRSS")
 if op == "load":
-    model, tok, _ = load_model(src)
+    loaded = load(src)
+    model, tok = loaded.model, loaded.tokenizer
 elif op == "convert":
     convert(src, out)
 elif op == "naive":

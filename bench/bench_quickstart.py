@@ -24,7 +24,7 @@ from _common import REPO, machine  # noqa: E402
 def nanogpt_char(work: Path, corpus: Path, steps: int) -> dict:
     from zerollm.api import data_prepare, tokenizer_train
     from zerollm.config import load_config
-    from zerollm.pretrain import PretrainConfig, pretrain
+    from zerollm.stages.pretrain import PretrainConfig, pretrain
 
     tokenizer_train([str(corpus)], work / "bytes-tok", vocab_size=256 + 16, show_progress=False)  # bytes + specials: no merges
     data_prepare([str(corpus)], work / "bytes-tok", work / "bytes-shards", val_fraction=0.05, show_progress=False)
@@ -46,7 +46,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"machine: {machine()}")
     from zerollm.data.corpus import write_default_corpus
-    from zerollm.quickstart import quickstart
+    from zerollm.stages.pretrain import quickstart
 
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)

@@ -1,6 +1,6 @@
 """Speculative decoding speed-up, measured on two models trained here (issue 5, item 3).
 
-A random target and draft never agree, so we train both, with the one training loop (`zerollm.pretrain`), on
+A random target and draft never agree, so we train both, with the one training loop (`zerollm.stages.pretrain`), on
 the embedded Python-docs corpus and one byte-level BPE tokenizer:
 
     target  Llama-style, 6 layers x d_model 512 (20M params, 81 MB fp32): larger than the L3 cache, so a
@@ -60,7 +60,8 @@ def prepare(out: Path) -> Path:
 
 def train_model(name: str, shards: Path, out: Path, arch: dict, minutes: float, lr: float, retrain: bool) -> Path:
     """Pretrain one model for `minutes` (skipped when out/name already holds a final checkpoint)."""
-    from zerollm.pretrain import PretrainConfig, latest_checkpoint, pretrain
+    from zerollm.loading import latest_checkpoint
+    from zerollm.stages.pretrain import PretrainConfig, pretrain
     from zerollm.train.loop import TrainConfig
 
     run = out / name
@@ -152,10 +153,12 @@ def main() -> None:
 
     from zerollm.engine.generate import GenerationConfig, generate
     from zerollm.engine.speculative import speculative_generate
-    from zerollm.train.checkpoint import load_model
+    from zerollm.loading import load
 
-    target, tok, _ = load_model(target_dir)
-    draft, _, _ = load_model(draft_dir, with_tokenizer=False)
+    loaded = load(target_dir)
+
+    target, tok = loaded.model, loaded.tokenizer
+    draft = load(draft_dir, with_tokenizer=False).model
     target.optimize_for_decode()
     draft.optimize_for_decode()
     print(f"target: {target.describe()}\ndraft:  {draft.describe()}")

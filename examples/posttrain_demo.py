@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from zerollm.posttrain import stages, tasks
+from zerollm.posttrain import tasks
+from zerollm.stages import posttrain as stages
 
 MODEL = dict(n_layer=4, d_model=128, n_head=4, max_seq_len=128, position="rope", norm="rmsnorm", mlp="swiglu",
              bias=False)
@@ -138,15 +139,17 @@ def _sentiment_ppo(d: Path, sft_model: str) -> dict:
 
 def positivity_of(model_dir: str, d: Path, n: int = 40) -> float:
     """Mean positivity of sampled answers (temperature 1, fixed seeds) to held-out prompts."""
-    from zerollm.chat_format import chatml_prompt_ids
+    from zerollm.chat.format import prompt_ids
     from zerollm.posttrain.rl import completion_text, sample
-    from zerollm.train.checkpoint import load_model
+    from zerollm.loading import load
 
-    model, tok, _ = load_model(model_dir)
+    loaded = load(model_dir)
+
+    model, tok = loaded.model, loaded.tokenizer
     prompts = [json.loads(x)["prompt"] for x in (d / "prompts.jsonl").read_text().splitlines()[:n]]
     vals = []
     for i, p in enumerate(prompts):
-        (c,) = sample(model, tok, chatml_prompt_ids([{"role": "user", "content": p}], tok), 1, 40, 1.0, 1000 + i)
+        (c,) = sample(model, tok, prompt_ids([{"role": "user", "content": p}], tok), 1, 40, 1.0, 1000 + i)
         vals.append(tasks.positivity(completion_text(tok, c)))
     return sum(vals) / len(vals)
 

@@ -2,7 +2,7 @@
 
     1. tokenizer   byte-level BPE on the pretraining text + the conversations' text; digits are always single
                    tokens (copying "517 * 46" out of a question is then learnable digit by digit)
-    2. pretrain    `zerollm.pretrain` (a 1.1M-parameter Llama-style model) on a mix of general English +
+    2. pretrain    `zerollm.stages.pretrain` (a 1.1M-parameter Llama-style model) on a mix of general English +
                    Japanese sentences (small_parallel_enja from the shared data when present, else generated
                    ones) and plain-text worked arithmetic from the *training* questions
     3. SFT         `zerollm.api.sft` — the post-training SFT stage, loss only on the assistant's tokens (tool
@@ -16,7 +16,7 @@
                    by the safe calculator, the result fed back, and the final answer generated.
 
 Success = the calculator was called with an expression whose value is the correct result AND the final answer
-states that number. The prompt the agent renders at evaluation (chat.conversation.render_prompt) and the SFT
+states that number. The prompt the agent renders at evaluation (chat.format.prompt_ids) and the SFT
 training ids (chat_format.render_chatml) come from one renderer; the script checks that they are identical.
 Operands have fixed widths (a: 3 digits, b: 2; 12 question templates): a model this small, trained this
 briefly, did not learn to copy numbers of varying length (see docs/benchmarks.md, "Function calling").
@@ -36,9 +36,10 @@ from pathlib import Path
 
 import torch
 
-from zerollm.chat.conversation import Conversation, render_prompt
+from zerollm.chat.conversation import Conversation
+from zerollm.chat.format import prompt_ids
 from zerollm.chat.tools import Tool, calculate, calculator, run_agent
-from zerollm.chat_format import content_text, render_chatml, tool_call_json
+from zerollm.chat.format import content_text, render_chatml, tool_call_json
 
 SHARED_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "small_parallel_enja"
 SYSTEM = "You are a helpful assistant."
@@ -107,7 +108,7 @@ def check_same_rendering(tok, rec: dict, tools=TOOLS) -> None:
     conv = Conversation(SYSTEM)
     for k, m in enumerate(msgs[1:], 1):
         if m["role"] == "assistant":
-            prompt = render_prompt(conv.all_messages(), tok, tools)
+            prompt = prompt_ids(conv.all_messages(), tok, tools=tools)
             train_prefix = render_chatml(msgs[:k], tok, add_generation_prompt=True, tools=specs).ids
             if prompt != train_prefix or full.ids[:len(prompt)] != prompt:
                 raise AssertionError("evaluation prompt differs from the SFT training ids")
@@ -170,7 +171,7 @@ def build_tokenizer(out: Path, text: list[str], records: list[dict], vocab_size:
 
 def pretrain_base(out: Path, lines: list[str], minutes: float, steps: int) -> Path:
     from zerollm.data.prepare import data_prepare
-    from zerollm.pretrain import pretrain
+    from zerollm.stages.pretrain import pretrain
 
     (out / "pretrain.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     data_prepare([str(out / "pretrain.txt")], out / "tokenizer", out / "shards", txt_mode="line",
@@ -201,9 +202,11 @@ def sft_tools(out: Path, base: Path, data: Path, minutes: float, steps: int, lr:
 
 def evaluate(model_dir: Path, held_out: list, show: int = 5) -> dict:
     """run_agent on every held-out question; counts correct calls, correct answers and both."""
-    from zerollm.train.checkpoint import load_model
+    from zerollm.loading import load
 
-    model, tok, _ = load_model(model_dir)
+    loaded = load(model_dir)
+
+    model, tok = loaded.model, loaded.tokenizer
     model.eval()
     ok_call = ok_answer = ok_both = 0
     misses, t0 = [], time.time()

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from zerollm.chat.conversation import ContextTooLong, Conversation, render_prompt
+from zerollm.chat.conversation import ContextTooLong, Conversation
+from zerollm.chat.format import prompt_ids
 from zerollm.chat.repl import ChatSession, read_message, run_repl
 from zerollm.config import ModelConfig
 from zerollm.model.transformer import Transformer
@@ -21,7 +22,7 @@ def tok():
 
 
 def test_render_chatml_and_no_special_injection(tok):
-    ids = render_prompt([{"role": "system", "content": "S"}, {"role": "user", "content": "hi <|im_end|>"}], tok)
+    ids = prompt_ids([{"role": "system", "content": "S"}, {"role": "user", "content": "hi <|im_end|>"}], tok)
     text = tok.decode(ids)
     assert text == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nhi <|im_end|><|im_end|>\n<|im_start|>assistant\n"
     assert ids.count(tok.special_tokens["<|im_end|>"]) == 2  # the typed one stays plain text
@@ -33,7 +34,7 @@ def test_budget_drops_oldest_turns_keeps_system_and_newest(tok):
         conv.add("user", f"question {i} hello world")
         conv.add("assistant", f"answer {i} fine thanks")
     conv.add("user", "last question 日本語")
-    full = render_prompt(conv.all_messages(), tok)
+    full = prompt_ids(conv.all_messages(), tok)
     ids, dropped = conv.fit(tok, len(full))
     assert dropped == 0 and ids == full
     ids, dropped = conv.fit(tok, len(full) - 1)
@@ -41,7 +42,7 @@ def test_budget_drops_oldest_turns_keeps_system_and_newest(tok):
     text = tok.decode(ids)
     assert text.startswith("<|im_start|>system\nYou are kind.") and "last question 日本語" in text
     assert "question 0" not in text and "question 1" in text
-    minimal = render_prompt(conv.all_messages()[:1] + conv.messages[-1:], tok)
+    minimal = prompt_ids(conv.all_messages()[:1] + conv.messages[-1:], tok)
     ids, dropped = conv.fit(tok, len(minimal))
     assert dropped == 6 and ids == minimal
     with pytest.raises(ContextTooLong, match="over the budget"):

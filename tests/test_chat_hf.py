@@ -15,7 +15,8 @@ transformers = pytest.importorskip("transformers")
 tk = pytest.importorskip("tokenizers")
 
 from zerollm import cli  # noqa: E402
-from zerollm.chat.conversation import Conversation, render_prompt  # noqa: E402
+from zerollm.chat.conversation import Conversation  # noqa: E402
+from zerollm.chat.format import prompt_ids  # noqa: E402
 from zerollm.chat.repl import load_session, run_repl  # noqa: E402
 
 # Qwen2.5's template, shortened: a default system prompt when none is given, tools listed in <tools> tags
@@ -83,7 +84,7 @@ def test_prompt_ids_equal_transformers_apply_chat_template(qwen_dirs, case, with
                                                    "city": {"type": "string"}}, "required": ["city"]}}}]
     ref = auto.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True, return_dict=False,
                                    tools=tools if with_tools else None)
-    ours = render_prompt(msgs, session.tok, tools if with_tools else None, template=session.template)
+    ours = prompt_ids(msgs, session.tok, tools=tools if with_tools else None, template=session.template)
     assert ours == list(ref)
     conv = Conversation(msgs[0]["content"] if msgs[0]["role"] == "system" else None,
                         [m for m in msgs if m["role"] != "system"])

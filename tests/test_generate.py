@@ -262,7 +262,7 @@ def test_generation_config_eos_list_ends_generation(tmp_path):
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=32, max_seq_len=64)
     ck = save_checkpoint(tmp_path / "ck", Transformer(cfg), cfg, tokenizer=tok)
-    m, _ = api.load(ck)
+    m = api.load(ck).model
     ids = generate(m, tok, tok.encode("the cat"), GenerationConfig(max_new_tokens=12, temperature=0,
                                                                     stop_token_ids=[]))
     full = api.generate(ck, "the cat", max_new_tokens=12, temperature=0)

@@ -12,7 +12,7 @@ import torch
 gguf = pytest.importorskip("gguf")
 
 from zerollm.config import ModelConfig  # noqa: E402
-from zerollm.convert import export  # noqa: E402
+from zerollm.stages.convert import export  # noqa: E402
 from zerollm.interop.gguf import export_gguf  # noqa: E402
 from zerollm.interop.hf_tokenizer import _chars, derive_merges  # noqa: E402
 from zerollm.interop.llama2c import half_to_interleaved, interleaved_to_half  # noqa: E402

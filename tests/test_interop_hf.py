@@ -18,14 +18,15 @@ pytest.importorskip("tokenizers")
 
 from zerollm import cli  # noqa: E402
 from zerollm.config import ModelConfig  # noqa: E402
-from zerollm.convert import convert, export  # noqa: E402
+from zerollm.stages.convert import convert, export  # noqa: E402
 from zerollm.engine.generate import GenerationConfig, generate  # noqa: E402
 from zerollm.interop.hf import is_hf_dir, load_hf, to_hf_model  # noqa: E402
 from zerollm.interop.hf_arch import config_from_hf  # noqa: E402
 from zerollm.interop.hf_tokenizer import HFTokenizer, load_hf_tokenizer, render_chat_template  # noqa: E402
 from zerollm.interop.weights import InteropError, read_safetensors_header  # noqa: E402
 from zerollm.model.transformer import Transformer  # noqa: E402
-from zerollm.train.checkpoint import load_model, save_checkpoint  # noqa: E402
+from zerollm.loading import load
+from zerollm.train.checkpoint import save_checkpoint  # noqa: E402
 
 V = 97
 
@@ -83,12 +84,12 @@ def test_convert_parity_per_architecture(arch, tied, tmp_path):
     hf.save_pretrained(tmp_path / "hf")
     assert is_hf_dir(tmp_path / "hf")
     convert(tmp_path / "hf", tmp_path / "ours")
-    ours, _, _ = load_model(tmp_path / "ours")
+    ours = load(tmp_path / "ours").model
     assert ours.cfg.tie_embeddings == tied and (ours.lm_head is None) == tied
     if arch in ("llama", "mistral", "qwen2", "qwen3"):
         assert ours.cfg.n_kv_head == 2
     assert_parity(ours, hf)
-    direct, _, _ = load_model(tmp_path / "hf")  # every --model accepts an HF dir directly
+    direct = load(tmp_path / "hf").model  # every --model accepts an HF dir directly
     for (n, a), b in zip(ours.state_dict().items(), direct.state_dict().values()):
         assert torch.equal(a, b), n
     back = to_hf_model(ours)  # and in memory the other way (NeoX: embed_out is lm_head in transformers 5)
@@ -137,7 +138,7 @@ def test_bf16_checkpoint_converts_without_upcasting(tmp_path):
     with safe_open(str(tmp_path / "ours" / "model.safetensors"), "pt") as f:
         assert f.get_tensor("tok_emb.weight").dtype == torch.bfloat16
         assert f.metadata() == {"format": "pt"}
-    ours, _, _ = load_model(tmp_path / "ours")
+    ours = load(tmp_path / "ours").model
     assert torch.equal(ours.tok_emb.weight, hf.model.embed_tokens.weight.float())
 
 
@@ -275,7 +276,8 @@ def test_export_hf_loads_in_transformers(style, tied, small_bpe, texts, tmp_path
     rendered = render_chat_template(tc["chat_template"], msgs, add_generation_prompt=True)
     assert rendered == auto.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     assert auto.encode(rendered) == small_bpe.encode(rendered, allowed_special="all")
-    back, tok, _ = load_model(d)  # and our own export reads back as an HF dir
+    loaded = load(d)  # and our own export reads back as an HF dir
+    back, tok = loaded.model, loaded.tokenizer
     assert tok.hash == small_bpe.hash and all(torch.equal(a, b) for a, b in
                                               zip(back.state_dict().values(), model.state_dict().values()))
 

@@ -14,7 +14,7 @@ from zerollm.interop.llama2c import (export_llama2c, export_tokenizer_bin, inter
                                      load_llama2c, read_tokenizer_bin)
 from zerollm.interop.weights import InteropError
 from zerollm.tokenizer.spm import import_sentencepiece
-from zerollm.train.checkpoint import load_model
+from zerollm.loading import load
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,8 @@ def test_cli_convert_generate_export_round_trip(d, tmp_path, capsys):
     ck = tmp_path / "stories"
     assert cli.main(["convert", "--from", "llama2c", str(d / "stories260K.bin"), "--tokenizer",
                      str(d / "tok512.model"), "--out", str(ck)]) == 0
-    model, tok, _ = load_model(ck)
+    loaded = load(ck)
+    model, tok = loaded.model, loaded.tokenizer
     ids = generate(model, tok, [1], GenerationConfig(max_new_tokens=40, temperature=0, stop_token_ids=[1]))
     assert (d / "expected_greedy_200.txt").read_bytes().startswith(run_c_text(tok, ids))
     assert cli.main(["export", "--format", "llama2c", "--model", str(ck), "--out", str(tmp_path / "out.bin")]) == 0

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from zerollm.chat_format import render_chatml, render_template, render_template_text
-from zerollm.chat_template import CHATML_TEMPLATE
+from zerollm.chat.format import render_chatml, render_template, render_template_text
+from zerollm.chat.format import CHATML_TEMPLATE
 from zerollm.posttrain import data as D
 from zerollm.posttrain.tasks import byte_tokenizer
 
@@ -114,7 +114,7 @@ def test_format_detection_and_conversion(tmp_path, tok):
 
 
 def test_records_with_tools_render_them_as_at_inference(tmp_path, tok):
-    from zerollm.chat_format import render
+    from zerollm.chat.format import render
 
     tool = {"type": "function", "function": {"name": "add", "description": "a + b",
                                              "parameters": {"type": "object", "properties": {"a": {"type": "number"}}}}}

@@ -12,10 +12,10 @@ transformers = pytest.importorskip("transformers")
 tk = pytest.importorskip("tokenizers")
 
 from zerollm import api  # noqa: E402
-from zerollm.chat_format import attach_chat_template, chatml_prompt_ids, render  # noqa: E402
+from zerollm.chat.format import prompt_ids, render  # noqa: E402
 from zerollm.interop.hf import convert_hf  # noqa: E402
 from zerollm.posttrain import data as D  # noqa: E402
-from zerollm.train.checkpoint import load_model  # noqa: E402
+from zerollm.loading import load  # noqa: E402
 
 # Qwen2.5-Instruct's template (default system prompt, tools block, <tool_call> turns, grouped tool responses)
 QWEN25_TEMPLATE = """{%- if tools %}
@@ -132,11 +132,12 @@ def _target_runs(tok, ids, mask) -> list[str]:
 
 def test_stage_rendering_equals_transformers_ids_with_assistant_only_mask(converted):
     _, ours, fast = converted
-    _, tok, ckpt = load_model(ours)
-    assert attach_chat_template(tok, ckpt) == QWEN25_TEMPLATE  # what every stage's Ctx does
+    loaded = load(ours)
+    tok, template = loaded.tokenizer, loaded.chat_template
+    assert template == QWEN25_TEMPLATE  # the record every stage's Ctx renders with
     im_end = tok.special_tokens["<|im_end|>"]
     for conv in CONVS:
-        r = render(conv, tok)
+        r = render(conv, tok, template=template)
         assert r.ids == _hf_ids(fast, conv)
         said = []
         for m in conv:
@@ -147,13 +148,13 @@ def test_stage_rendering_equals_transformers_ids_with_assistant_only_mask(conver
                 said.append((m["content"] + calls).removeprefix("\n") + "<|im_end|>")
         assert _target_runs(tok, r.ids, r.mask) == said  # exactly the assistant spans + their end token
         assert sum(r.mask) == sum(len(tok.encode(s, allowed_special="all")) for s in said)
-        ids, labels = D.encode_sft(conv, tok, 256)  # the SFT stage's labels: the same tokens, shifted
+        ids, labels = D.encode_sft(conv, tok, 256, template)  # the SFT stage's labels: the same tokens, shifted
         assert ids == r.ids[:-1] and [t for t in labels if t != -100][-1] == im_end
         assert tok.decode([t for t in labels if t != -100]) == "".join(said)
     # generation prompts (RL rollouts, exact-match evaluation) and preference pairs use the template too
     prompt = CONVS[1][:4]
-    assert chatml_prompt_ids(prompt, tok) == _hf_ids(fast, prompt, add_generation_prompt=True)
-    _, labels = D.encode_pair(prompt, [CONVS[1][4]], tok, 256)
+    assert prompt_ids(prompt, tok, template=template) == _hf_ids(fast, prompt, add_generation_prompt=True)
+    _, labels = D.encode_pair(prompt, [CONVS[1][4]], tok, 256, template)
     assert tok.decode([t for t in labels if t != -100]) == "Tokyo, the capital.<|im_end|>"  # last turn only
 
 
@@ -170,5 +171,4 @@ def test_two_sft_steps_on_the_converted_model(converted, tmp_path):
     ckpts = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))
     assert len(ckpts) == 2  # the mid-run checkpoint too: `chat --model` on it renders the model's own format
     assert all((c / "tokenizer" / "chat_template.jinja").read_text() == QWEN25_TEMPLATE for c in ckpts)
-    _, tok, ckpt = load_model(tmp_path / "run" / "model")
-    assert attach_chat_template(tok, ckpt) == QWEN25_TEMPLATE
+    assert load(tmp_path / "run" / "model").chat_template == QWEN25_TEMPLATE

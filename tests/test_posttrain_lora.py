@@ -185,7 +185,7 @@ def test_nf4_streaming_load_matches_quantize_and_backward_needs_no_fp32_weight(t
 
 
 def test_release_freed_memory_is_safe_to_call():
-    from zerollm.train.heap import release_freed_memory
+    from zerollm.runtime import release_freed_memory
 
     assert release_freed_memory(0) is False  # 0 = keep the allocator's default
     assert release_freed_memory(1 << 20, d_model=128) is False  # narrow models keep glibc's default

@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from zerollm.posttrain import stages, tasks
+from zerollm.posttrain import tasks
+from zerollm.stages import posttrain as stages
 
 TINY = dict(n_layer=1, d_model=32, n_head=2, max_seq_len=96)
 
@@ -94,10 +95,10 @@ def test_stage_runs_and_resumes_exactly(env, stage, lora):
 
 
 def test_lora_stage_output_is_a_plain_model(env):
-    from zerollm.train.checkpoint import load_model
+    from zerollm.loading import load
 
-    model, tok, _ = load_model(env / "sft_a" / "model")  # merged: loads as a plain Transformer
-    assert tok is not None and not any("lora" in n for n, _ in model.named_parameters())
+    loaded = load(env / "sft_a" / "model")  # merged: loads as a plain Transformer
+    assert loaded.tokenizer is not None and not any("lora" in n for n, _ in loaded.model.named_parameters())
 
 
 def test_cli_dispatch(env):

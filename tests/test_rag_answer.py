@@ -38,9 +38,11 @@ def docs(tmp_path):
 
 
 def test_answer_with_citations_and_too_long_question(ckpt, docs, tmp_path):
-    from zerollm.train.checkpoint import load_model
+    from zerollm.loading import load
 
-    model, tok, _ = load_model(ckpt)
+    loaded = load(ckpt)
+
+    model, tok = loaded.model, loaded.tokenizer
     r = Retriever(build_index([docs], tmp_path / "idx"))
     ans = answer("富士山はどこ？", r, model, tok, k=2, max_new_tokens=8)
     assert ans.passages and ans.passages[0]["source"].endswith("fuji.md")

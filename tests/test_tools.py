@@ -10,10 +10,11 @@ from typing import Literal
 import pytest
 import torch
 
-from zerollm.chat.conversation import Conversation, render_prompt
+from zerollm.chat.conversation import Conversation
+from zerollm.chat.format import prompt_ids
 from zerollm.chat.tools import (CalculatorError, SchemaError, Tool, builtin_tools, calculate, calculator,
                                 decode_tool_call, execute, run_agent, tool, tool_call_schema, validate)
-from zerollm.chat_format import render_chatml
+from zerollm.chat.format import render_chatml
 from zerollm.config import ModelConfig
 from zerollm.model.transformer import Transformer
 from zerollm.tokenizer.bpe import train_bpe
@@ -233,13 +234,13 @@ def test_agent_prompt_is_the_sft_training_prefix(tok):
     full = render_chatml(msgs, tok, tools=[calc.to_openai()])
     conv = Conversation("Be brief.")
     conv.add("user", "6 times 7?")
-    p1 = render_prompt(conv.all_messages(), tok, [calc])
+    p1 = prompt_ids(conv.all_messages(), tok, tools=[calc])
     assert full.ids[:len(p1)] == p1 and full.mask[len(p1)]
     sp = tok.special_tokens
     assert full.ids[len(p1)] == sp["<|tool_call|>"]
     conv.add("assistant", None, tool_calls=[call])
     conv.add("tool", "42", tool_call_id="call_0")
-    p2 = render_prompt(conv.all_messages(), tok, [calc])
+    p2 = prompt_ids(conv.all_messages(), tok, tools=[calc])
     assert full.ids[:len(p2)] == p2
     call_span = [i for i, m in zip(full.ids[len(p1):len(p2)], full.mask[len(p1):len(p2)]) if m]
     assert call_span[0] == sp["<|tool_call|>"] and call_span[-2:] == [sp["<|/tool_call|>"], sp["<|im_end|>"]]

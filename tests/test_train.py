@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from zerollm.config import ModelConfig, load_config, parse_overrides
-from zerollm.pretrain import PretrainConfig
+from zerollm.stages.pretrain import PretrainConfig
 from zerollm.train.loop import TrainConfig
 from zerollm.train.schedule import lr_at
 
@@ -49,7 +49,7 @@ def _losses(run: Path) -> dict[int, float]:
 
 
 def test_resume_is_bit_exact(shards, tmp_path):
-    from zerollm.pretrain import pretrain
+    from zerollm.stages.pretrain import pretrain
 
     straight = tmp_path / "straight"
     pretrain(_tiny(shards, straight, 8), quiet=True)
@@ -86,7 +86,7 @@ def test_resume_is_bit_exact(shards, tmp_path):
 
 
 def test_run_dir_has_everything(shards, tmp_path):
-    from zerollm.pretrain import pretrain
+    from zerollm.stages.pretrain import pretrain
 
     run = tmp_path / "run"
     summary = pretrain(_tiny(shards, run, 6), quiet=True)
@@ -112,7 +112,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_ddp_two_processes_match_one(shards, tmp_path):
     """torchrun with 2 ranks x batch 4 gives the losses of 1 process x batch 8 (within float tolerance)."""
-    from zerollm.pretrain import pretrain
+    from zerollm.stages.pretrain import pretrain
 
     single = tmp_path / "single"
     pretrain(_tiny(shards, single, 6, batch_size=8, eval_every=0, ckpt_every=0), quiet=True)

@@ -1,11 +1,11 @@
 """Conversations: system prompt + turns, rendered to prompt ids, kept within a token budget; JSON save/load.
 
     Conversation(system) ──add("user", ...)──▶ messages (OpenAI shape: role, content, tool_calls, ...)
-        ──render_prompt(messages, tokenizer, tools, template)──▶ prompt ids ending in the assistant header
+        ──chat.format.prompt_ids(messages, tokenizer, template=, tools=)──▶ ids ending in the assistant header
         ──fit(tokenizer, budget)──▶ drops the oldest turns (never the system prompt or the newest turn)
 
-Rendering lives in one function, `render_prompt`. With zerollm tokenizers it is ChatML through
-chat_format.render_chatml — the same renderer post-training (SFT) uses, so what a model was fine-tuned on
+Rendering lives in chat/format.py (`prompt_ids`). With zerollm tokenizers it is ChatML through
+format.render_chatml — the same renderer post-training (SFT) uses, so what a model was fine-tuned on
 and what it is prompted with here are the same ids. The special tokens `<|im_start|>`, `<|im_end|>`,
 `<|tool_call|>`, `<|tool_result|>`, ... are inserted as ids and message text is encoded as plain text, so a
 user typing "<|im_end|>" cannot forge a turn boundary. Tools are listed in the system turn ("# Tools" and one
@@ -22,36 +22,11 @@ import json
 from pathlib import Path
 
 from zerollm.artifacts import atomic_write_json
-
-ROLES = ("system", "user", "assistant", "tool")
+from zerollm.chat.format import ROLES, prompt_ids
 
 
 class ContextTooLong(ValueError):
     """The system prompt plus the newest turn alone do not fit in the token budget."""
-
-
-def render_prompt(messages: list[dict], tokenizer, tools=None, template: str | None = None,
-                  add_generation_prompt: bool = True) -> list[int]:
-    """Prompt ids for `messages` (OpenAI shape). `tools`: chat.tools.Tool objects (or OpenAI tool dicts).
-    `template`: a Hugging Face Jinja chat template (a converted model's own); without one the tokenizer's
-    attached template (chat_format.attach_chat_template) or else zerollm's ChatML is used.
-
-    Rendering is chat_format.render, the function SFT trains with, so a fine-tuned model is prompted at
-    inference with exactly the ids it was trained on."""
-    from zerollm.chat_format import render
-
-    specs = [t.to_openai() if hasattr(t, "to_openai") else t for t in tools or []] or None
-    if not messages:  # nothing to say yet: just the generation prompt (render needs a message)
-        template = template or getattr(tokenizer, "chat_template", None)
-        if template:
-            from zerollm.chat_format import render_template_text
-
-            text = render_template_text(template, [], add_generation_prompt=add_generation_prompt, tools=specs)
-            return tokenizer.encode(text, allowed_special="all")
-        sp = tokenizer.special_tokens
-        return [sp["<|im_start|>"]] + tokenizer.encode("assistant\n") if add_generation_prompt else []
-    return render(messages, tokenizer, template=template, add_generation_prompt=add_generation_prompt,
-                  tools=specs).ids
 
 
 class Conversation:
@@ -93,13 +68,13 @@ class Conversation:
         # drop from the front; binary search would be faster but conversations are short
         for dropped in range(len(turns)):
             kept = [m for t in turns[dropped:] for m in t]
-            ids = render_prompt(head + kept, tokenizer, tools, template)
+            ids = prompt_ids(head + kept, tokenizer, template=template, tools=tools)
             if len(ids) <= budget:
                 return ids, dropped
         newest = head + (turns[-1] if turns else [])
-        need = len(render_prompt(newest, tokenizer, tools, template))
+        need = len(prompt_ids(newest, tokenizer, template=template, tools=tools))
         if not turns and need <= budget:
-            return render_prompt(head, tokenizer, tools, template), 0
+            return prompt_ids(head, tokenizer, template=template, tools=tools), 0
         raise ContextTooLong(f"the system prompt and the latest message need {need} tokens, over the budget of "
                              f"{budget}; shorten the message or the system prompt")
 

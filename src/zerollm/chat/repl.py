@@ -142,15 +142,10 @@ def load_session(model_dir: str, system: str | None = None, device: str = "auto"
     """A ChatSession over a zerollm checkpoint or a converted / Hugging Face model directory. The model's own
     chat template (chat_template.jinja or tokenizer_config.json in its directory) is used when it has one
     other than zerollm's ChatML; otherwise ChatML over zerollm's special tokens."""
-    from zerollm import api
-    from zerollm.chat_template import CHATML_TEMPLATE
-    from zerollm.interop.hf_tokenizer import load_chat_template
-    from zerollm.train.checkpoint import resolve_checkpoint
+    from zerollm.loading import load_for_use
 
-    model, tok = api.load(model_dir, device=device)
-    template = load_chat_template(resolve_checkpoint(model_dir)) or load_chat_template(model_dir)
-    if template == CHATML_TEMPLATE:
-        template = None
+    loaded = load_for_use(model_dir, device)
+    model, tok, template = loaded.model, loaded.tokenizer, loaded.chat_template
     if template is None and "<|im_start|>" not in tok.special_tokens:
         raise ValueError(f"{model_dir}: no chat template (chat_template.jinja / tokenizer_config.json) and the "
                          f"tokenizer has no <|im_start|>/<|im_end|> tokens for zerollm's ChatML")

@@ -221,7 +221,7 @@ def generation_eos_ids(tok, model_dir: Path | None = None) -> list[int]:
 
 def default_chat_template(tok) -> str | None:
     """ChatML when the tokenizer has zerollm's <|im_start|>/<|im_end|> specials."""
-    from zerollm.chat_template import CHATML_TEMPLATE
+    from zerollm.chat.format import CHATML_TEMPLATE
 
     specials = tok.special_tokens if tok is not None else {}
     return CHATML_TEMPLATE if "<|im_start|>" in specials and "<|im_end|>" in specials else None

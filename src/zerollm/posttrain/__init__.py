@@ -1,13 +1,8 @@
-"""Post-training: chat SFT, LoRA/QLoRA, reward model, DPO, GRPO and PPO on the one training loop.
+"""Post-training pieces (the stages that compose them are zerollm/stages/posttrain.py: sft, reward, dpo, grpo, ppo).
 
     data.py        formats (messages, ShareGPT, Alpaca, prompt–completion, preference) → padded batches
     lora.py        LoRA layers, merge/unmerge, PEFT-format adapters;  nf4.py  4-bit NF4 base for QLoRA
     objectives.py  SFT, Bradley–Terry reward, DPO/IPO, PPO (GAE, clipped losses, KL), GRPO losses
-    rl.py          rollouts through engine.generate as batch sources for the loop
+    rl.py          rollouts through the engine as batch sources for the loop
     rewards.py     verifiable rewards (GSM8K `#### answer`, format);  tasks.py  generated checkable tasks
-    stages.py      `sft`, `reward`, `dpo`, `grpo`, `ppo` stage functions and their config dataclasses
 """
-from zerollm.posttrain.stages import (DPOConfig, GRPOConfig, PPOConfig, RewardConfig, SFTConfig, dpo, grpo, ppo,
-                                      reward, sft)
-
-__all__ = ["sft", "reward", "dpo", "grpo", "ppo", "SFTConfig", "RewardConfig", "DPOConfig", "GRPOConfig", "PPOConfig"]

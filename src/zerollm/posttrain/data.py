@@ -29,7 +29,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from zerollm.chat_format import content_text, render
+from zerollm.chat.format import content_text, render
 from zerollm.data.sources import DataError, resolve_inputs
 
 IGNORE_INDEX = -100

@@ -176,7 +176,7 @@ def nf4_bytes(model: nn.Module) -> int:
 
 
 def load_nf4_model(path, targets=None, device="cpu", with_tokenizer: bool = True):
-    """(model, tokenizer, checkpoint dir) like train.checkpoint.load_model, with the matching linear layers
+    """(model, tokenizer, checkpoint dir) like zerollm.loading.load, with the matching linear layers
     NF4 from the start: the model is allocated uninitialized (its pages are not resident until written),
     the target layers are swapped for empty NF4Linear before any weight is read, and the safetensors file is
     read one tensor at a time — a target weight is quantized into its NF4 buffers and dropped. Peak memory
@@ -190,12 +190,13 @@ def load_nf4_model(path, targets=None, device="cpu", with_tokenizer: bool = True
     from zerollm.interop.hf import is_hf_dir
     from zerollm.interop.weights import empty_model
     from zerollm.posttrain.lora import DEFAULT_TARGETS, _set_module, matches
-    from zerollm.train.checkpoint import load_model, load_model_config, resolve_checkpoint
+    from zerollm.loading import load, load_model_config, resolve_checkpoint
 
     targets = DEFAULT_TARGETS if targets is None else targets
     ckpt = resolve_checkpoint(path)
     if is_hf_dir(ckpt) or (ckpt / "quant.json").is_file():
-        model, tok, ckpt = load_model(ckpt, device=device, with_tokenizer=with_tokenizer)
+        loaded = load(ckpt, device, with_tokenizer=with_tokenizer)
+        model, tok, ckpt = loaded.model, loaded.tokenizer, loaded.path
         quantize_nf4(model, targets)
         return model, tok, ckpt
     read_manifest(ckpt, "checkpoint")

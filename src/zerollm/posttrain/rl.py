@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from zerollm.chat_format import chatml_prompt_ids, render, stop_token_ids
+from zerollm.chat.format import prompt_ids, render, stop_token_ids
 from zerollm.engine.generate import GenerationConfig, generate
 from zerollm.posttrain.data import IGNORE_INDEX, _Shuffled, pad_batch
 from zerollm.posttrain.objectives import (group_advantages, hidden_and_values, kl_shaped_rewards, gae, scores,
@@ -129,8 +129,10 @@ class GRPORollouts(_Shuffled):
     def __init__(self, policy, reference: Reference, tokenizer, prompts: list, reward_fn: Callable, *,
                  prompts_per_step: int, group_size: int, max_new_tokens: int, temperature: float,
                  updates_per_rollout: int = 1, seed: int = 0, accuracy_fn: Callable | None = None,
-                 scale_rewards: bool = True, drop_uniform: bool = False, max_resample: int = 3):
+                 scale_rewards: bool = True, drop_uniform: bool = False, max_resample: int = 3,
+                 chat_template: str | None = None):
         super().__init__(len(prompts), prompts_per_step, seed)
+        self.chat_template = chat_template  # the model's own (loading.Loaded); None = ChatML
         self.policy, self.ref, self.tok, self.prompts = policy, reference, tokenizer, prompts
         self.reward_fn, self.accuracy_fn = reward_fn, accuracy_fn or reward_fn
         self.G, self.max_new, self.temperature, self.mu = group_size, max_new_tokens, temperature, updates_per_rollout
@@ -140,7 +142,7 @@ class GRPORollouts(_Shuffled):
     def _sample_groups(self) -> list[tuple[list[tuple[list[int], list[int]]], list[float], list[float], list[int]]]:
         """One set of prompts → per group: (x, y) rows, rewards, accuracies, completion lengths."""
         picked = [self.prompts[i] for i in self.next_indices()]
-        pids = [chatml_prompt_ids(msgs, self.tok) for msgs, _ in picked]
+        pids = [prompt_ids(msgs, self.tok, template=self.chat_template) for msgs, _ in picked]
         seeds = [self.seed * 1_000_003 + self.rollouts * 10_007 + j * 101 for j in range(len(picked))]
         groups = sample_many(self.policy, self.tok, pids, self.G, self.max_new, self.temperature, seeds)
         self.rollouts += 1
@@ -208,10 +210,11 @@ class PPORollouts(GRPORollouts):
 
     def __init__(self, policy, reference: Reference, reward_model, tokenizer, prompts, *, prompts_per_step: int,
                  max_new_tokens: int, temperature: float, kl_coef: float, gamma: float, lam: float,
-                 updates_per_rollout: int = 4, seed: int = 0, property_fn: Callable | None = None):
+                 updates_per_rollout: int = 4, seed: int = 0, property_fn: Callable | None = None,
+                 chat_template: str | None = None):
         super().__init__(policy, reference, tokenizer, prompts, lambda t, a: 0.0, prompts_per_step=prompts_per_step,
                          group_size=1, max_new_tokens=max_new_tokens, temperature=temperature,
-                         updates_per_rollout=updates_per_rollout, seed=seed)
+                         updates_per_rollout=updates_per_rollout, seed=seed, chat_template=chat_template)
         self.rm, self.kl_coef, self.gamma, self.lam = reward_model, kl_coef, gamma, lam
         self.property_fn = property_fn or (lambda t: 0.0)
 
@@ -220,7 +223,7 @@ class PPORollouts(GRPORollouts):
         device = next(self.policy.parameters()).device
         rows, rm_rows, lens, props = [], [], [], []
         picked = [self.prompts[i] for i in self.next_indices()]
-        pids = [chatml_prompt_ids(msgs, self.tok) for msgs, _ in picked]
+        pids = [prompt_ids(msgs, self.tok, template=self.chat_template) for msgs, _ in picked]
         seeds = [self.seed * 1_000_003 + self.rollouts * 10_007 + j * 101 for j in range(len(picked))]
         groups = sample_many(self.policy, self.tok, pids, 1, self.max_new, self.temperature, seeds)
         for (msgs, _), p, (c,) in zip(picked, pids, groups):
@@ -228,7 +231,7 @@ class PPORollouts(GRPORollouts):
             text = completion_text(self.tok, c)
             props.append(self.property_fn(text))
             r = render(list(msgs) + [{"role": "assistant", "content": text}], self.tok,
-                       train_on="last")
+                       template=self.chat_template, train_on="last")
             rm_rows.append((r.ids[:-1], [t if m else IGNORE_INDEX for t, m in zip(r.ids[1:], r.mask[1:])]))
             lens.append(len(c))
         self.rollouts += 1

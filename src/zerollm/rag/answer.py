@@ -3,7 +3,7 @@
     question ──Retriever.search──▶ hits ──build_prompt (as many whole passages as fit the context)──▶
         system: answer from the numbered passages, cite them as [1], [2]
         user:   [1] (source) passage ... [n] ...  Question: ...
-    ──model (ChatML via chat.conversation.render_prompt)──▶ answer text; cited numbers → sources
+    ──model (ChatML via chat.format.prompt_ids)──▶ answer text; cited numbers → sources
 
 A question that alone does not fit the model's context is refused with a clear message; passages that do
 not fit are dropped from the end (lowest ranked first), never cut mid-sentence.
@@ -38,29 +38,31 @@ def _passage(n: int, hit) -> str:
     return f"[{n}] ({hit.chunk.source}) {hit.chunk.text}"
 
 
-def build_messages(question: str, hits, tokenizer, budget: int) -> tuple[list[dict], list]:
+def build_messages(question: str, hits, tokenizer, budget: int, template: str | None = None
+                   ) -> tuple[list[dict], list]:
     """Chat messages with as many passages as fit in `budget` tokens, and the hits used."""
-    from zerollm.chat.conversation import render_prompt
+    from zerollm.chat.format import prompt_ids
 
     def msgs(used):
         body = "\n\n".join(_passage(i, h) for i, h in enumerate(used, 1))
         return [{"role": "system", "content": SYSTEM},
                 {"role": "user", "content": (body + "\n\n" if body else "") + f"Question: {question}"}]
 
-    if len(render_prompt(msgs([]), tokenizer)) > budget:
+    if len(prompt_ids(msgs([]), tokenizer, template=template)) > budget:
         raise RAGError(f"the question is too long for the model's context ({budget} tokens for the prompt); "
                        "shorten it")
     used = list(hits)
-    while used and len(render_prompt(msgs(used), tokenizer)) > budget:
+    while used and len(prompt_ids(msgs(used), tokenizer, template=template)) > budget:
         used.pop()
     return msgs(used), used
 
 
 def answer(question: str, retriever, model, tokenizer, k: int = 4, mode: str = "auto",
-           max_new_tokens: int = 200, temperature: float = 0.0, stream=None) -> Answer:
+           max_new_tokens: int = 200, temperature: float = 0.0, stream=None, template: str | None = None) -> Answer:
     """Retrieve, prompt the model with numbered passages, and return its answer with citations.
-    `stream`: optional callback receiving text pieces as they are generated."""
-    from zerollm.chat.conversation import render_prompt
+    `stream`: optional callback receiving text pieces as they are generated; `template`: the model's own chat
+    template (loading.Loaded.chat_template; None = ChatML)."""
+    from zerollm.chat.format import prompt_ids
     from zerollm.engine.generate import GenerationConfig
     from zerollm.engine.generate import stream as gen_stream
 
@@ -68,8 +70,8 @@ def answer(question: str, retriever, model, tokenizer, k: int = 4, mode: str = "
     if max_new_tokens >= ctx:
         raise RAGError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in a {ctx}-token context")
     hits = retriever.search(question, k=k, mode=mode)
-    messages, used = build_messages(question, hits, tokenizer, ctx - max_new_tokens)
-    ids = render_prompt(messages, tokenizer)
+    messages, used = build_messages(question, hits, tokenizer, ctx - max_new_tokens, template)
+    ids = prompt_ids(messages, tokenizer, template=template)
     end = tokenizer.special_tokens.get("<|im_end|>")
     stops = [i for i in (end, tokenizer.eos_id) if i is not None]
     gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, stop_token_ids=stops)

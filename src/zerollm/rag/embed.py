@@ -24,10 +24,11 @@ from . import RAGError
 
 class ZerollmEmbedder:
     def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 16, max_tokens: int | None = None):
-        from zerollm.train.checkpoint import load_model
+        from zerollm.loading import load
 
         self.model_dir = str(model_dir)
-        self.model, self.tok, _ = load_model(model_dir, device=device)
+        loaded = load(model_dir, device)
+        self.model, self.tok = loaded.model, loaded.tokenizer
         if self.tok is None:
             raise RAGError(f"{model_dir}: checkpoint has no tokenizer/ directory")
         self.batch_size = batch_size

@@ -123,8 +123,10 @@ def _token_infos(logits: torch.Tensor, chosen: list[int], ks: list[int | None]) 
 class Backend:
     """A model + tokenizer served by one worker thread (see the module docstring)."""
 
-    def __init__(self, model, tokenizer, model_id: str = "zerollm", max_batch: int = 32, max_waiting: int = 512):
+    def __init__(self, model, tokenizer, model_id: str = "zerollm", max_batch: int = 32, max_waiting: int = 512,
+                 chat_template: str | None = None):
         self.model, self.tokenizer, self.model_id = model.eval(), tokenizer, model_id
+        self.chat_template = chat_template  # the model's own (loading.Loaded); None = zerollm's ChatML
         self.ctx = model.cfg.max_seq_len
         self.device = next(model.parameters()).device
         self.max_batch, self.max_waiting = max_batch, max_waiting
@@ -146,10 +148,11 @@ class Backend:
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, device: str = "auto", **kwargs) -> "Backend":
-        from zerollm.api import load
+        from zerollm.loading import load_for_use
 
-        model, tok = load(model_dir, device=device)
-        return cls(model, tok, model_id=kwargs.pop("model_id", None) or _model_id(model_dir), **kwargs)
+        loaded = load_for_use(model_dir, device)
+        return cls(loaded.model, loaded.tokenizer, model_id=kwargs.pop("model_id", None) or _model_id(model_dir),
+                   chat_template=loaded.chat_template, **kwargs)
 
     # ---- the interface used by the API layer ------------------------------------------------------------
 

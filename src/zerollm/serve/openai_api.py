@@ -241,10 +241,11 @@ class _API:
 
     # ---- chat ------------------------------------------------------------------------------------------
     def render_chat(self, body: ChatRequest, tools: list[dict] | None) -> list[int]:
-        from zerollm.chat_format import render
+        from zerollm.chat.format import render
 
         try:
-            return render([as_dict(m) for m in body.messages], self.tok, add_generation_prompt=True, tools=tools).ids
+            return render([as_dict(m) for m in body.messages], self.tok, template=self.b.chat_template,
+                          add_generation_prompt=True, tools=tools).ids
         except (ValueError, KeyError, TypeError) as e:
             raise APIError(400, f"cannot render messages: {e}", param="messages") from None
 
@@ -317,7 +318,7 @@ class _API:
         return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": fn}, text, n
 
     async def chat(self, body: ChatRequest, request: Request):
-        from zerollm.chat_format import stop_token_ids
+        from zerollm.chat.format import stop_token_ids
 
         self.check_model(body.model)
         specs, tools, forced = self.tool_plan(body)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from zerollm.runtime import pick_device
+
 
 @dataclass
 class DistInfo:
@@ -28,17 +30,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """'auto' → cuda if present, else mps, else cpu. Never hard-coded elsewhere."""
-    if requested and requested != "auto":
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def init_distributed(requested_device: str = "auto") -> DistInfo:

@@ -30,7 +30,8 @@ from typing import Any, Callable
 
 import torch
 
-from zerollm.train.checkpoint import load_trainer_state, load_weights, prune_checkpoints, save_checkpoint
+from zerollm.loading import load_weights
+from zerollm.train.checkpoint import load_trainer_state, prune_checkpoints, save_checkpoint
 from zerollm.train.distributed import DistInfo, all_reduce_mean, barrier
 from zerollm.train.optim import build_adamw
 from zerollm.train.report import MetricsLog, peak_flops
@@ -90,10 +91,11 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, run_dir: str | Path, *,
-          model_cfg: Any, tokenizer: Any = None, evaluate: Callable[[torch.nn.Module], dict] | None = None,
+          model_cfg: Any, tokenizer: Any = None, chat_template: str | None = None, evaluate: Callable[[torch.nn.Module], dict] | None = None,
           resume_from: str | Path | None = None, config_yaml: str | None = None,
           dist_info: DistInfo | None = None, tokens_per_batch: int | None = None) -> dict:
-    """Train `model` in place; returns a summary dict. `model` must already be on the target device."""
+    """Train `model` in place; returns a summary dict. `model` must already be on the target device.
+    Checkpoints carry `tokenizer` and the model's own `chat_template` (None: zerollm's ChatML)."""
     info = dist_info or DistInfo(device=next(model.parameters()).device)
     device = info.device
     run_dir = Path(run_dir)
@@ -144,7 +146,7 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
             state = {"optimizer": opt.state_dict(), "data": data.state_dict(), "rng": _rng_state(device),
                      "step": step, "tokens_seen": tokens_seen, "total_steps": total_steps}
             path = save_checkpoint(ckpt_root / f"step-{step:08d}", base, model_cfg, tokenizer=tokenizer,
-                                   trainer_state=state, config_yaml=config_yaml, step=step,
+                                   chat_template=chat_template, trainer_state=state, config_yaml=config_yaml, step=step,
                                    tokens_seen=tokens_seen)
             prune_checkpoints(ckpt_root, cfg.keep_last)
         barrier(info)

@@ -76,11 +76,12 @@ def export(model_dir: str | Path, out: str | Path, format: str = "hf", version: 
     version 0|1, and a tokenizer.bin (SentencePiece tokenizers) at `tokenizer_out` (default: beside `out`)."""
     import torch
 
-    from zerollm.train.checkpoint import load_model
+    from zerollm.loading import load
 
     if format not in EXPORT_FORMATS:
         raise ValueError(f"export --format {format!r}: supported formats are {', '.join(EXPORT_FORMATS)}")
-    model, tok, ckpt = load_model(model_dir, device="cpu")
+    loaded = load(model_dir, "cpu")
+    model, tok, ckpt = loaded.model, loaded.tokenizer, loaded.path
     out = Path(out)
     if format == "hf":
         from zerollm.interop.hf import export_hf

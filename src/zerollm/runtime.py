@@ -1,4 +1,10 @@
-"""Give freed tensor memory back to the OS on Linux/glibc, so peak RSS measures what training holds.
+"""Where and how a process runs: the device, the number of CPU threads, and glibc's malloc.
+
+Every stage that trains or serves calls `setup_runtime(device, d_model=...)` once: it picks the device
+("auto" → cuda, mps, cpu) and, for wide models, tunes malloc as below. `--threads N` (cli.py) goes through
+`set_threads`.
+
+Malloc: give freed tensor memory back to the OS on Linux/glibc, so peak RSS measures what training holds.
 
 PyTorch's CPU allocator is plain malloc. glibc serves large blocks with mmap (returned to the OS on free)
 but raises its mmap threshold dynamically — after a freed mmap'd block of size S every block up to S comes
@@ -24,6 +30,8 @@ import ctypes
 import ctypes.util
 import os
 import sys
+
+import torch
 
 M_MMAP_THRESHOLD = -3  # glibc malloc.h
 DEFAULT_THRESHOLD = 1 << 20  # 1 MiB: activations of all but tiny models go through mmap
@@ -59,4 +67,34 @@ def release_freed_memory(threshold: int | None = None, d_model: int | None = Non
     return True
 
 
-__all__ = ["release_freed_memory", "DEFAULT_THRESHOLD", "MIN_D_MODEL"]
+def pick_device(requested: str = "auto") -> torch.device:
+    """'auto' → cuda if present, else mps, else cpu. Never hard-coded elsewhere."""
+    if requested and requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def set_threads(n: int | None) -> None:
+    """torch CPU threads for this process (None: torch's default, one per core). On a machine where other
+    jobs hold cores, 1 avoids stalls: every parallel region waits for its slowest thread."""
+    if n is None:
+        return
+    if n < 1:
+        raise ValueError(f"--threads must be at least 1, got {n}")
+    torch.set_num_threads(n)
+
+
+def setup_runtime(device: str = "auto", d_model: int | None = None) -> torch.device:
+    """What every training and serving stage does first: the device, and (for models of width `d_model`)
+    freed activation blocks go back to the OS instead of piling up (`release_freed_memory`)."""
+    if d_model is not None:
+        release_freed_memory(d_model=d_model)
+    return pick_device(device)
+
+
+__all__ = ["release_freed_memory", "pick_device", "set_threads", "setup_runtime", "DEFAULT_THRESHOLD",
+           "MIN_D_MODEL"]

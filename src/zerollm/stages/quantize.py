@@ -7,7 +7,7 @@
 A quantized checkpoint is an ordinary checkpoint directory (manifest.json kind "checkpoint", config.json,
 tokenizer/) whose model.safetensors holds each Linear's codes and scales (`<module>.qweight`,
 `<module>.scales`, ...; see model/quant.py) and a `quant.json` {"scheme", "group_size", "modules"}.
-`train.checkpoint.load_model` sees quant.json and rebuilds the QuantLinear layers before loading.
+`zerollm.loading.load` sees quant.json and rebuilds the QuantLinear layers before loading.
 
 KV-cache bytes = 2 (k and v) x n_layer x n_kv_head x head_dim x context x batch x bytes per element.
 """
@@ -32,7 +32,7 @@ def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits
     from safetensors.torch import save_file
 
     from zerollm.artifacts import atomic_dir, atomic_write_text, write_manifest
-    from zerollm.train.checkpoint import load_model
+    from zerollm.loading import load
 
     if scheme is None:
         if bits not in BITS_DEFAULT_SCHEME:
@@ -42,7 +42,8 @@ def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits
         raise ValueError(f"unknown scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
     if bits is not None and (bits == 8) != (scheme == "int8"):
         raise ValueError(f"--bits {bits} does not match --scheme {scheme}")
-    m, tok, ckpt = load_model(model, with_tokenizer=False)
+    loaded = load(model, with_tokenizer=False)
+    m, ckpt = loaded.model, loaded.path
     m.optimize_for_decode(False) if hasattr(m, "optimize_for_decode") else None
     quantize_model(m, scheme, group_size, output_scheme=output_scheme)
     meta = quant_manifest(m)
@@ -84,7 +85,7 @@ def _llama_like_shape(n_params: int) -> dict:
 def memory(params: str | None = None, model: str | None = None, context: int = 4096, batch: int = 1) -> str:
     """A table of weight and KV-cache memory for fp32, bf16, int8, int4 (and nf4) weights."""
     if model is not None:
-        from zerollm.train.checkpoint import load_model_config, resolve_checkpoint
+        from zerollm.loading import load_model_config, resolve_checkpoint
 
         cfg = load_model_config(resolve_checkpoint(model))
         from zerollm.model.transformer import Transformer

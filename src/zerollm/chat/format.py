@@ -1,12 +1,16 @@
-"""Render conversations to token ids plus a loss mask that marks the assistant's tokens.
+"""The one home of chat formats: conversations → token ids (+ a loss mask marking the assistant's tokens).
 
-    messages [{"role", "content", "tool_calls"?}] ──render──▶ Rendered(ids, mask)
+    messages [{"role", "content", "tool_calls"?}] ──render──▶ Rendered(ids, mask)      (training: SFT, DPO, RM)
                                                               mask[i] = True ⇔ token i is a training target
+    messages ──prompt_ids──▶ ids ending in the assistant header                      (generation: chat, server,
+                                                                                      RAG, tools, RL rollouts)
 
-Two renderers share one output:
+Both take the model's chat template (`template`: a converted model's own Jinja template, which
+zerollm.loading.Loaded.chat_template carries; None = zerollm's ChatML), so a fine-tuned model is prompted at
+inference with exactly the ids it was trained on. Two renderers share one output:
 
-1. `render_chatml` — zerollm's own ChatML over its special tokens (chat_template.CHATML_TEMPLATE, the string
-   that interop exports as the Jinja template):
+1. `render_chatml` — zerollm's own ChatML over its special tokens (`CHATML_TEMPLATE` below is the same format
+   as Jinja, the string interop exports as the template, as Qwen uses it):
 
        <|im_start|>system\\n{content}<|im_end|>\\n
        <|im_start|>user\\n{content}<|im_end|>\\n
@@ -36,9 +40,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from zerollm.chat_template import CHATML_STOP, CHATML_TEMPLATE
-
-IM_START, IM_END = "<|im_start|>", CHATML_STOP
+# ChatML as Jinja, rendered as transformers renders it (trim_blocks, lstrip_blocks): the same string goes into
+# exported tokenizer_config.json / chat_template.jinja and GGUF metadata. Generation stops on <|im_end|>.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 TOOL_CALL, TOOL_CALL_END = "<|tool_call|>", "<|/tool_call|>"
 TOOL_RESULT, TOOL_RESULT_END = "<|tool_result|>", "<|/tool_result|>"
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -135,24 +145,18 @@ def render_chatml(messages: Sequence[dict], tokenizer, *, add_generation_prompt:
     return out
 
 
-def chatml_prompt_ids(messages: Sequence[dict], tokenizer, tools: Sequence[dict] | None = None) -> list[int]:
-    """Ids of a conversation followed by the assistant header: what generation continues from. In the
-    tokenizer's own chat template when it carries one (converted models), else ChatML (see `render`)."""
-    return render(messages, tokenizer, add_generation_prompt=True, tools=tools).ids
-
-
-def attach_chat_template(tokenizer, model_dir) -> str | None:
-    """Give `tokenizer` the chat template of the model directory it came from (`chat_template.jinja` or
-    tokenizer_config.json of a converted/HF model; interop.hf_tokenizer.load_chat_template), so every
-    rendering through `render` uses the model's own format. zerollm's ChatML (or none) leaves it unset.
-    Returns the template attached, or None."""
-    from zerollm.interop.hf_tokenizer import load_chat_template
-
-    template = load_chat_template(model_dir) if model_dir is not None else None
-    if template and template != CHATML_TEMPLATE:
-        tokenizer.chat_template = template
-        return template
-    return None
+def prompt_ids(messages: Sequence[dict], tokenizer, *, template: str | None = None, tools=None,
+               add_generation_prompt: bool = True) -> list[int]:
+    """Ids of a conversation followed by the assistant header: what generation continues from. `tools`: OpenAI
+    tool dicts or chat.tools.Tool objects. An empty conversation gives just the generation prompt."""
+    specs = [t.to_openai() if hasattr(t, "to_openai") else t for t in tools or []] or None
+    if messages:
+        return render(messages, tokenizer, template=template, add_generation_prompt=add_generation_prompt,
+                      tools=specs).ids
+    if template and template != CHATML_TEMPLATE:  # nothing said yet (render needs a message)
+        text = render_template_text(template, [], add_generation_prompt=add_generation_prompt, tools=specs)
+        return tokenizer.encode(text, allowed_special="all")
+    return [_special(tokenizer, IM_START)] + tokenizer.encode("assistant\n") if add_generation_prompt else []
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -305,9 +309,8 @@ def render_template(messages: Sequence[dict], tokenizer, template: str, *, add_g
 
 def render(messages: Sequence[dict], tokenizer, *, template: str | None = None, add_generation_prompt: bool = False,
            tools: Sequence[dict] | None = None, train_on: str = "assistant") -> Rendered:
-    """The given Jinja template, else the tokenizer's own (`tokenizer.chat_template`, attached from a converted
-    model's directory by `attach_chat_template`), else zerollm's ChatML."""
-    template = template or getattr(tokenizer, "chat_template", None)
+    """With `template` (a converted model's own Jinja template) as transformers renders it, else zerollm's
+    ChatML."""
     if template is None or template == CHATML_TEMPLATE:
         return render_chatml(messages, tokenizer, add_generation_prompt=add_generation_prompt, tools=tools,
                              train_on=train_on)
@@ -323,6 +326,6 @@ def stop_token_ids(tokenizer) -> list[int]:
     return ids
 
 
-__all__ = ["Rendered", "render", "render_chatml", "render_template", "render_template_text", "chatml_prompt_ids",
-           "attach_chat_template", "template_variables",
+__all__ = ["Rendered", "render", "prompt_ids", "render_chatml", "render_template", "render_template_text",
+           "CHATML_TEMPLATE", "IM_START", "IM_END", "ROLES", "template_variables", "check_messages",
            "content_text", "tool_call_json", "stop_token_ids"]

@@ -11,7 +11,7 @@ composes data, an objective (objectives.py) and the one training loop (train/loo
                                                      adapter/  PEFT adapter (with --lora / --qlora)
 
 Conversations are rendered in the starting model's own chat template when it has one (a model converted
-from Hugging Face keeps its tokenizer's Jinja `chat_template`; chat_format.attach_chat_template), zerollm's
+from Hugging Face keeps its tokenizer's Jinja `chat_template`; loading.Loaded.chat_template), zerollm's
 ChatML otherwise; the loss mask covers assistant tokens and their end-of-turn token either way.
 
 `--lora` freezes the base and trains LoRA adapters (lora.py); `--qlora` first quantizes the frozen base
@@ -26,14 +26,17 @@ from pathlib import Path
 
 import torch
 
-from zerollm.artifacts import atomic_write_text, write_manifest
-from zerollm.chat_format import attach_chat_template
-from zerollm.config import load_config, to_yaml
+from zerollm.chat.format import prompt_ids
+from zerollm.config import load_config
+from zerollm.loading import Loaded, load, model_chat_template
 from zerollm.posttrain import data as D
 from zerollm.posttrain.lora import LoRAConfig, apply_lora, save_adapter, strip_lora, trainable_share
 from zerollm.posttrain.objectives import (DPOObjective, GRPOObjective, PPOObjective, RewardObjective,
                                           SFTObjective, add_value_head, evaluate_pairs, evaluate_sft,
                                           reference_logps, reward_margin)
+from zerollm.rundir import fenced, finish_report, plot_metrics, start_run
+from zerollm.runtime import setup_runtime
+from zerollm.train.checkpoint import save_checkpoint
 from zerollm.train.loop import TrainConfig, train
 
 
@@ -123,52 +126,29 @@ def _resolve(cls, cfg, overrides):
     return load_config(cls, None, overrides, base=cfg) if overrides else cfg
 
 
-def load_scored_model(path, device="cpu"):
-    """A reward model (Transformer + value_head) saved by the reward stage."""
-    from zerollm.interop.weights import empty_model
-    from zerollm.tokenizer.base import load_tokenizer
-    from zerollm.train.checkpoint import load_model_config, load_weights, resolve_checkpoint
-
-    ckpt = resolve_checkpoint(Path(path) / "model" if (Path(path) / "model").is_dir() else path)
-    model = empty_model(load_model_config(ckpt))
-    add_value_head(model)
-    load_weights(model, ckpt / "model.safetensors")
-    tok = load_tokenizer(ckpt / "tokenizer") if (ckpt / "tokenizer").is_dir() else None
-    if tok is not None:
-        attach_chat_template(tok, ckpt)
-    return model.to(device).eval(), tok
-
-
 class Ctx:
     """What every stage sets up the same way: device, model (+LoRA), tokenizer, run dir, resume point."""
 
-    def __init__(self, cfg: StageConfig, stage: str, value_head: bool = False, scored: bool = False):
-        from zerollm.pretrain import latest_checkpoint
-        from zerollm.train.checkpoint import load_model
-        from zerollm.train.distributed import pick_device
-
+    def __init__(self, cfg: StageConfig, stage: str, value_head: bool = False):
         if not cfg.model:
             raise ValueError(f"{stage}: no starting model (set model=DIR or --model)")
-        self.cfg, self.stage, self.device = cfg, stage, pick_device(cfg.train.device)
+        self.cfg, self.stage = cfg, stage
+        self.device = setup_runtime(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
-        if scored:
-            self.model, self.tok = load_scored_model(cfg.model, self.device)
-        else:
-            if cfg.qlora:  # NF4 base built tensor by tensor: the fp32 base is never resident as a whole
-                from zerollm.posttrain.nf4 import load_nf4_model
+        if cfg.qlora:  # NF4 base built tensor by tensor: the fp32 base is never resident as a whole
+            from zerollm.posttrain.nf4 import load_nf4_model
 
-                self.model, self.tok, ckpt = load_nf4_model(cfg.model, cfg.lora_config.targets, device=self.device)
-            else:
-                self.model, self.tok, ckpt = load_model(cfg.model, device=self.device)
-            if self.tok is not None:
-                attach_chat_template(self.tok, ckpt)
+            model, tok, ckpt = load_nf4_model(cfg.model, cfg.lora_config.targets, device=self.device)
+            loaded = Loaded(model, tok, ckpt, model_chat_template(ckpt))
+        else:
+            loaded = load(cfg.model, self.device)
+        self.model, self.tok = loaded.model, loaded.tokenizer
+        # a converted model's own Jinja template (None: ChatML) renders every example and prompt of the stage
+        self.chat_template = loaded.chat_template
         if self.tok is None:
             raise FileNotFoundError(f"{cfg.model}: no tokenizer/ directory")
-        from zerollm.train.heap import release_freed_memory
-
-        # wide models: freed activation blocks go back to the OS instead of piling up (train/heap.py)
-        release_freed_memory(d_model=getattr(self.model.cfg, "d_model", None))
-        # a converted model's own Jinja template (else ChatML) renders every example and prompt of the stage
+        # wide models: freed activation blocks go back to the OS instead of piling up (runtime.py)
+        setup_runtime(cfg.train.device, d_model=getattr(self.model.cfg, "d_model", None))
         self.model.train().requires_grad_(True)
         if cfg.qlora:  # no-op for layers load_nf4_model already quantized
             from zerollm.posttrain.nf4 import quantize_nf4
@@ -181,26 +161,21 @@ class Ctx:
             if not hasattr(self.model, "value_head"):
                 add_value_head(self.model)
             self.model.value_head.requires_grad_(True)
-        self.run_dir = Path(cfg.out)
-        self.resume_from = latest_checkpoint(self.run_dir) if cfg.resume else None
-        if cfg.resume and self.resume_from is None:
-            raise FileNotFoundError(f"--resume: no checkpoint found in {self.run_dir}/checkpoints")
-        self.config_yaml = to_yaml(cfg)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "config.yaml", self.config_yaml)
-        write_manifest(self.run_dir, "run", stage=stage, model=str(cfg.model), lora=self.lora)
+        self.run = start_run(cfg.out, stage, cfg, resume=cfg.resume, model=str(cfg.model), lora=self.lora)
+        self.run_dir, self.resume_from = self.run.dir, self.run.resume_from
         self.trainable, self.total = trainable_share(self.model)
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        """A prompt in the model's chat format, ending in the assistant header."""
+        return prompt_ids(messages, self.tok, template=self.chat_template)
 
     def train(self, objective, data, evaluate=None) -> dict:
         return train(self.model, objective, data, self.cfg.train, self.run_dir, model_cfg=self.model.cfg,
-                     tokenizer=self.tok, evaluate=evaluate, resume_from=self.resume_from,
-                     config_yaml=self.config_yaml)
+                     tokenizer=self.tok, chat_template=self.chat_template, evaluate=evaluate,
+                     resume_from=self.resume_from, config_yaml=self.run.config_yaml)
 
     def finish(self, summary: dict, plots: list[tuple[str, list[str]]], lines: list[str],
                samples: list[tuple[str, str]] | None = None, keep_head: bool = False) -> dict:
-        from zerollm.pretrain import finish_run_report
-        from zerollm.train.checkpoint import save_checkpoint
-
         model, cfg = self.model, self.cfg
         if self.lora:
             save_adapter(model, self.run_dir / "adapter", base_model_name_or_path=str(cfg.model))
@@ -210,7 +185,8 @@ class Ctx:
                 strip_lora(model)
             if not keep_head and hasattr(model, "value_head"):
                 del model.value_head
-            save_checkpoint(self.run_dir / "model", model, model.cfg, tokenizer=self.tok, step=summary["steps"],
+            save_checkpoint(self.run_dir / "model", model, model.cfg, tokenizer=self.tok,
+                            chat_template=self.chat_template, step=summary["steps"],
                             extra={"stage": self.stage, "value_head": keep_head})
             summary["model_dir"] = str(self.run_dir / "model")
         figures = []
@@ -223,37 +199,10 @@ class Ctx:
                  + (" — LoRA" + (" over NF4 base (QLoRA)" if cfg.qlora else "") if self.lora else "")] + lines
         sections = [(f"{self.stage} results", "\n".join(lines))] + ([("Figures", "\n\n".join(figures))] if figures else [])
         for title, text in samples or []:
-            sections.append((title, "```text\n" + text.replace("```", "`\u200b``") + "\n```"))
+            sections.append((title, fenced(text)))
         summary.update(run_dir=str(self.run_dir), trainable_params=self.trainable, total_params=self.total)
-        finish_run_report(self.run_dir, self.stage, model, model.cfg, cfg.train, summary, extra_sections=sections)
+        finish_report(self.run_dir, self.stage, model, cfg.train, summary, extra_sections=sections)
         return summary
-
-
-def plot_metrics(metrics_path: Path, keys: list[str], png: Path, title: str) -> Path | None:
-    """One panel per metric key present in metrics.jsonl, against step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from zerollm.train.report import read_metrics
-
-    rows = read_metrics(metrics_path)
-    series = {k: [(r["step"], r[k]) for r in rows if k in r] for k in keys}
-    series = {k: v for k, v in series.items() if v}
-    if not series:
-        return None
-    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.4), dpi=100, squeeze=False)
-    for ax, (k, pts) in zip(axes[0], series.items()):
-        ax.plot(*zip(*pts), "o-" if len(pts) < 30 else "-", markersize=3, linewidth=1.2)
-        ax.set_xlabel("step")
-        ax.set_title(k)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-    return png
 
 
 def _split(items: list, cfg: StageConfig) -> tuple[list, list]:
@@ -263,29 +212,28 @@ def _split(items: list, cfg: StageConfig) -> tuple[list, list]:
     return items[n_val:], items[:n_val]
 
 
-def greedy_texts(model, tok, prompts: list, max_new_tokens: int) -> list[str]:
+def greedy_texts(model, tok, prompts: list, max_new_tokens: int, template: str | None = None) -> list[str]:
     """Greedy completions of (messages, record) prompts, batched through the engine (rl.sample_many)."""
-    from zerollm.chat_format import chatml_prompt_ids
     from zerollm.posttrain.rl import completion_text, sample_many
 
-    ids = [chatml_prompt_ids(m, tok) for m, _ in prompts]
+    ids = [prompt_ids(m, tok, template=template) for m, _ in prompts]
     groups = sample_many(model, tok, ids, 1, max_new_tokens, 0.0, [0] * len(ids))
     return [completion_text(tok, g[0]) for g in groups]
 
 
 @torch.no_grad()
-def exact_match(model, tok, prompts: list, max_new_tokens: int) -> float:
+def exact_match(model, tok, prompts: list, max_new_tokens: int, template: str | None = None) -> float:
     """Greedy decoding on (messages, record) prompts; share whose `#### x` equals record["answer"]."""
     from zerollm.posttrain.rewards import exact_numeric_reward
 
     if not prompts:
         return float("nan")
-    texts = greedy_texts(model, tok, prompts, max_new_tokens)
+    texts = greedy_texts(model, tok, prompts, max_new_tokens, template)
     return sum(exact_numeric_reward(t, r["answer"]) for t, (_, r) in zip(texts, prompts)) / len(prompts)
 
 
-def greedy_samples(model, tok, prompts: list, max_new_tokens: int, n: int = 3) -> str:
-    texts = greedy_texts(model, tok, prompts[:n], max_new_tokens)
+def greedy_samples(model, tok, prompts: list, max_new_tokens: int, n: int = 3, template: str | None = None) -> str:
+    texts = greedy_texts(model, tok, prompts[:n], max_new_tokens, template)
     return "\n\n".join(f"> {m[-1]['content']}\n{t}" for (m, _), t in zip(prompts[:n], texts))
 
 
@@ -298,8 +246,9 @@ def sft(cfg: SFTConfig | str | None = None, overrides=None) -> dict:
     cfg = _resolve(SFTConfig, cfg, overrides)
     ctx = Ctx(cfg, "sft")
     limit = cfg.max_examples or None
-    examples = D.load_sft_examples(cfg.data, ctx.tok, cfg.max_len, limit)
-    train_ex, val_ex = (examples, D.load_sft_examples(cfg.val_data, ctx.tok, cfg.max_len)) if cfg.val_data \
+    examples = D.load_sft_examples(cfg.data, ctx.tok, cfg.max_len, limit, template=ctx.chat_template)
+    train_ex, val_ex = (examples, D.load_sft_examples(cfg.val_data, ctx.tok, cfg.max_len, template=ctx.chat_template)) \
+        if cfg.val_data \
         else _split(examples, cfg)
     pad = D.pad_id_of(ctx.tok)
     data = D.SFTData(train_ex, cfg.train.batch_size, pad, cfg.max_len, cfg.packing, seed=cfg.train.seed)
@@ -309,7 +258,7 @@ def sft(cfg: SFTConfig | str | None = None, overrides=None) -> dict:
     def evaluate(m):
         out = evaluate_sft(m, val.iter_all(cfg.train.batch_size)) if val else {}
         if answers:
-            out["exact_match"] = exact_match(m, ctx.tok, answers, cfg.eval_max_new_tokens)
+            out["exact_match"] = exact_match(m, ctx.tok, answers, cfg.eval_max_new_tokens, ctx.chat_template)
         return out
 
     summary = ctx.train(SFTObjective(), data, evaluate)
@@ -318,14 +267,15 @@ def sft(cfg: SFTConfig | str | None = None, overrides=None) -> dict:
     if answers and ev:
         lines.append(f"- held-out exact match: {ev[0].get('exact_match', float('nan')):.1%} (step {ev[0]['step']}) → "
                      f"**{ev[-1].get('exact_match', float('nan')):.1%}** (step {ev[-1]['step']}), {len(answers)} prompts")
-    samples = [("Samples after SFT", greedy_samples(ctx.model, ctx.tok, answers, cfg.eval_max_new_tokens))] if answers else []
+    samples = [("Samples after SFT", greedy_samples(ctx.model, ctx.tok, answers, cfg.eval_max_new_tokens,
+                                                         template=ctx.chat_template))] if answers else []
     return ctx.finish(summary, [("sft", ["val_loss", "exact_match"])], lines, samples)
 
 
-def _preference_split(cfg, tok):
-    pairs = D.load_preference_pairs(cfg.data, tok, cfg.max_len, cfg.max_examples or None)
+def _preference_split(cfg, ctx):
+    pairs = D.load_preference_pairs(cfg.data, ctx.tok, cfg.max_len, cfg.max_examples or None, ctx.chat_template)
     if cfg.val_data:
-        return pairs, D.load_preference_pairs(cfg.val_data, tok, cfg.max_len)
+        return pairs, D.load_preference_pairs(cfg.val_data, ctx.tok, cfg.max_len, template=ctx.chat_template)
     return _split(pairs, cfg)
 
 
@@ -333,7 +283,7 @@ def reward(cfg: RewardConfig | str | None = None, overrides=None) -> dict:
     """Reward model: scalar head on the transformer, Bradley–Terry loss on (chosen, rejected) pairs."""
     cfg = _resolve(RewardConfig, cfg, overrides)
     ctx = Ctx(cfg, "reward", value_head=True)
-    train_p, val_p = _preference_split(cfg, ctx.tok)
+    train_p, val_p = _preference_split(cfg, ctx)
     pad = D.pad_id_of(ctx.tok)
     data = D.PreferenceData(train_p, cfg.train.batch_size, pad, seed=cfg.train.seed)
     val = D.PreferenceData(val_p, cfg.train.batch_size, pad, shuffle=False)
@@ -354,7 +304,7 @@ def dpo(cfg: DPOConfig | str | None = None, overrides=None) -> dict:
     """Direct preference optimization against the start model as reference (log-probs computed once)."""
     cfg = _resolve(DPOConfig, cfg, overrides)
     ctx = Ctx(cfg, "dpo")
-    train_p, val_p = _preference_split(cfg, ctx.tok)
+    train_p, val_p = _preference_split(cfg, ctx)
     pad = D.pad_id_of(ctx.tok)
     data = D.PreferenceData(train_p, cfg.train.batch_size, pad, seed=cfg.train.seed)
     val = D.PreferenceData(val_p, cfg.train.batch_size, pad, shuffle=False)
@@ -391,10 +341,10 @@ def grpo(cfg: GRPOConfig | str | None = None, overrides=None) -> dict:
                         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                         updates_per_rollout=cfg.updates_per_rollout, seed=cfg.train.seed,
                         accuracy_fn=exact_numeric_reward, scale_rewards=cfg.scale_rewards,
-                        drop_uniform=cfg.drop_uniform)
+                        drop_uniform=cfg.drop_uniform, chat_template=ctx.chat_template)
 
     def evaluate(m):
-        return {"exact_match": exact_match(m, ctx.tok, answers, cfg.max_new_tokens)} if answers else {}
+        return {"exact_match": exact_match(m, ctx.tok, answers, cfg.max_new_tokens, ctx.chat_template)} if answers else {}
 
     summary = ctx.train(GRPOObjective(cfg.clip, cfg.beta, GRPORollouts.stat_names, cfg.temperature, cfg.loss_norm,
                                       cfg.max_new_tokens), data, evaluate)
@@ -405,7 +355,8 @@ def grpo(cfg: GRPOConfig | str | None = None, overrides=None) -> dict:
     if ev and answers:
         lines.append(f"- held-out exact match (greedy): {ev[0]['exact_match']:.1%} → **{ev[-1]['exact_match']:.1%}**"
                      f" ({len(answers)} prompts)")
-    samples = [("Samples after GRPO", greedy_samples(ctx.model, ctx.tok, answers, cfg.max_new_tokens))] if answers else []
+    samples = [("Samples after GRPO", greedy_samples(ctx.model, ctx.tok, answers, cfg.max_new_tokens,
+                                                          template=ctx.chat_template))] if answers else []
     return ctx.finish(summary, [("grpo", ["reward", "accuracy", "exact_match", "kl", "informative"])], lines, samples)
 
 
@@ -417,7 +368,7 @@ def ppo(cfg: PPOConfig | str | None = None, overrides=None, property_fn=None) ->
     if not cfg.reward_model:
         raise ValueError("ppo: no reward model (set reward_model=DIR from `zerollm reward`)")
     ctx = Ctx(cfg, "ppo", value_head=True)
-    rm, _ = load_scored_model(cfg.reward_model, ctx.device)
+    rm = load(cfg.reward_model, ctx.device, value_head=True).model
     rm.requires_grad_(False)
     prompts = D.load_prompts(cfg.data, cfg.max_examples or None)
     train_pr, val_pr = _split(prompts, cfg)
@@ -426,14 +377,14 @@ def ppo(cfg: PPOConfig | str | None = None, overrides=None, property_fn=None) ->
     data = PPORollouts(ctx.model, ref, rm, ctx.tok, train_pr, prompts_per_step=cfg.prompts_per_step,
                        max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, kl_coef=cfg.kl_coef,
                        gamma=cfg.gamma, lam=cfg.lam, updates_per_rollout=cfg.ppo_epochs, seed=cfg.train.seed,
-                       property_fn=property_fn)
+                       property_fn=property_fn, chat_template=ctx.chat_template)
 
     @torch.no_grad()
     def evaluate(m):
         # held-out prompts, sampled with fixed seeds: reward-model score, KL to the reference, property
         ev = PPORollouts(m, ref, rm, ctx.tok, val_pr, prompts_per_step=len(val_pr), max_new_tokens=cfg.max_new_tokens,
                          temperature=cfg.temperature, kl_coef=cfg.kl_coef, gamma=cfg.gamma, lam=cfg.lam,
-                         seed=12345, property_fn=property_fn)
+                         seed=12345, property_fn=property_fn, chat_template=ctx.chat_template)
         stats = ev._rollout()[-1][0].tolist()
         return {"val_score": stats[0], "val_kl": stats[1], "val_property": stats[3]}
 
@@ -448,8 +399,7 @@ def ppo(cfg: PPOConfig | str | None = None, overrides=None, property_fn=None) ->
             lines.append(f"- held-out property score: {ev[0]['val_property']:.3f} → **{ev[-1]['val_property']:.3f}**")
     texts = []
     for i, (msgs, _) in enumerate(val_pr[:3]):
-        from zerollm.chat_format import chatml_prompt_ids
-        (c,) = sample(ctx.model, ctx.tok, chatml_prompt_ids(msgs, ctx.tok), 1, cfg.max_new_tokens, cfg.temperature, i)
+        (c,) = sample(ctx.model, ctx.tok, ctx.prompt_ids(msgs), 1, cfg.max_new_tokens, cfg.temperature, i)
         texts.append(f"> {msgs[-1]['content']}\n{completion_text(ctx.tok, c)}")
     return ctx.finish(summary, [("ppo", ["val_score", "val_kl", "score", "kl"])], lines,
                       [("Samples after PPO", "\n\n".join(texts))])
@@ -459,4 +409,4 @@ STAGES = {"sft": (sft, SFTConfig), "reward": (reward, RewardConfig), "dpo": (dpo
           "grpo": (grpo, GRPOConfig), "ppo": (ppo, PPOConfig)}
 
 __all__ = ["sft", "reward", "dpo", "grpo", "ppo", "SFTConfig", "RewardConfig", "DPOConfig", "GRPOConfig",
-           "PPOConfig", "StageConfig", "load_scored_model", "exact_match", "STAGES"]
+           "PPOConfig", "StageConfig", "exact_match", "STAGES"]

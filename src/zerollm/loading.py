@@ -1,0 +1,170 @@
+"""Where a model gets loaded: any `--model DIR` → a `Loaded` record (model, tokenizer, chat template, stop ids).
+
+    DIR ──resolve_checkpoint──▶ a checkpoint dir (a run dir → its latest checkpoint) or a Hugging Face dir
+        ──load──▶ Loaded(model, tokenizer, path, chat_template, stop_ids)
+
+Accepted directories:
+- a checkpoint (`model.safetensors` + `config.json` + `manifest.json`, train/checkpoint.py), quantized ones
+  too (`quant.json`: the QuantLinear layers are rebuilt before the weights load, model/quant.py);
+- a run directory (its `checkpoints/latest`, or the highest `checkpoints/step-*`);
+- a Hugging Face model directory (`config.json` with `model_type`; interop/hf.py).
+
+What a model needs besides its weights travels in the record, never as attributes stuck on the objects:
+`chat_template` is the model's own Jinja template (a converted model keeps its tokenizer's; None means
+zerollm's ChatML) and `stop_ids` are the ids that end a generation (the tokenizer's eos plus
+generation_config.json's `eos_token_id`: converted chat models end turns with e.g. <|im_end|> as well).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zerollm.artifacts import read_manifest
+from zerollm.config import ModelConfig
+
+
+@dataclass
+class Loaded:
+    model: torch.nn.Module
+    tokenizer: Any  # a zerollm.tokenizer.base.Tokenizer, or None when the directory has none
+    path: Path  # the resolved checkpoint (or Hugging Face) directory
+    chat_template: str | None = None  # the model's own Jinja chat template; None = zerollm's ChatML
+    stop_ids: list[int] = field(default_factory=list)  # ids that end a generation
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint dir, a run dir (→ its latest checkpoint), a checkpoints/ dir, or an HF model dir."""
+    from zerollm.interop.hf import is_hf_dir
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model directory")
+    if is_hf_dir(path):  # a Hugging Face model directory (config.json with "model_type")
+        return path
+    if (path / "model.safetensors").is_file() and (path / "config.json").is_file():
+        return path
+    for ckdir in (path / "checkpoints", path):
+        latest = ckdir / "latest"
+        if latest.is_file():
+            cand = ckdir / latest.read_text().strip()
+            if cand.is_dir():
+                return cand
+        steps = sorted(p for p in ckdir.glob("step-*") if (p / "model.safetensors").is_file())
+        if steps:
+            return steps[-1]
+    raise FileNotFoundError(f"{path}: not a checkpoint or run directory (no model.safetensors + config.json, "
+                            f"no checkpoints/step-*)")
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint `--resume` continues from, or None."""
+    try:
+        return resolve_checkpoint(run_dir)
+    except FileNotFoundError:
+        return None
+
+
+def load_model_config(ckpt: str | Path) -> ModelConfig:
+    path = Path(ckpt) / "config.json"
+    try:
+        return ModelConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, ValueError, TypeError) as e:
+        raise ValueError(f"{path}: invalid model config ({e})") from None
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Load safetensors into `model`'s parameters in place, a few tensors mapped at a time (no second copy
+    of the weights); missing, unexpected or mis-shaped tensors raise a ValueError naming file and tensor."""
+    from zerollm.interop.weights import load_safetensors_into
+
+    load_safetensors_into(model, path)
+
+
+def end_token_ids(model_dir: str | Path, tokenizer) -> list[int]:
+    """Ids that end a generation: the tokenizer's eos plus generation_config.json's eos_token_id (an int or a
+    list)."""
+    ids = [tokenizer.eos_id] if tokenizer is not None and tokenizer.eos_id is not None else []
+    gen_cfg = Path(model_dir) / "generation_config.json"
+    if gen_cfg.is_file():
+        try:
+            eos = json.loads(gen_cfg.read_text(encoding="utf-8")).get("eos_token_id")
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{gen_cfg}: not valid JSON ({e})") from None
+        for i in (eos if isinstance(eos, list) else [eos]):
+            if isinstance(i, int) and i not in ids:
+                ids.append(i)
+    return ids
+
+
+def model_chat_template(model_dir: str | Path) -> str | None:
+    """The model directory's own chat template (`chat_template.jinja` or tokenizer_config.json of a
+    converted/HF model), or None when it has none or it is zerollm's ChatML."""
+    from zerollm.chat.format import CHATML_TEMPLATE
+    from zerollm.interop.hf_tokenizer import load_chat_template
+
+    template = load_chat_template(model_dir)
+    return template if template and template != CHATML_TEMPLATE else None
+
+
+def _build_model(ckpt: Path, device, value_head: bool) -> torch.nn.Module:
+    from zerollm.interop.weights import empty_model
+
+    read_manifest(ckpt, "checkpoint")
+    cfg = load_model_config(ckpt)
+    if (ckpt / "quant.json").is_file():  # weight-only quantized (zerollm quantize; model/quant.py)
+        from zerollm.model.quant import load_quantized
+
+        model = load_quantized(ckpt, cfg)
+    else:
+        model = empty_model(cfg)  # uninitialized: every parameter is filled from the file (tied = one Parameter)
+        if value_head:  # a reward model (stage `reward`): Transformer + scalar head
+            from zerollm.posttrain.objectives import add_value_head
+
+            add_value_head(model)
+        load_weights(model, ckpt / "model.safetensors")
+    return model.to(device).eval()
+
+
+def load(path: str | Path, device: str | torch.device = "cpu", *, with_tokenizer: bool = True,
+         value_head: bool = False, for_decode: bool = False) -> Loaded:
+    """Load any `--model DIR` (see the module docstring). `device` may be "auto". `value_head`: a reward
+    model saved by the `reward` stage (a run dir's `model/` is used when present). `for_decode`: lay the
+    weights out for fast batch-1 decoding (values unchanged; not for training)."""
+    from zerollm.interop.hf import is_hf_dir, load_hf
+    from zerollm.runtime import pick_device
+
+    device = pick_device(device) if isinstance(device, str) else device
+    if value_head and (Path(path) / "model").is_dir():
+        path = Path(path) / "model"
+    ckpt = resolve_checkpoint(path)
+    if is_hf_dir(ckpt):
+        if value_head:
+            raise ValueError(f"{ckpt}: a Hugging Face directory is not a zerollm reward model")
+        model, tokenizer, ckpt = load_hf(ckpt, device=device, with_tokenizer=with_tokenizer)
+    else:
+        model = _build_model(ckpt, device, value_head)
+        tokenizer = None
+        if with_tokenizer and (ckpt / "tokenizer").is_dir():
+            from zerollm.tokenizer.base import load_tokenizer
+
+            tokenizer = load_tokenizer(ckpt / "tokenizer")
+    if for_decode:
+        model = model.optimize_for_decode()
+    return Loaded(model, tokenizer, Path(ckpt), model_chat_template(ckpt) if tokenizer is not None else None,
+                  end_token_ids(ckpt, tokenizer))
+
+
+def load_for_use(path: str | Path, device: str | torch.device = "auto") -> Loaded:
+    """A model to generate with: it must have a tokenizer; weights laid out for decoding."""
+    loaded = load(path, device, for_decode=True)
+    if loaded.tokenizer is None:
+        raise FileNotFoundError(f"{path}: checkpoint has no tokenizer/ directory")
+    return loaded
+
+
+__all__ = ["Loaded", "load", "load_for_use", "resolve_checkpoint", "latest_checkpoint", "load_model_config",
+           "load_weights", "end_token_ids", "model_chat_template"]

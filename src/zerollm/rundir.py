@@ -1,0 +1,114 @@
+"""A run directory: what every training stage (pretrain, sft, reward, dpo, grpo, ppo) writes, set up one way.
+
+    run_dir/
+      manifest.json      kind "run", the stage, and what it started from
+      config.yaml        the resolved stage config (defaults < YAML < overrides)
+      metrics.jsonl      one line per logged step / evaluation (train/loop.py)
+      loss.png           train and validation loss; <stage>.png: the stage's own figures
+      report.md          what was trained, how fast, how well, and samples
+      checkpoints/step-N/ (train/checkpoint.py), checkpoints/latest
+
+`start_run` writes the config and manifest and finds the checkpoint `--resume` continues from;
+`finish_report` writes the plots and the report once training is done.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zerollm.artifacts import atomic_write_text, write_manifest
+from zerollm.config import to_yaml
+from zerollm.loading import latest_checkpoint
+
+
+@dataclass
+class Run:
+    dir: Path
+    resume_from: Path | None  # the checkpoint to continue from (with resume), else None
+    config_yaml: str  # the resolved config, as written to config.yaml and into every checkpoint
+
+
+def start_run(out: str | Path, stage: str, cfg: Any, *, resume: bool = False, write: bool = True,
+              **manifest: Any) -> Run:
+    """Create (or reopen, with `resume`) the run directory of `stage`. `write=False` on non-main ranks."""
+    run_dir = Path(out)
+    resume_from = latest_checkpoint(run_dir) if resume else None
+    if resume and resume_from is None:
+        raise FileNotFoundError(f"--resume: no checkpoint found in {run_dir}/checkpoints")
+    config_yaml = to_yaml(cfg)
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", config_yaml)
+        write_manifest(run_dir, "run", stage=stage, **manifest)
+    return Run(run_dir, resume_from, config_yaml)
+
+
+def plot_metrics(metrics_path: Path, keys: list[str], png: Path, title: str) -> Path | None:
+    """One panel per metric key present in metrics.jsonl, against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zerollm.train.report import read_metrics
+
+    rows = read_metrics(metrics_path)
+    series = {k: [(r["step"], r[k]) for r in rows if k in r] for k in keys}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.4), dpi=100, squeeze=False)
+    for ax, (k, pts) in zip(axes[0], series.items()):
+        ax.plot(*zip(*pts), "o-" if len(pts) < 30 else "-", markersize=3, linewidth=1.2)
+        ax.set_xlabel("step")
+        ax.set_title(k)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    return png
+
+
+def fenced(text: str) -> str:
+    """A text block for the markdown report (a ``` inside the text cannot close the fence)."""
+    return "```text\n" + text.replace("```", "`\u200b``") + "\n```"
+
+
+def finish_report(run_dir: Path, stage: str, model, tc, summary: dict, shards: dict | None = None,
+                  extra_sections: list[tuple[str, str]] | None = None) -> None:
+    """loss.png and report.md for a finished run (`tc`: the TrainConfig it ran with)."""
+    from zerollm.train.report import eval_lines, fmt_num, plot_losses, write_report
+
+    cfg = model.cfg
+    plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
+                title=f"{stage}: {fmt_num(model.num_params())} params, {cfg.n_layer} layers x {cfg.d_model}")
+    evals = summary.get("evals") or []
+    lines = [
+        f"- model: {model.describe()}",
+        f"- parameters: {fmt_num(model.num_params())} ({fmt_num(model.num_params(non_embedding=True))} non-embedding)",
+        f"- steps: {summary['steps']} of {summary['total_steps']}, tokens seen: {fmt_num(summary['tokens_seen'])}",
+        f"- wall time: {summary['elapsed_s']:.1f} s, median throughput: {summary['median_tok_per_s']:,.0f} tokens/s",
+        f"- FLOPs/token: {summary['flops_per_token'] / 1e6:.2f} M; MFU vs {summary['peak_flops'] / 1e9:.0f} GFLOP/s peak: "
+        f"{summary['median_tok_per_s'] * summary['flops_per_token'] / max(1.0, summary['peak_flops']):.1%}",
+        f"- final train loss: {summary['final_loss']:.4f}",
+    ]
+    lines += eval_lines(evals)  # only the metrics this stage evaluated (no NaN validation loss for RL/DPO)
+    if summary.get("checkpoint"):
+        lines.append(f"- checkpoint: `{Path(summary['checkpoint']).relative_to(run_dir)}`")
+    sections = [("Result", "\n".join(lines)), ("Loss curve", "![loss](loss.png)")]
+    if shards:
+        totals = shards.get("totals", {})
+        sections.append(("Data", "\n".join(f"- {k}: {v}" for k, v in totals.items())))
+    for title, key in (("Samples before training", "samples_before"), ("Samples after training", "samples_after")):
+        if summary.get(key):
+            sections.append((title, "\n\n".join(fenced(s) for s in summary[key])))
+    sections.append(("Training config", "```yaml\n" + json.dumps(dataclasses.asdict(tc), indent=1) + "\n```"))
+    sections.append(("Reproduce", f"`zerollm {stage} --config {run_dir / 'config.yaml'}`"))
+    write_report(run_dir / "report.md", f"zerollm {stage} run", sections + (extra_sections or []))
+
+
+__all__ = ["Run", "start_run", "finish_report", "plot_metrics", "fenced"]

@@ -1,0 +1,39 @@
+"""`zerollm rag index | ask`: retrieval-augmented answers from your own documents (zerollm/rag/).
+
+    zerollm rag index DOCS... --out INDEX [--embedder DIR] [--delete SOURCE]
+    zerollm rag ask INDEX "question" [--model DIR] [-k 4] [--mode auto|bm25|dense|hybrid]
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from zerollm.loading import load_for_use
+from zerollm.rag.answer import Answer, answer
+from zerollm.rag.embed import load_embedder
+from zerollm.rag.index import RAGIndex, build_index
+from zerollm.rag.retrieve import Retriever
+
+
+def rag_index(docs: list[str], out: str | Path, embedder: str | None = None, max_chars: int = 500,
+              overlap: int = 100, delete: list[str] = ()):
+    """Build or update (add/replace/delete sources) an index directory atomically."""
+    emb = load_embedder(embedder) if embedder else None
+    return build_index(list(docs), out, embedder=emb, max_chars=max_chars, overlap=overlap, delete=delete)
+
+
+def rag_ask(index: str | Path, question: str, model: str | Path | None = None, k: int = 4, mode: str = "auto",
+            max_new_tokens: int = 200, device: str = "auto", stream=None) -> Answer:
+    """Retrieve passages and (with a model) answer with numbered citations."""
+    retriever = Retriever(RAGIndex.open(index))
+    if model is None:
+        hits = retriever.search(question, k=k, mode=mode)
+        passages = [{"n": i, "source": h.chunk.source, "heading": h.chunk.heading, "text": h.chunk.text}
+                    for i, h in enumerate(hits, 1)]
+        body = "\n\n".join(f"[{p['n']}] {p['text']}" for p in passages) or "(no matching passages)"
+        return Answer(body, passages, passages)
+    loaded = load_for_use(model, device)
+    return answer(question, retriever, loaded.model, loaded.tokenizer, k=k, mode=mode,
+                  max_new_tokens=max_new_tokens, stream=stream, template=loaded.chat_template)
+
+
+__all__ = ["rag_index", "rag_ask"]

@@ -1,0 +1,17 @@
+"""`zerollm serve`: an OpenAI-compatible API and a chat page over one model (zerollm/serve/).
+
+    zerollm serve --model DIR [--host 127.0.0.1] [--port 8000] [--api-key KEY]
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None) -> None:
+    """Serve `model` until interrupted (binds loopback unless told otherwise)."""
+    from zerollm.serve import serve as _serve  # FastAPI and uvicorn are the `serve` extra: imported on use
+
+    _serve(model, host=host, port=port, api_key=api_key)
+
+
+__all__ = ["serve"]
