@@ -2,10 +2,9 @@
 
     sources.iter_documents ──▶ prepare.data_prepare ──▶ shards dir ──▶ loader.TokenLoader
     corpus.write_default_corpus (CPython's own docs) ──┘
-
-`TokenLoader` (which imports torch) is loaded lazily so the readers stay light to import.
 """
 from zerollm.data.corpus import default_corpus_documents, default_corpus_text, write_default_corpus
+from zerollm.data.loader import TokenLoader
 from zerollm.data.prepare import data_prepare, prepare_summary
 from zerollm.data.shards import ShardWriter, dtype_for_vocab, open_shard
 from zerollm.data.sources import DataError, DataWarning, Document, SourceStats, iter_documents
@@ -16,10 +15,3 @@ __all__ = [
     "iter_documents", "open_shard", "prepare_summary", "write_default_corpus",
 ]
 
-
-def __getattr__(name: str):
-    if name == "TokenLoader":
-        from zerollm.data.loader import TokenLoader
-
-        return TokenLoader
-    raise AttributeError(f"module 'zerollm.data' has no attribute {name!r}")

@@ -150,7 +150,9 @@ class Backend:
     def from_dir(cls, model_dir: str | Path, device: str = "auto", **kwargs) -> "Backend":
         from zerollm.loading import load_for_use
 
-        loaded = load_for_use(model_dir, device)
+        from zerollm.runtime import setup_runtime
+
+        loaded = load_for_use(model_dir, setup_runtime(device))
         return cls(loaded.model, loaded.tokenizer, model_id=kwargs.pop("model_id", None) or _model_id(model_dir),
                    chat_template=loaded.chat_template, **kwargs)
 

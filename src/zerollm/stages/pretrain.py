@@ -38,6 +38,7 @@ from zerollm.data.prepare import data_prepare
 from zerollm.data.sources import iter_documents
 from zerollm.model.transformer import Transformer
 from zerollm.rundir import finish_report, start_run
+from zerollm.runtime import setup_runtime
 from zerollm.tokenizer.base import load_tokenizer
 from zerollm.tokenizer.bpe import train_bpe
 from zerollm.train.distributed import cleanup, init_distributed
@@ -95,6 +96,7 @@ def pretrain(cfg: PretrainConfig | str | None = None, overrides: list[str] | dic
         raise ValueError(f"{cfg.data}: shards were made with tokenizer {shards['tokenizer_hash'][:12]}, "
                          f"but {cfg.data}/tokenizer is {tokenizer.hash[:12]}")
     model_cfg = build_model_config(cfg, tokenizer.vocab_size)
+    setup_runtime(tc.device, d_model=model_cfg.d_model)  # malloc tuning for wide models (runtime.py)
     run = start_run(cfg.out, "pretrain", cfg, resume=cfg.resume, write=info.is_main, data=str(cfg.data),
                     model=model_cfg.to_dict())
     run_dir, resume_from = run.dir, run.resume_from
