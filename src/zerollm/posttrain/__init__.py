@@ -1,7 +1,7 @@
 """Post-training: chat SFT, LoRA/QLoRA, reward model, DPO, GRPO and PPO on the one training loop.
 
     data.py        formats (messages, ShareGPT, Alpaca, prompt–completion, preference) → padded batches
-    lora.py        LoRA layers, merge/unmerge, PEFT-format adapters;  nf4.py  4-bit NF4 base for QLoRA
+    lora.py        LoRA layers, merge/unmerge, PEFT-format adapters;  qlora.py  LoRA over a 4-bit NF4 base
     objectives.py  SFT, Bradley–Terry reward, DPO/IPO, PPO (GAE, clipped losses, KL), GRPO losses
     rl.py          rollouts through engine.generate as batch sources for the loop
     rewards.py     verifiable rewards (GSM8K `#### answer`, format);  tasks.py  generated checkable tasks

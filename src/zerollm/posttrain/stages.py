@@ -155,7 +155,7 @@ class Ctx:
             self.model, self.tok = load_scored_model(cfg.model, self.device)
         else:
             if cfg.qlora:  # NF4 base built tensor by tensor: the fp32 base is never resident as a whole
-                from zerollm.posttrain.nf4 import load_nf4_model
+                from zerollm.posttrain.qlora import load_nf4_model
 
                 self.model, self.tok, ckpt = load_nf4_model(cfg.model, cfg.lora_config.targets, device=self.device)
             else:
@@ -171,7 +171,7 @@ class Ctx:
         # a converted model's own Jinja template (else ChatML) renders every example and prompt of the stage
         self.model.train().requires_grad_(True)
         if cfg.qlora:  # no-op for layers load_nf4_model already quantized
-            from zerollm.posttrain.nf4 import quantize_nf4
+            from zerollm.posttrain.qlora import quantize_nf4
 
             quantize_nf4(self.model, cfg.lora_config.targets)
         self.lora = cfg.lora or cfg.qlora
