@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from zerollm.posttrain.objectives import (bradley_terry_loss, dpo_loss, gae, group_advantages, grpo_loss, k3_kl,
-                                          kl_shaped_rewards, last_target_index, ppo_policy_loss, ppo_value_loss)
+from zerollm.objectives import (bradley_terry_loss, dpo_loss, gae, group_advantages, grpo_loss, k3_kl,
+                                kl_shaped_rewards, last_target_index, ppo_policy_loss, ppo_value_loss)
 from zerollm.posttrain.rewards import exact_numeric_reward, extract_answer, format_reward
 
 

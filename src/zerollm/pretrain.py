@@ -21,8 +21,8 @@ import torch
 
 from zerollm.artifacts import atomic_write_text, read_manifest, write_manifest
 from zerollm.config import PRESETS, load_config, model_config_from_preset, to_yaml
+from zerollm.objectives import LMObjective, evaluate_lm
 from zerollm.train.loop import TrainConfig, train
-from zerollm.train.objectives import LMObjective, evaluate_lm
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
     data.py        formats (messages, ShareGPT, Alpaca, prompt–completion, preference) → padded batches
     lora.py        LoRA layers, merge/unmerge, PEFT-format adapters;  qlora.py  LoRA over a 4-bit NF4 base
-    objectives.py  SFT, Bradley–Terry reward, DPO/IPO, PPO (GAE, clipped losses, KL), GRPO losses
     rl.py          rollouts through engine.generate as batch sources for the loop
+                   (the losses — SFT, reward, DPO/IPO, PPO, GRPO — are in zerollm.objectives)
     rewards.py     verifiable rewards (GSM8K `#### answer`, format);  tasks.py  generated checkable tasks
     stages.py      `sft`, `reward`, `dpo`, `grpo`, `ppo` stage functions and their config dataclasses
 """

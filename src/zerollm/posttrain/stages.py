@@ -29,11 +29,10 @@ import torch
 from zerollm.artifacts import atomic_write_text, write_manifest
 from zerollm.chat_format import attach_chat_template
 from zerollm.config import load_config, to_yaml
+from zerollm.objectives import (DPOObjective, GRPOObjective, PPOObjective, RewardObjective, SFTObjective,
+                                add_value_head, evaluate_pairs, evaluate_sft, reference_logps, reward_margin)
 from zerollm.posttrain import data as D
 from zerollm.posttrain.lora import LoRAConfig, apply_lora, save_adapter, strip_lora, trainable_share
-from zerollm.posttrain.objectives import (DPOObjective, GRPOObjective, PPOObjective, RewardObjective,
-                                          SFTObjective, add_value_head, evaluate_pairs, evaluate_sft,
-                                          reference_logps, reward_margin)
 from zerollm.train.loop import TrainConfig, train
 
 
