@@ -27,7 +27,7 @@ from zerollm.model.quant import NF4_BLOCK, buffer_shapes, dequantize_weight, qua
 from zerollm.posttrain.lora import DEFAULT_TARGETS, LORA_LAYERS, LoRAMixin, _set_module, matches
 
 # NF4Linear's buffer ← the codec's tensor of the same meaning. The buffer names (and `packed` being flat,
-# numel/2 bytes) are those QLoRA run checkpoints already hold, so `--resume` keeps reading them.
+# numel/2 bytes) are kept as they were: QLoRA run checkpoints (checkpoints/step-N) store them under these names.
 _BUFFERS = {"packed": "qweight", "scales_q8": "absmax_q8", "scales_s2": "absmax_s2", "scales_mean": "absmax_mean"}
 
 
