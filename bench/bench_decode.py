@@ -1,7 +1,7 @@
 """Batch-1 greedy decode speed: zerollm vs transformers `generate`, GPT-2-124M shape, fp32, CPU.
 
-Both models hold the same random weights (copied through `zerollm.model.hf_gpt2`); both decode a 32-token
-prompt into 128 new tokens greedily with a KV cache. We report the median of several timed runs after a
+Both models hold the same random weights (copied through `zerollm.interop.hf.to_hf_model`); both decode a
+32-token prompt into 128 new tokens greedily with a KV cache. We report the median of several timed runs after a
 warm-up, check that both produce the same tokens, and print the memory-bandwidth bound: every decoded token
 must read all weights once, so tokens/s <= copy bandwidth / weight bytes.
 
@@ -26,8 +26,8 @@ import torch
 
 from zerollm.config import model_config_from_preset
 from zerollm.engine.generate import GenerationConfig, generate
+from zerollm.interop.hf import to_hf_model
 from zerollm.model import Transformer
-from zerollm.model.hf_gpt2 import to_hf_gpt2
 
 
 def copy_bandwidth(nbytes: int = 512 * 2**20, reps: int = 5) -> float:
@@ -92,7 +92,7 @@ def main() -> None:
     torch.manual_seed(0)
 
     ours = Transformer(model_config_from_preset(args.preset)).eval()
-    theirs = to_hf_gpt2(ours)  # same weights, HF module layout
+    theirs = to_hf_model(ours)  # same weights, HF module layout
     import copy
 
     mkl = copy.deepcopy(ours).optimize_for_decode(native=False)  # torch matmuls, column-major widening weights

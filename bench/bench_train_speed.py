@@ -21,8 +21,8 @@ from _common import CharData, machine, median  # noqa: E402
 
 from zerollm.config import ModelConfig  # noqa: E402
 from zerollm.model.transformer import Transformer  # noqa: E402
+from zerollm.objectives import LMObjective  # noqa: E402
 from zerollm.train.loop import TrainConfig, train  # noqa: E402
-from zerollm.train.objectives import LMObjective  # noqa: E402
 
 B, T = 12, 64
 

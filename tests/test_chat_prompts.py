@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from zerollm.chat.prompts import (COT_TRIGGER, PromptError, PromptTemplate, alpaca_prompt, chain_of_thought_prompt,
-                                  extract_answer, few_shot_prompt, format_examples, list_templates,
+                                  extract_answer_text, few_shot_prompt, format_examples, list_templates,
                                   select_examples, self_consistency)
 
 # tatsu-lab/stanford_alpaca train.py, PROMPT_DICT, verbatim
@@ -107,15 +107,15 @@ def test_select_similar():
         format_examples([{"question": "q"}])
 
 
-def test_extract_answer():
-    assert extract_answer("3 + 4 = 7. Then 7 * 2 = 14. The answer is 14.") == "14"
-    assert extract_answer("Therefore, the answer is 1,234.") == "1234"
-    assert extract_answer("The answer is 3.5.") == "3.5"
-    assert extract_answer("so x = 5\n#### 42") == "42"
-    assert extract_answer("りんごは3個、みかんは5個。答えは8です。") == "8"
-    assert extract_answer("Answer: Paris") == "Paris"
-    assert extract_answer("first 3, then 9 remain") == "9"
-    assert extract_answer("no idea") is None
+def test_extract_answer_text():
+    assert extract_answer_text("3 + 4 = 7. Then 7 * 2 = 14. The answer is 14.") == "14"
+    assert extract_answer_text("Therefore, the answer is 1,234.") == "1234"
+    assert extract_answer_text("The answer is 3.5.") == "3.5"
+    assert extract_answer_text("so x = 5\n#### 42") == "42"
+    assert extract_answer_text("りんごは3個、みかんは5個。答えは8です。") == "8"
+    assert extract_answer_text("Answer: Paris") == "Paris"
+    assert extract_answer_text("first 3, then 9 remain") == "9"
+    assert extract_answer_text("no idea") is None
 
 
 def test_self_consistency_majority_and_tie_break():

@@ -188,10 +188,10 @@ def test_min_p_and_penalty_definitions():
 
 def test_greedy_processors_match_transformers():
     pytest.importorskip("transformers")
-    from zerollm.model.hf_gpt2 import to_hf_gpt2
+    from zerollm.interop.hf import to_hf_model
 
     m = tiny(1, norm="layernorm", mlp="gelu", position="learned", bias=True, n_kv_head=4, vocab_size=97)
-    hf = to_hf_gpt2(m)
+    hf = to_hf_model(m)
     prompt = [5, 17, 60, 3, 5, 17]
     for kw in (dict(no_repeat_ngram_size=2), dict(no_repeat_ngram_size=3, repetition_penalty=1.3)):
         cfg = GenerationConfig(max_new_tokens=20, temperature=0, stop_token_ids=[], **kw)

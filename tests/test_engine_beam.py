@@ -28,12 +28,12 @@ CASES = [
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_beam_search_matches_transformers(case):
     pytest.importorskip("transformers")
-    from zerollm.model.hf_gpt2 import to_hf_gpt2
+    from zerollm.interop.hf import to_hf_model
 
     kw = CASES[case]
     for seed in (0, 1):
         m = tiny_gpt2(seed)
-        hf = to_hf_gpt2(m)
+        hf = to_hf_model(m)
         prompt = [5, 17, 33, 3]
         eos = 7  # a real eos so hypotheses finish early and the stopping rules matter
         ours = beam_search(m, prompt, GenerationConfig(max_new_tokens=12, temperature=0, stop_token_ids=[eos], **kw))

@@ -159,10 +159,10 @@ def test_generate_equals_naive_loop(kw):
 
 def test_greedy_generate_matches_transformers_gpt2():
     pytest.importorskip("transformers")
-    from zerollm.model.hf_gpt2 import to_hf_gpt2
+    from zerollm.interop.hf import to_hf_model
 
     model = tiny_model(norm="layernorm", mlp="gelu", position="learned", bias=True, n_kv_head=4, vocab_size=97)
-    hf = to_hf_gpt2(model)
+    hf = to_hf_model(model)
     prompt = [5, 17, 60, 3]
     for penalty in (1.0, 1.5):
         ours = generate(model, None, prompt, GenerationConfig(max_new_tokens=15, temperature=0,

@@ -120,15 +120,15 @@ def _assert_parity(ours, theirs, vocab, T=20):
 
 
 def test_gpt2_parity_with_transformers():
-    from zerollm.model.hf_gpt2 import from_hf_gpt2, to_hf_gpt2
+    from zerollm.interop.hf import from_hf_model, to_hf_model
 
     torch.manual_seed(0)
     hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(
         vocab_size=97, n_positions=64, n_embd=64, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0)).eval()
-    ours = from_hf_gpt2(hf).eval()
+    ours = from_hf_model(hf).eval()
     _assert_parity(ours, hf, 97)
     mine = make("gpt2", seed=5)
-    _assert_parity(mine, to_hf_gpt2(mine), 97)  # export direction
+    _assert_parity(mine, to_hf_model(mine), 97)  # export direction
 
 
 def _load_hf_llama_like(ours: Transformer, hf) -> None:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from zerollm.config import ModelConfig
+from zerollm.model.quant import dequantize_weight, quantize_weight
 from zerollm.model.transformer import Transformer
 from zerollm.posttrain.lora import (LoRAConfig, apply_lora, load_adapter, lora_modules, merge_lora, save_adapter,
                                     strip_lora, trainable_share, unmerge_lora)
@@ -125,16 +126,22 @@ def test_peft_adapter_loads_into_ours(arch, tmp_path):
 
 
 def test_nf4_quantization_and_qlora():
-    from zerollm.posttrain.nf4 import NF4Linear, dequantize, nf4_bytes, quantize, quantize_nf4
+    from zerollm.posttrain.qlora import NF4Linear, nf4_bytes, quantize_nf4
 
     torch.manual_seed(0)
     w = torch.randn(64, 128) * 0.02
-    q = quantize(w)
-    back = dequantize(q, w.shape)
+    lin = NF4Linear(torch.nn.Linear(128, 64, bias=False))
+    with torch.no_grad():
+        lin.load_weight(w)
+    back = lin.dequantized_weight()
     # 4-bit: error ≤ half the widest NF4 level gap (0.30 / 2) of the block absmax, plus double-quant rounding
     absmax = w.reshape(-1, 64).abs().amax(1, keepdim=True)
     assert ((back - w).reshape(-1, 64).abs() <= 0.16 * absmax + 1e-4).all()
-    assert q["packed"].numel() == w.numel() // 2 and q["packed"].dtype == torch.uint8
+    assert lin.packed.numel() == w.numel() // 2 and lin.packed.dtype == torch.uint8
+    # the layer holds exactly what the one NF4 codec (model/quant.py, `zerollm quantize --scheme nf4`) stores
+    q = quantize_weight(w, "nf4")
+    assert torch.equal(lin.packed, q["qweight"].flatten()) and torch.equal(lin.scales_q8, q["absmax_q8"])
+    torch.testing.assert_close(back, dequantize_weight(q, "nf4", tuple(w.shape)), rtol=0, atol=0)
     model = _model(LLAMA)
     x = torch.randint(0, 64, (2, 10))
     ref = model(x)
@@ -162,7 +169,7 @@ def test_neox_fused_qkv_needs_all_three_and_names_the_module(tmp_path):
 
 
 def test_nf4_streaming_load_matches_quantize_and_backward_needs_no_fp32_weight(tmp_path):
-    from zerollm.posttrain.nf4 import NF4Linear, load_nf4_model, quantize_nf4
+    from zerollm.posttrain.qlora import NF4Linear, load_nf4_model, quantize_nf4
     from zerollm.train.checkpoint import save_checkpoint
 
     model = _model(LLAMA)

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from zerollm.posttrain.objectives import (bradley_terry_loss, dpo_loss, gae, group_advantages, grpo_loss, k3_kl,
-                                          kl_shaped_rewards, last_target_index, ppo_policy_loss, ppo_value_loss)
-from zerollm.posttrain.rewards import exact_numeric_reward, extract_answer, format_reward
+from zerollm.objectives import (bradley_terry_loss, dpo_loss, gae, group_advantages, grpo_loss, k3_kl,
+                                kl_shaped_rewards, last_target_index, ppo_policy_loss, ppo_value_loss)
+from zerollm.posttrain.rewards import exact_numeric_reward, format_reward, parse_final_number
 
 
 def _sig(z):
@@ -108,8 +108,8 @@ def test_last_target_index():
 
 
 def test_rewards():
-    assert extract_answer("so 12\n#### 1,234") == 1234
-    assert extract_answer("no answer") is None
+    assert parse_final_number("so 12\n#### 1,234") == 1234
+    assert parse_final_number("no answer") is None
     assert exact_numeric_reward("4+8=12\n#### 12", "#### 12") == 1.0  # GSM8K reference solution
     assert exact_numeric_reward("#### $12.0", "12") == 1.0
     assert exact_numeric_reward("#### 13", 12) == 0.0

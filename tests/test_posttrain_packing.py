@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from zerollm.config import ModelConfig
 from zerollm.model.layers import document_mask
 from zerollm.model.transformer import Transformer
+from zerollm.objectives import SFTObjective, evaluate_sft
 from zerollm.posttrain import data as D
-from zerollm.posttrain.objectives import SFTObjective, evaluate_sft
 
 V = 50
 ARCHS = {

@@ -122,7 +122,7 @@ def _build_model(ckpt: Path, device, value_head: bool) -> torch.nn.Module:
     else:
         model = empty_model(cfg)  # uninitialized: every parameter is filled from the file (tied = one Parameter)
         if value_head:  # a reward model (stage `reward`): Transformer + scalar head
-            from zerollm.posttrain.objectives import add_value_head
+            from zerollm.objectives import add_value_head
 
             add_value_head(model)
         load_weights(model, ckpt / "model.safetensors")

@@ -27,8 +27,8 @@ and no-overlap cases fall back to pool order, so the choice is deterministic).
 **Chain of thought**: prompting the model to write its reasoning before the answer (Wei et al. 2022,
 "Chain-of-Thought Prompting Elicits Reasoning in Large Language Models", with worked examples; Kojima et al.
 2022, "Large Language Models are Zero-Shot Reasoners": the trigger "Let's think step by step." alone, then
-"Therefore, the answer is" to extract the answer). `extract_answer` pulls the final answer out of a
-reasoning text.
+"Therefore, the answer is" to extract the answer). `extract_answer_text` pulls the final answer out of a
+reasoning text, as a normalized string.
 
 **Self-consistency** (Wang et al. 2023, "Self-Consistency Improves Chain of Thought Reasoning in Language
 Models"): sample k reasoning paths (temperature > 0), extract each one's answer, return the majority
@@ -219,7 +219,7 @@ def normalize_answer(ans: str) -> str:
     return ans.replace(",", "") if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", ans) else ans
 
 
-def extract_answer(text: str) -> str | None:
+def extract_answer_text(text: str) -> str | None:
     """The final answer in a reasoning text: the last "the answer is X", "#### X", "答えはX" or "Answer: X";
     else the last number; else None."""
     for pat in _ANSWER_PATTERNS:
@@ -234,7 +234,7 @@ def extract_answer(text: str) -> str | None:
 # self-consistency
 
 def self_consistency(generate_fn: Callable[[str], str], prompt: str, k: int = 5,
-                     extract_answer: Callable[[str], str | None] = extract_answer) -> tuple[str | None, dict]:
+                     extract_answer: Callable[[str], str | None] = extract_answer_text) -> tuple[str | None, dict]:
     """Majority vote over k sampled generations (Wang et al. 2023). `generate_fn(prompt) -> text` must
     sample (temperature > 0), e.g. `sampler(model, tokenizer)`. Returns (answer, votes) with votes
     {answer: count}, most votes first; samples with no extractable answer do not vote; ties go to the

@@ -13,7 +13,12 @@ Schemes (W is (out, in); a group is `group_size` consecutive input columns of on
 
 int4 (Frantar/Dettmers-style group-wise rounding-to-nearest) and NF4 (Dettmers et al. 2023, "QLoRA",
 sec. 3: 16 levels at the quantiles of N(0, 1), exact zero; blockwise absmax; double quantization) pack two
-4-bit codes per byte.
+4-bit codes per byte. NF4 in full, for the block b(j) of 64 consecutive values (row-major) holding W_j:
+
+    c_j = argmin_k |W_j / absmax_b(j) − NF4[k]|,   Ŵ_j = NF4[c_j] · absmax_b(j)
+    absmax_b ≈ q8_b · s2 + mean      (q8 int8; one fp32 s2 per 256 absmaxes; storage 4 + 8/64 + 32/(64·256) bits)
+
+This is the one NF4 codec: the QLoRA base layers (posttrain/qlora.py) store the same tensors.
 
 Kernels (`QuantLinear.kernel`):
   "native"   zerollm.kernels' GEMV (gemv.cpp, compiled on first use) for decode-sized inputs (at most
@@ -45,11 +50,12 @@ from torch import nn
 from zerollm.model.fast_linear import NATIVE_MAX_ROWS  # rows up to which the native GEMV beats dequant + GEMM
 
 SCHEMES = ("int8", "int4-sym", "int4-asym", "nf4")
+# the 16 NF4 levels (QLoRA appendix E; bitsandbytes' `NF4` table)
 NF4_LEVELS = torch.tensor([
     -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
     -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
     0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0])
-NF4_BLOCK, NF4_SCALE_BLOCK = 64, 256
+NF4_BLOCK, NF4_SCALE_BLOCK = 64, 256  # values per absmax; absmaxes per double-quantization scale
 KERNELS = ("auto", "native", "dequant", "aten")
 
 
@@ -86,7 +92,10 @@ def quantize_weight(w: torch.Tensor, scheme: str, group_size: int = 32) -> dict[
             raise ValueError(f"NF4 needs weight sizes divisible by {NF4_BLOCK}, got {(N, K)}")
         flat = w.reshape(-1, NF4_BLOCK)
         absmax = flat.abs().amax(1).clamp_min(1e-12)
-        codes = ((flat / absmax[:, None]).unsqueeze(-1) - NF4_LEVELS).abs().argmin(-1).to(torch.uint8)
+        # nearest level = how many level midpoints lie below the value (the levels are sorted): O(n)
+        # memory, where an argmin over the 16 distances would hold 16 floats per weight
+        mids = ((NF4_LEVELS[1:] + NF4_LEVELS[:-1]) / 2).to(w.device)
+        codes = torch.bucketize(flat / absmax[:, None], mids).to(torch.uint8)
         mean = absmax.mean()
         centered = absmax - mean
         pad = (-centered.numel()) % NF4_SCALE_BLOCK
@@ -126,7 +135,7 @@ class QuantLinear(nn.Module):
             raise ValueError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
         self.in_features, self.out_features, self.scheme, self.group_size = in_features, out_features, scheme, group_size
         self.cache_mode, self.kernel = cache, kernel
-        shapes = _buffer_shapes(scheme, out_features, in_features, group_size)
+        shapes = buffer_shapes(scheme, out_features, in_features, group_size)
         for name, (shape, dtype) in shapes.items():
             self.register_buffer(name, torch.zeros(shape, dtype=dtype))
         self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
@@ -203,7 +212,8 @@ class QuantLinear(nn.Module):
                 f"group_size={self.group_size}, cache={self.cache_mode}, kernel={self.kernel}")
 
 
-def _buffer_shapes(scheme: str, N: int, K: int, g: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+def buffer_shapes(scheme: str, N: int, K: int, g: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """{tensor name: (shape, dtype)} that `quantize_weight` returns for an (N, K) weight under `scheme`."""
     if scheme == "int8":
         return {"qweight": ((N, K), torch.int8), "scales": ((N,), torch.float32)}
     if scheme == "int4-sym":

@@ -31,8 +31,8 @@ import torch
 
 from zerollm.chat.format import content_text, render
 from zerollm.data.sources import DataError, resolve_inputs
+from zerollm.objectives.base import IGNORE_INDEX  # labels of positions without a loss (re-exported)
 
-IGNORE_INDEX = -100
 ALPACA_PROMPT = ("Below is an instruction that describes a task{ctx}. Write a response that appropriately "
                  "completes the request.\n\n### Instruction:\n{instruction}\n\n{input}### Response:")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",

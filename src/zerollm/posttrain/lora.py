@@ -1,5 +1,5 @@
 """LoRA (Hu et al. 2021), written here: low-rank adapters on chosen linear layers, merge/unmerge, and
-adapters saved and loaded in PEFT's file format.
+adapters saved and loaded in PEFT's file format. QLoRA (the same adapters over a 4-bit NF4 base) is qlora.py.
 
 Math (Hu et al. 2021, eq. 3): a frozen weight W (out, in) gets a trainable low-rank update
 
@@ -108,6 +108,11 @@ class LoRALinear(LoRAMixin, nn.Linear):
             self.merged = False
 
 
+# base layer type → the LoRA layer that wraps it. qlora.py adds NF4Linear → NF4LoRALinear when imported
+# (an NF4Linear cannot exist before), so this module needs to know nothing of NF4.
+LORA_LAYERS: dict[type[nn.Module], type[nn.Module]] = {nn.Linear: LoRALinear}
+
+
 def matches(name: str, targets) -> bool:
     if isinstance(targets, str):
         return re.fullmatch(targets, name) is not None
@@ -120,12 +125,9 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def _wrap(module: nn.Module, r: int, alpha: float, dropout: float, rslora: bool) -> nn.Module:
-    from zerollm.posttrain.nf4 import NF4Linear, NF4LoRALinear
-
-    if isinstance(module, NF4Linear):
-        return NF4LoRALinear(module, r, alpha, dropout, rslora)
-    if isinstance(module, nn.Linear):
-        return LoRALinear(module, r, alpha, dropout, rslora)
+    for base, lora_cls in LORA_LAYERS.items():
+        if isinstance(module, base):
+            return lora_cls(module, r, alpha, dropout, rslora)
     raise TypeError(f"cannot put LoRA on {type(module).__name__}")
 
 
@@ -133,10 +135,8 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig, per_module: dict[str, tuple[in
                freeze: bool = True) -> list[str]:
     """Replace matching linear layers with LoRA layers (in place); freeze everything else. Returns the names.
     `per_module` overrides (r, alpha) by module name (used when loading adapters)."""
-    from zerollm.posttrain.nf4 import NF4Linear
-
     names = [n for n, m in model.named_modules()
-             if isinstance(m, (nn.Linear, NF4Linear)) and not isinstance(m, LoRAMixin)
+             if isinstance(m, tuple(LORA_LAYERS)) and not isinstance(m, LoRAMixin)
              and (matches(n, cfg.targets) if per_module is None else n in per_module)]
     if not names:
         raise ValueError(f"LoRA targets {cfg.targets!r} match no linear layer of the model")
@@ -237,7 +237,6 @@ def save_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str
     from safetensors.torch import save_file
 
     from zerollm.artifacts import atomic_dir, atomic_write_text
-    from zerollm.posttrain.nf4 import NF4Linear
 
     mt = _hf_type(model)
     mods = lora_modules(model)
@@ -279,7 +278,7 @@ def save_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str
         hf_names.add(hf)
     leaves = {h.rsplit(".", 1)[-1] for h in hf_names}
     all_hf = {hf_module_name(n, mt) for n, mod in model.named_modules()
-              if re.fullmatch(r"blocks\.\d+\.(attn|mlp)\.\w+", n) and isinstance(mod, (nn.Linear, NF4Linear))}
+              if re.fullmatch(r"blocks\.\d+\.(attn|mlp)\.\w+", n) and isinstance(mod, tuple(LORA_LAYERS))}
     # leaf names when they pick exactly the adapted modules, else full paths
     exact = {h for h in all_hf if h.rsplit(".", 1)[-1] in leaves} == hf_names
     target_modules = sorted(leaves) if exact else sorted(hf_names)

@@ -1,9 +1,11 @@
 """Verifiable rewards for RL (GRPO / PPO without a learned reward model).
 
 GSM8K convention (Cobbe et al. 2021): a solution ends with a line `#### <answer>`; the answer is a number,
-possibly with thousands separators or a currency sign. `exact_numeric_reward` is 1 when the completion's
-final `#### …` number equals the reference numerically, else 0. `format_reward` is 1 when the completion
-ends with a well-formed `#### <number>` line (a shaping signal that teaches the answer format first).
+possibly with thousands separators or a currency sign. `parse_final_number` reads it as a float (the
+answer of a free reasoning text, as a string, is chat.prompts.extract_answer_text). `exact_numeric_reward`
+is 1 when the completion's final `#### …` number equals the reference numerically, else 0. `format_reward`
+is 1 when the completion ends with a well-formed `#### <number>` line (a shaping signal that teaches the
+answer format first).
 """
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ _ANSWER = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
 _FORMAT = re.compile(r"####\s*\$?\s*-?[\d,]*\.?\d+\s*$")
 
 
-def extract_answer(text: str) -> float | None:
-    """The number after the last `####`, or None."""
+def parse_final_number(text: str) -> float | None:
+    """The number after the last `####`, as a float (thousands separators and `$` dropped), or None."""
     found = _ANSWER.findall(text)
     if not found:
         return None
@@ -28,13 +30,13 @@ def exact_numeric_reward(completion: str, answer: str | float | int) -> float:
     """1.0 if the completion's `#### x` equals the reference answer (itself a number or a GSM8K solution)."""
     if answer is None:
         return 0.0
-    ref = answer if isinstance(answer, (int, float)) else extract_answer(answer)
+    ref = answer if isinstance(answer, (int, float)) else parse_final_number(answer)
     if ref is None and isinstance(answer, str):
         try:
             ref = float(answer.replace(",", ""))
         except ValueError:
             return 0.0
-    got = extract_answer(completion)
+    got = parse_final_number(completion)
     return float(got is not None and ref is not None and abs(got - float(ref)) < 1e-6)
 
 

@@ -20,9 +20,9 @@ import torch
 
 from zerollm.chat.format import prompt_ids, render, stop_token_ids
 from zerollm.engine.generate import GenerationConfig, generate
-from zerollm.posttrain.data import IGNORE_INDEX, _Shuffled, pad_batch
-from zerollm.posttrain.objectives import (group_advantages, hidden_and_values, kl_shaped_rewards, gae, scores,
-                                          token_logps)
+from zerollm.objectives import (IGNORE_INDEX, gae, group_advantages, hidden_and_values, kl_shaped_rewards, scores,
+                                token_logps)
+from zerollm.posttrain.data import _Shuffled, pad_batch
 
 
 @contextlib.contextmanager

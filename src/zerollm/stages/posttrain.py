@@ -1,5 +1,5 @@
 """Post-training stages: `sft`, `reward`, `dpo`, `grpo`, `ppo` — each a config dataclass plus a function that
-composes data, an objective (objectives.py) and the one training loop (train/loop.py).
+composes data, an objective (zerollm/objectives/) and the one training loop (train/loop.py).
 
     model dir (checkpoint / run / HF) ─┐
     data files (JSONL / JSON / parquet)┴─▶ stage ─▶ run dir/
@@ -15,7 +15,7 @@ from Hugging Face keeps its tokenizer's Jinja `chat_template`; loading.Loaded.ch
 ChatML otherwise; the loss mask covers assistant tokens and their end-of-turn token either way.
 
 `--lora` freezes the base and trains LoRA adapters (lora.py); `--qlora` first quantizes the frozen base
-linear layers to NF4 (nf4.py). RL stages (grpo, ppo) produce their batches by sampling the current policy
+linear layers to NF4 (posttrain/qlora.py over model/quant.py's codec). RL stages (grpo, ppo) produce their batches by sampling the current policy
 through `engine.generate` (rl.py), so they run in the same loop with the same checkpoints.
 """
 from __future__ import annotations
@@ -29,11 +29,10 @@ import torch
 from zerollm.chat.format import prompt_ids
 from zerollm.config import load_config
 from zerollm.loading import Loaded, load, model_chat_template
+from zerollm.objectives import (DPOObjective, GRPOObjective, PPOObjective, RewardObjective, SFTObjective,
+                                add_value_head, evaluate_pairs, evaluate_sft, reference_logps, reward_margin)
 from zerollm.posttrain import data as D
 from zerollm.posttrain.lora import LoRAConfig, apply_lora, save_adapter, strip_lora, trainable_share
-from zerollm.posttrain.objectives import (DPOObjective, GRPOObjective, PPOObjective, RewardObjective,
-                                          SFTObjective, add_value_head, evaluate_pairs, evaluate_sft,
-                                          reference_logps, reward_margin)
 from zerollm.rundir import fenced, finish_report, plot_metrics, start_run
 from zerollm.runtime import setup_runtime
 from zerollm.train.checkpoint import save_checkpoint
@@ -136,7 +135,7 @@ class Ctx:
         self.device = setup_runtime(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
         if cfg.qlora:  # NF4 base built tensor by tensor: the fp32 base is never resident as a whole
-            from zerollm.posttrain.nf4 import load_nf4_model
+            from zerollm.posttrain.qlora import load_nf4_model
 
             model, tok, ckpt = load_nf4_model(cfg.model, cfg.lora_config.targets, device=self.device)
             loaded = Loaded(model, tok, ckpt, model_chat_template(ckpt))
@@ -151,7 +150,7 @@ class Ctx:
         setup_runtime(cfg.train.device, d_model=getattr(self.model.cfg, "d_model", None))
         self.model.train().requires_grad_(True)
         if cfg.qlora:  # no-op for layers load_nf4_model already quantized
-            from zerollm.posttrain.nf4 import quantize_nf4
+            from zerollm.posttrain.qlora import quantize_nf4
 
             quantize_nf4(self.model, cfg.lora_config.targets)
         self.lora = cfg.lora or cfg.qlora

@@ -37,13 +37,13 @@ from zerollm.data.loader import TokenLoader
 from zerollm.data.prepare import data_prepare
 from zerollm.data.sources import iter_documents
 from zerollm.model.transformer import Transformer
+from zerollm.objectives import LMObjective, evaluate_lm
 from zerollm.rundir import finish_report, start_run
 from zerollm.runtime import setup_runtime
 from zerollm.tokenizer.base import load_tokenizer
 from zerollm.tokenizer.bpe import train_bpe
 from zerollm.train.distributed import cleanup, init_distributed
 from zerollm.train.loop import TrainConfig, train
-from zerollm.train.objectives import LMObjective, evaluate_lm
 
 
 @dataclass

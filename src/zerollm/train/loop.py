@@ -1,6 +1,6 @@
 """The one training loop.
 
-Pretraining, SFT, reward modelling, DPO and RL differ only in their `Objective` (see objectives.py) and
+Pretraining, SFT, reward modelling, DPO and RL differ only in their `Objective` (zerollm.objectives) and
 their batch source; everything else lives here once:
 
     for each optimizer step:

@@ -1,25 +1,18 @@
-"""Training objectives: what a batch means and what loss it gives.
+"""Pretraining: causal language modelling, next-token cross entropy over every labelled position.
 
-The one training loop (`zerollm.train.loop.train`) knows nothing about language modelling: it asks an
-`Objective` for `loss(model, batch) -> (loss tensor, metrics dict)`. Pretraining is next-token cross
-entropy; SFT is the same with a loss mask (labels = -100 where no loss is taken); reward modelling, DPO,
-PPO and GRPO are further objectives with their own batch shapes.
+    loss = −(1/N) Σ_t log p(y_t | x_≤t)     N = number of positions with y_t ≠ -100
+
+Validation reports the same mean loss and, when the tokenizer's bytes per token on the data is known, bits
+per byte (bpb = loss / ln 2 / bytes_per_token), which compares across tokenizers.
 """
 from __future__ import annotations
 
-from typing import Protocol
+import math
 
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
-
-
-class Objective(Protocol):
-    name: str
-
-    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
-        ...
+from zerollm.objectives.base import IGNORE_INDEX
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -43,8 +36,6 @@ class LMObjective:
 def evaluate_lm(model: torch.nn.Module, batches, bytes_per_token: float | None = None) -> dict:
     """Mean next-token loss over `batches` (an iterable of (x, y)), and bits per byte when the
     tokenizer's average bytes per token on this data is known: bpb = loss / ln 2 / bytes_per_token."""
-    import math
-
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
