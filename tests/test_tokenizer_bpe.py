@@ -396,19 +396,17 @@ def test_load_validation(tok, tmp_path):
         load_tokenizer(tmp_path / "nowhere")
 
 
-def test_registry_dispatch(tmp_path):
+def test_registry_dispatch(tmp_path, monkeypatch):
     class Dummy(BPETokenizer):
         algorithm = "dummy-test"
 
+    monkeypatch.setitem(ALGORITHMS, "dummy-test", None)  # the registry loses the entry again after the test
     register_algorithm("dummy-test", Dummy)
-    try:
-        ranks = {bytes([i]): i for i in range(256)}
-        d = Dummy(ranks, special_tokens={"<|eos|>": 256}).save(tmp_path / "d")
-        assert json.loads((d / "manifest.json").read_text())["algorithm"] == "dummy-test"
-        loaded = load_tokenizer(d)
-        assert type(loaded) is Dummy and loaded.eos_id == 256
-        with pytest.raises(ValueError, match="algorithm is 'dummy-test', expected 'bpe'"):
-            BPETokenizer.load(d)
-    finally:
-        ALGORITHMS.pop("dummy-test")
+    ranks = {bytes([i]): i for i in range(256)}
+    d = Dummy(ranks, special_tokens={"<|eos|>": 256}).save(tmp_path / "d")
+    assert json.loads((d / "manifest.json").read_text())["algorithm"] == "dummy-test"
+    loaded = load_tokenizer(d)
+    assert type(loaded) is Dummy and loaded.eos_id == 256
+    with pytest.raises(ValueError, match="algorithm is 'dummy-test', expected 'bpe'"):
+        BPETokenizer.load(d)
     assert isinstance(ALGORITHMS["bpe"], (str, type)) and issubclass(BPETokenizer, Tokenizer)
