@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED, machine  # noqa: E402
 
-from zerollm.tokenizer.aozora import read_aozora  # noqa: E402
+from zerollm.data.aozora import read_aozora  # noqa: E402
 
 HELD_OUT = ("773_", "92_")
 

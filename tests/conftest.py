@@ -97,3 +97,73 @@ def native():
             pytest.fail("zerollm.kernels did not build (g++ and ninja are needed)")
         pytest.skip("zerollm.kernels did not build here: apt-get install g++ (ninja comes with zerollm)")
     return kernels.ops()
+
+
+# ---- shared stand-ins: a byte tokenizer, tiny random models, a tiny trained BPE ---------------------------
+class ByteTokenizer:
+    """The tokenizer interface with no BPE at all: id b < 256 is byte b, `eos_id` (256) ends a document and
+    decodes to nothing. Tests of the data layer, the engine and the samplers use it to pin down their own code
+    alone. (zerollm.posttrain.tasks.byte_tokenizer is a real BPETokenizer with no merges.)"""
+
+    def __init__(self, vocab_size: int = 257, eos_id: int = 256, fail_on: str | None = None):
+        self.vocab_size, self.eos_id = vocab_size, eos_id
+        self.special_tokens = {"<|eos|>": eos_id}
+        self.hash = f"bytes-{vocab_size}-{eos_id}"
+        self.fail_on = fail_on  # encode raises on a text containing this (a failing tokenizer)
+
+    def encode(self, text: str, allowed_special="none") -> list[int]:
+        if self.fail_on is not None and self.fail_on in text:
+            raise RuntimeError("tokenizer exploded")
+        return list(text.encode("utf-8"))
+
+    def encode_batch(self, texts, allowed_special="none", num_threads=8) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def token_bytes(self, i: int) -> bytes:
+        return b"" if i == self.eos_id else bytes([i])
+
+    def decode(self, ids) -> str:
+        return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", "replace")
+
+
+@pytest.fixture
+def byte_tokenizer() -> ByteTokenizer:
+    """A fresh ByteTokenizer: 257 ids, eos = 256."""
+    return ByteTokenizer()
+
+
+@pytest.fixture(scope="session")
+def make_byte_tokenizer() -> type[ByteTokenizer]:
+    """The ByteTokenizer class: call it with other sizes (`make_byte_tokenizer(vocab_size=70000,
+    eos_id=69999)`), a `fail_on` text, or subclass it."""
+    return ByteTokenizer
+
+
+TINY_MODEL = dict(vocab_size=257, n_layer=2, n_head=4, n_kv_head=2, d_model=64, max_seq_len=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """Factory: `tiny_model(seed=0, **overrides)` -> a random Transformer in eval mode, seeded so the same
+    call gives the same weights. Defaults (TINY_MODEL): 2 layers, 4 query heads sharing 2 KV heads, d_model
+    64, 64 positions, the byte tokenizer's 257 ids; any ModelConfig field can be overridden."""
+    from zerollm.config import ModelConfig
+    from zerollm.model.transformer import Transformer
+
+    def make(seed: int = 0, **overrides):
+        torch.manual_seed(seed)
+        return Transformer(ModelConfig(**{**TINY_MODEL, **overrides})).eval()
+
+    return make
+
+
+TINY_BPE_TEXT = "hello world, how are you? 日本語で話しましょう。 fine thanks the cat sat on the mat. "
+
+
+@pytest.fixture(scope="session")
+def tiny_bpe_tokenizer():
+    """A real byte-level BPE (300 ids: 256 bytes, 28 merges, 16 specials) trained on one short English and
+    Japanese sentence repeated."""
+    from zerollm.tokenizer.bpe import train_bpe
+
+    return train_bpe([TINY_BPE_TEXT * 30], vocab_size=300, show_progress=False)

@@ -5,20 +5,15 @@ import io
 import json
 
 import pytest
-import torch
 
 from zerollm.chat.conversation import ContextTooLong, Conversation
 from zerollm.chat.format import prompt_ids
 from zerollm.chat.repl import ChatSession, read_message, run_repl
-from zerollm.config import ModelConfig
-from zerollm.model.transformer import Transformer
-from zerollm.tokenizer.bpe import train_bpe
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return train_bpe(["hello world, how are you? 日本語で話しましょう。 fine thanks " * 30], vocab_size=300,
-                     show_progress=False)
+def tok(tiny_bpe_tokenizer):
+    return tiny_bpe_tokenizer
 
 
 def test_render_chatml_and_no_special_injection(tok):
@@ -83,9 +78,8 @@ def test_multiline_input():
     assert read_message(lambda p: (_ for _ in ()).throw(EOFError)) is None
 
 
-def test_repl_session(tok, tmp_path):
-    torch.manual_seed(0)
-    model = Transformer(ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=32, max_seq_len=128))
+def test_repl_session(tok, tmp_path, tiny_model):
+    model = tiny_model(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=32, max_seq_len=128)
     session = ChatSession(model, tok, system="be brief", max_new_tokens=5, temperature=0.0)
     script = iter(["こんにちは", "/system 日本語で", "hello", f"/save {tmp_path}/s.json", "/reset",
                    f"/load {tmp_path}/s.json", "/unknown", "exit", "never read"])

@@ -137,28 +137,11 @@ def test_self_consistency_majority_and_tie_break():
         self_consistency(stub, "Q?", k=0)
 
 
-def test_sampler_drives_the_engine_reproducibly():
-    import torch
-
+def test_sampler_drives_the_engine_reproducibly(tiny_model, byte_tokenizer):
     from zerollm.chat.prompts import sampler
-    from zerollm.config import ModelConfig
-    from zerollm.model import Transformer
 
-    class ByteTok:
-        eos_id = None
-
-        def encode(self, text):
-            return list(text.encode())
-
-        def token_bytes(self, i):
-            return bytes([i])
-
-        def decode(self, ids):
-            return bytes(ids).decode("utf-8", errors="replace")
-
-    torch.manual_seed(0)
-    model = Transformer(ModelConfig(vocab_size=256, n_layer=1, n_head=2, d_model=16, max_seq_len=64)).eval()
-    first = sampler(model, ByteTok(), temperature=1.0, max_new_tokens=5, seed=3)("Q: 1+1?")
-    fn = sampler(model, ByteTok(), temperature=1.0, max_new_tokens=5, seed=3)
+    model = tiny_model(vocab_size=256, n_layer=1, n_head=2, d_model=16)
+    first = sampler(model, byte_tokenizer, temperature=1.0, max_new_tokens=5, seed=3)("Q: 1+1?")
+    fn = sampler(model, byte_tokenizer, temperature=1.0, max_new_tokens=5, seed=3)
     samples = [fn("Q: 1+1?") for _ in range(3)]
     assert samples[0] == first and len(set(samples)) > 1  # call i uses seed + i

@@ -1,7 +1,7 @@
 """Tests for zerollm.data: readers, shard files, data_prepare and the default corpus.
 
-A byte-level stub tokenizer (ids 0..255 = bytes, eos after them) stands in for the real BPE so these
-tests pin down the data layer alone; one integration test at the end uses the real tokenizer.
+A byte-level stub tokenizer (conftest's ByteTokenizer: ids 0..255 = bytes, eos after them) stands in for the
+real BPE so these tests pin down the data layer alone; one integration test at the end uses the real tokenizer.
 """
 from __future__ import annotations
 
@@ -20,24 +20,6 @@ from zerollm.data import prepare as prepare_mod
 from zerollm.data.prepare import data_prepare, prepare_summary, split_pieces, val_selector
 from zerollm.data.shards import ShardWriter, dtype_for_vocab, open_shard
 from zerollm.data.sources import DataError, DataWarning, SourceStats, iter_documents
-
-
-class ByteTokenizer:
-    """The tokenizer interface, byte-level: id b < 256 is byte b, `eos_id` ends a document."""
-
-    def __init__(self, vocab_size: int = 257, eos_id: int = 256, fail_on: str | None = None):
-        self.vocab_size, self.eos_id = vocab_size, eos_id
-        self.special_tokens = {"<|eos|>": eos_id}
-        self.hash = f"bytes-{vocab_size}-{eos_id}"
-        self.fail_on = fail_on        # raise when a text contains this (atomicity test)
-
-    def encode(self, text: str, allowed_special="none") -> list[int]:
-        if self.fail_on is not None and self.fail_on in text:
-            raise RuntimeError("tokenizer exploded")
-        return list(text.encode("utf-8"))
-
-    def encode_batch(self, texts, allowed_special="none", num_threads=8) -> list[list[int]]:
-        return [self.encode(t) for t in texts]
 
 
 def write_jsonl(path: Path, texts, field="text") -> Path:
@@ -225,8 +207,8 @@ def corpus_files(tmp_path):
     return d
 
 
-def test_prepare_roundtrip_val_split_and_manifest(tmp_path, corpus_files):
-    tok = ByteTokenizer()
+def test_prepare_roundtrip_val_split_and_manifest(tmp_path, corpus_files, byte_tokenizer):
+    tok = byte_tokenizer
     m = data_prepare([corpus_files], tok, tmp_path / "out", val_fraction=0.1, shard_tokens=5000,
                      show_progress=False)
     out = tmp_path / "out"
@@ -254,8 +236,8 @@ def test_prepare_roundtrip_val_split_and_manifest(tmp_path, corpus_files):
     assert split_stream(read_split(tmp_path / "seed1", "val"), 256) != val
 
 
-def test_uint32_shards(tmp_path, corpus_files):
-    tok = ByteTokenizer(vocab_size=70000, eos_id=69999)
+def test_uint32_shards(tmp_path, corpus_files, make_byte_tokenizer):
+    tok = make_byte_tokenizer(vocab_size=70000, eos_id=69999)
     m = data_prepare([corpus_files], tok, tmp_path / "out", show_progress=False)
     assert m["dtype"] == "uint32"
     ids = read_split(tmp_path / "out", "train")
@@ -265,55 +247,55 @@ def test_uint32_shards(tmp_path, corpus_files):
     assert sorted(docs) == sorted(TEXTS)
 
 
-def test_worker_count_does_not_change_output(tmp_path, corpus_files, monkeypatch):
+def test_worker_count_does_not_change_output(tmp_path, corpus_files, monkeypatch, byte_tokenizer):
     monkeypatch.setattr(prepare_mod, "BATCH_CHARS", 500)      # many batches in flight
     outs = []
     for workers in (0, 1, 2):
         out = tmp_path / f"w{workers}"
-        data_prepare([corpus_files], ByteTokenizer(), out, shard_tokens=3000, num_workers=workers,
+        data_prepare([corpus_files], byte_tokenizer, out, shard_tokens=3000, num_workers=workers,
                      show_progress=False)
         outs.append({p.name: p.read_bytes() for p in sorted(out.glob("*.bin"))})
     assert outs[0] == outs[1] == outs[2] and len(outs[0]) > 2
 
 
-def test_failure_leaves_no_output(tmp_path, corpus_files, monkeypatch):
+def test_failure_leaves_no_output(tmp_path, corpus_files, monkeypatch, byte_tokenizer, make_byte_tokenizer):
     monkeypatch.setattr(prepare_mod, "BATCH_CHARS", 500)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="exploded"):
-        data_prepare([corpus_files], ByteTokenizer(fail_on="number 250:"), out, shard_tokens=1000,
+        data_prepare([corpus_files], make_byte_tokenizer(fail_on="number 250:"), out, shard_tokens=1000,
                      show_progress=False)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["in"]      # no temp dir left either
     # an existing output survives a failed re-run untouched
-    data_prepare([corpus_files], ByteTokenizer(), out, show_progress=False)
+    data_prepare([corpus_files], byte_tokenizer, out, show_progress=False)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     with pytest.raises(RuntimeError):
-        data_prepare([corpus_files], ByteTokenizer(fail_on="number 7:"), out, show_progress=False)
+        data_prepare([corpus_files], make_byte_tokenizer(fail_on="number 7:"), out, show_progress=False)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
-def test_malformed_input_counted_in_manifest(tmp_path):
+def test_malformed_input_counted_in_manifest(tmp_path, byte_tokenizer):
     p = tmp_path / "m.jsonl"
     p.write_text('{"text": "fine"}\nnot json\n{"text": "also fine"}\n')
     with pytest.warns(DataWarning, match=r"m\.jsonl:2"):
-        m = data_prepare([p], ByteTokenizer(), tmp_path / "out", val_fraction=0, show_progress=False)
+        m = data_prepare([p], byte_tokenizer, tmp_path / "out", val_fraction=0, show_progress=False)
     assert m["totals"]["malformed"] == 1 and m["totals"]["documents"] == 2
     assert m["val"] == [] and "1 malformed" in prepare_summary(m)
 
 
-def test_input_errors_raise_before_output(tmp_path):
+def test_input_errors_raise_before_output(tmp_path, byte_tokenizer):
     with pytest.raises(DataError, match="no such file"):
-        data_prepare([tmp_path / "missing.txt"], ByteTokenizer(), tmp_path / "out", show_progress=False)
+        data_prepare([tmp_path / "missing.txt"], byte_tokenizer, tmp_path / "out", show_progress=False)
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(DataError, match="no usable record"):
-        data_prepare([tmp_path / "empty.jsonl"], ByteTokenizer(), tmp_path / "out", show_progress=False)
+        data_prepare([tmp_path / "empty.jsonl"], byte_tokenizer, tmp_path / "out", show_progress=False)
     assert not (tmp_path / "out").exists()
 
 
-def test_single_document_splits_by_tokens(tmp_path):
+def test_single_document_splits_by_tokens(tmp_path, byte_tokenizer):
     text = "A single long book. " * 500
     (tmp_path / "book.txt").write_text(text)
-    m = data_prepare([tmp_path / "book.txt"], ByteTokenizer(), tmp_path / "out", val_fraction=0.05,
+    m = data_prepare([tmp_path / "book.txt"], byte_tokenizer, tmp_path / "out", val_fraction=0.05,
                      shard_tokens=4000, show_progress=False)
     assert m["settings"]["val_split"] == "tokens"
     train, val = read_split(tmp_path / "out", "train"), read_split(tmp_path / "out", "val")
@@ -323,20 +305,20 @@ def test_single_document_splits_by_tokens(tmp_path):
     assert m["splits"]["val"]["tokens"] == len(val) and m["splits"]["train"]["tokens"] == len(train)
 
 
-def test_long_documents_tokenized_in_pieces(tmp_path, monkeypatch):
+def test_long_documents_tokenized_in_pieces(tmp_path, monkeypatch, byte_tokenizer):
     text = "".join(f"line {i} of a long document\n" + ("\n" if i % 5 == 0 else "") for i in range(400))
     pieces = split_pieces(text, 1000)
     assert "".join(pieces) == text and all(len(p) <= 1000 for p in pieces) and len(pieces) > 5
     assert all(p.endswith("\n") for p in pieces[:-1])
     monkeypatch.setattr(prepare_mod, "MAX_PIECE_CHARS", 1000)
     write_jsonl(tmp_path / "long.jsonl", [text, "short one", text[::-1]])
-    data_prepare([tmp_path / "long.jsonl"], ByteTokenizer(), tmp_path / "out", val_fraction=0,
+    data_prepare([tmp_path / "long.jsonl"], byte_tokenizer, tmp_path / "out", val_fraction=0,
                  show_progress=False)
     assert split_stream(read_split(tmp_path / "out", "train"), 256) == [text, "short one", text[::-1]]
 
 
-def test_tokenizer_object_with_save_is_copied(tmp_path, corpus_files):
-    class SavingTokenizer(ByteTokenizer):
+def test_tokenizer_object_with_save_is_copied(tmp_path, corpus_files, byte_tokenizer, make_byte_tokenizer):
+    class SavingTokenizer(make_byte_tokenizer):
         def save(self, directory):
             Path(directory).mkdir(parents=True)
             (Path(directory) / "manifest.json").write_text('{"kind": "tokenizer"}')

@@ -2,35 +2,22 @@
 strings, cancellation, logprobs; sampling filters against their definitions; HF parity of processors."""
 from __future__ import annotations
 
+import functools
 import threading
 
 import pytest
 import torch
 
-from zerollm.config import ModelConfig
 from zerollm.engine.engine import Engine, Request
 from zerollm.engine.generate import GenerationConfig, generate, stream
 from zerollm.engine.sampling import (apply_presence_frequency, banned_ngram_tokens, min_p_filter, process_logits,
                                      sample_next)
-from zerollm.model.transformer import Transformer
 
 
-
-class ByteTok:
-    """Byte tokenizer: ids 0-255 are bytes, 256 is eos."""
-    vocab_size, eos_id, special_tokens = 257, 256, {"<eos>": 256}
-
-    def token_bytes(self, i):
-        return b"" if i == 256 else bytes([i])
-
-    def decode(self, ids):
-        return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", "replace")
-
-
-def tiny(seed=0, **kw):
-    torch.manual_seed(seed)
-    cfg = dict(vocab_size=257, n_layer=2, n_head=4, n_kv_head=2, d_model=64, max_seq_len=64, init_std=0.3)
-    return Transformer(ModelConfig(**{**cfg, **kw})).eval()
+@pytest.fixture
+def tiny(tiny_model):
+    """tiny(seed=0, **overrides): conftest's tiny model (257 byte ids) with larger random weights."""
+    return functools.partial(tiny_model, init_std=0.3)
 
 
 PROMPTS = [[1, 2, 3], [5, 6, 7, 8, 9, 10, 11], [4], [9, 9, 9, 9], [3, 1, 4, 1, 5, 9, 2, 6, 5], [2, 7]]
@@ -38,7 +25,7 @@ GREEDY = GenerationConfig(max_new_tokens=12, temperature=0, stop_token_ids=[])
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(norm="layernorm", mlp="gelu", position="learned", bias=True)])
-def test_batched_equals_single(kw):
+def test_batched_equals_single(kw, tiny):
     m = tiny(**kw)
     eng = Engine(m, max_batch_size=4)  # 6 prompts, 4 rows: two requests wait and join later
     sampled = GenerationConfig(max_new_tokens=12, temperature=0.9, top_k=40, top_p=0.9, min_p=0.02, seed=5,
@@ -51,7 +38,7 @@ def test_batched_equals_single(kw):
             assert o[0].finish_reason == "length"
 
 
-def test_unpadded_batch_runs_without_mask_and_matches_single():
+def test_unpadded_batch_runs_without_mask_and_matches_single(tiny):
     m = tiny()
     eng = Engine(m, max_batch_size=4)
     same_len = [[1, 2, 3, 4], [9, 8, 7, 6], [5, 5, 5, 5]]  # no row is left padded: the decode step skips the mask
@@ -63,7 +50,7 @@ def test_unpadded_batch_runs_without_mask_and_matches_single():
         assert o[0].token_ids == generate(m, None, p, GREEDY)
 
 
-def test_continuous_batching_joins_and_rebases():
+def test_continuous_batching_joins_and_rebases(tiny):
     m = tiny()
     eng = Engine(m, max_batch_size=3, max_len=40)  # small cache: forces shifts of the shared fill level
     cfgs = [GenerationConfig(max_new_tokens=n, temperature=0, stop_token_ids=[]) for n in (20, 5, 14, 9, 25, 3)]
@@ -77,7 +64,7 @@ def test_continuous_batching_joins_and_rebases():
         assert h.result().token_ids == generate(m, None, p, c)
 
 
-def test_cache_storage_grows_on_demand():
+def test_cache_storage_grows_on_demand(tiny):
     m = tiny(max_seq_len=1024)
     eng = Engine(m, max_batch_size=16)  # full size would be 16 rows x 1024 slots
     assert tuple(eng.cache.k[0].shape[::2]) == (1, 128)
@@ -89,7 +76,7 @@ def test_cache_storage_grows_on_demand():
         assert o[0].token_ids == generate(m, None, p, cfg)
 
 
-def test_seeds_and_num_return_sequences():
+def test_seeds_and_num_return_sequences(tiny):
     m = tiny()
     eng = Engine(m, max_batch_size=4)
     cfg = GenerationConfig(max_new_tokens=10, temperature=1.0, seed=7, num_return_sequences=3, stop_token_ids=[])
@@ -100,9 +87,9 @@ def test_seeds_and_num_return_sequences():
     assert a[1] == generate(m, None, PROMPTS[0], one)  # sequence i uses seed + i
 
 
-def test_stop_strings_and_streaming_match_generate_stream():
+def test_stop_strings_and_streaming_match_generate_stream(tiny, byte_tokenizer):
     m = tiny(3)
-    tok = ByteTok()
+    tok = byte_tokenizer
     base = generate(m, tok, [65, 66], GenerationConfig(max_new_tokens=30, temperature=0))
     text = tok.decode(base)
     stop = text[5:8]  # spans several tokens
@@ -117,7 +104,7 @@ def test_stop_strings_and_streaming_match_generate_stream():
     assert res.finish_reason == ref.finish_reason == "stop" and res.token_ids == ref.token_ids
 
 
-def test_cancellation_in_background_thread():
+def test_cancellation_in_background_thread(tiny):
     m = tiny()
     eng = Engine(m, max_batch_size=2).start()
     try:
@@ -135,7 +122,7 @@ def test_cancellation_in_background_thread():
     assert not eng.running and threading.active_count() >= 1
 
 
-def test_logprobs_match_log_softmax():
+def test_logprobs_match_log_softmax(tiny):
     m = tiny()
     cfg = GenerationConfig(max_new_tokens=6, temperature=0.8, seed=1, logprobs=3, stop_token_ids=[])
     res = Engine(m).generate([PROMPTS[1]], cfg)[0][0]
@@ -186,7 +173,7 @@ def test_min_p_and_penalty_definitions():
     assert int(sample_next(torch.zeros(1, 5), None, GenerationConfig(temperature=0, logit_bias={3: 100.0}))) == 3
 
 
-def test_greedy_processors_match_transformers():
+def test_greedy_processors_match_transformers(tiny):
     pytest.importorskip("transformers")
     from zerollm.interop.hf import to_hf_model
 
@@ -201,11 +188,11 @@ def test_greedy_processors_match_transformers():
         assert ours == ref[0, len(prompt):].tolist() == generate(m, None, prompt, cfg), kw
 
 
-def test_engine_constrained_request():
+def test_engine_constrained_request(tiny, byte_tokenizer):
     from zerollm.engine.constrained import RegexConstraint
     import re
 
-    m, tok = tiny(), ByteTok()
+    m, tok = tiny(), byte_tokenizer
     c = RegexConstraint(r"[a-c]{2,4}-\d{2}", tok)
     eng = Engine(m, tok, max_batch_size=3)
     hs = [eng.submit(Request([65 + i], GenerationConfig(max_new_tokens=10, temperature=1.0, seed=i),
@@ -215,11 +202,11 @@ def test_engine_constrained_request():
         assert re.fullmatch(r"[a-c]{2,4}-\d{2}", h.result().text), h.result().text
 
 
-def test_server_pieces_stop_id_top_logprobs_special_text_and_max_waiting():
+def test_server_pieces_stop_id_top_logprobs_special_text_and_max_waiting(tiny, byte_tokenizer, monkeypatch):
     from zerollm.engine.engine import Overloaded
 
-    m, tok = tiny(), ByteTok()
-    tok.token_bytes = lambda i: b"<eos>" if i == 256 else bytes([i])  # a special token with visible bytes
+    m, tok = tiny(), byte_tokenizer
+    monkeypatch.setattr(tok, "token_bytes", lambda i: b"<eos>" if i == 256 else bytes([i]))  # visible special
     greedy = generate(m, None, [1, 2, 3], GenerationConfig(max_new_tokens=8, temperature=0, stop_token_ids=[]))
     stop = greedy[3]  # make the 4th greedy token a stop id
     eng = Engine(m, tok, max_batch_size=2, max_waiting=1, skip_special_tokens=True)
@@ -242,10 +229,10 @@ def test_server_pieces_stop_id_top_logprobs_special_text_and_max_waiting():
     assert c3.text == "<eos>" * 3
 
 
-def test_constraint_budget_is_the_rows_own_room_not_the_shared_fill_level():
+def test_constraint_budget_is_the_rows_own_room_not_the_shared_fill_level(tiny, byte_tokenizer):
     from zerollm.engine.constrained import RegexConstraint
 
-    m, tok = tiny(), ByteTok()
+    m, tok = tiny(), byte_tokenizer
     c = RegexConstraint(r"[ab]{1,30}", tok)
     budgets = []
 

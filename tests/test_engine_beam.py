@@ -1,20 +1,20 @@
 """Beam search equals transformers generate(num_beams=...) on a tiny GPT-2 converted from ours."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
-from zerollm.config import ModelConfig
 from zerollm.engine.beam import beam_search
 from zerollm.engine.generate import GenerationConfig, generate
-from zerollm.model.transformer import Transformer
 
 
-def tiny_gpt2(seed):
-    torch.manual_seed(seed)
-    cfg = ModelConfig(vocab_size=61, n_layer=2, n_head=4, n_kv_head=4, d_model=64, max_seq_len=64, init_std=0.3,
-                      norm="layernorm", mlp="gelu", position="learned", bias=True)
-    return Transformer(cfg).eval()
+@pytest.fixture
+def tiny_gpt2(tiny_model):
+    """tiny_gpt2(seed): conftest's tiny model as a GPT-2 (LayerNorm, GELU, learned positions, biases, MHA)."""
+    return functools.partial(tiny_model, vocab_size=61, n_kv_head=4, init_std=0.3, norm="layernorm", mlp="gelu",
+                             position="learned", bias=True)
 
 
 CASES = [
@@ -26,7 +26,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_beam_search_matches_transformers(case):
+def test_beam_search_matches_transformers(case, tiny_gpt2):
     pytest.importorskip("transformers")
     from zerollm.interop.hf import to_hf_model
 
@@ -46,7 +46,7 @@ def test_beam_search_matches_transformers(case):
             assert seq == want, (kw, seed, i)
 
 
-def test_one_beam_is_greedy():
+def test_one_beam_is_greedy(tiny_gpt2):
     m = tiny_gpt2(2)
     cfg = GenerationConfig(max_new_tokens=10, temperature=0, stop_token_ids=[])
     assert beam_search(m, [1, 2, 3], GenerationConfig(**{**cfg.__dict__, "num_beams": 1})) == [

@@ -5,20 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zerollm.config import ModelConfig
 from zerollm.engine.generate import GenerationConfig, generate
 from zerollm.engine.speculative import speculative_accept, speculative_generate
-from zerollm.model.transformer import Transformer
 
 
-def tiny(seed, d=64, layers=2, V=50):
-    torch.manual_seed(seed)
-    return Transformer(ModelConfig(vocab_size=V, n_layer=layers, n_head=4, n_kv_head=2, d_model=d, max_seq_len=80,
-                                   init_std=0.4)).eval()
+@pytest.fixture
+def tiny(tiny_model):
+    """tiny(seed, d=64, layers=2, V=50): conftest's tiny model, 80 positions, larger random weights."""
+    def make(seed, d=64, layers=2, V=50):
+        return tiny_model(seed, vocab_size=V, n_layer=layers, d_model=d, max_seq_len=80, init_std=0.4)
+    return make
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
-def test_greedy_is_identical_to_target(k):
+def test_greedy_is_identical_to_target(k, tiny):
     target, draft = tiny(0), tiny(1, d=32, layers=1)
     cfg = GenerationConfig(max_new_tokens=30, temperature=0, stop_token_ids=[])
     for prompt in ([1, 2, 3], [7], [4, 4, 9, 11, 2]):
@@ -42,7 +42,7 @@ def test_accept_rule_keeps_target_distribution():
     assert torch.allclose(counts / n, p[0], atol=0.025)  # ~4 sigma
 
 
-def test_sampled_first_token_distribution_end_to_end():
+def test_sampled_first_token_distribution_end_to_end(tiny):
     target, draft = tiny(0, V=8), tiny(3, d=32, layers=1, V=8)
     prompt = [1, 2]
     with torch.no_grad():

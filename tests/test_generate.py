@@ -1,6 +1,8 @@
 """Sampling processors and the generation loop: filters, HF parity, reproducibility, stop handling."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -8,7 +10,6 @@ from torch import nn
 from zerollm.config import ModelConfig
 from zerollm.engine import (GenerationConfig, apply_repetition_penalty, generate, sample_next, stream,
                             top_k_filter, top_p_filter)
-from zerollm.model import Transformer
 
 
 EXTRA = [b"wor", b"ld!\nE", b"ND", b"\xc3", b"\xa9t\xc3\xa9"]  # multi-byte tokens, incl. split UTF-8
@@ -124,11 +125,12 @@ def test_sample_next_greedy_and_seeded():
 # generation loop
 
 
-def tiny_model(seed=0, **kw) -> Transformer:
-    torch.manual_seed(seed)
-    cfg = dict(vocab_size=256 + len(EXTRA), n_layer=2, n_head=4, n_kv_head=2, d_model=64, max_seq_len=48,
-               norm="rmsnorm", mlp="swiglu", position="rope", bias=False, init_std=0.1)
-    return Transformer(ModelConfig(**{**cfg, **kw})).eval()
+@pytest.fixture
+def llama(tiny_model):
+    """llama(seed=0, **overrides): conftest's tiny model as a Llama (RMSNorm, SwiGLU, RoPE, no biases) over the
+    stub tokenizer's ids, 48 positions."""
+    return functools.partial(tiny_model, vocab_size=256 + len(EXTRA), max_seq_len=48, norm="rmsnorm", mlp="swiglu",
+                             position="rope", bias=False, init_std=0.1)
 
 
 def naive_generate(model, prompt, n, cfg, generator=None):
@@ -143,8 +145,8 @@ def naive_generate(model, prompt, n, cfg, generator=None):
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(norm="layernorm", mlp="gelu", position="learned", bias=True)])
-def test_generate_equals_naive_loop(kw):
-    model = tiny_model(**kw)
+def test_generate_equals_naive_loop(kw, llama):
+    model = llama(**kw)
     prompt = [5, 17, 99, 3, 200]
     greedy = GenerationConfig(max_new_tokens=20, temperature=0, stop_token_ids=[])
     assert generate(model, None, prompt, greedy) == naive_generate(model, prompt, 20, greedy)
@@ -157,11 +159,11 @@ def test_generate_equals_naive_loop(kw):
     assert model.training is False
 
 
-def test_greedy_generate_matches_transformers_gpt2():
+def test_greedy_generate_matches_transformers_gpt2(llama):
     pytest.importorskip("transformers")
     from zerollm.interop.hf import to_hf_model
 
-    model = tiny_model(norm="layernorm", mlp="gelu", position="learned", bias=True, n_kv_head=4, vocab_size=97)
+    model = llama(norm="layernorm", mlp="gelu", position="learned", bias=True, n_kv_head=4, vocab_size=97)
     hf = to_hf_model(model)
     prompt = [5, 17, 60, 3]
     for penalty in (1.0, 1.5):
@@ -205,7 +207,7 @@ def test_stop_token_id_and_streamed_utf8():
     assert generate(ScriptedLM(script), tok, [1], GenerationConfig(max_new_tokens=30, temperature=0)) == script[:3]
 
 
-def test_length_limits():
+def test_length_limits(llama):
     tok = StubTokenizer()
     script = ids_of("abcdefghijklmnop")
     s = stream(ScriptedLM(script), tok, [1], GenerationConfig(max_new_tokens=4, temperature=0))
@@ -214,7 +216,7 @@ def test_length_limits():
     s = stream(ScriptedLM(script, max_seq_len=10), tok, list(range(8)), GenerationConfig(max_new_tokens=50,
                                                                                            temperature=0))
     assert s.read() == "abc" and s.finish_reason == "length"
-    model = tiny_model()
+    model = llama()
     assert len(generate(model, None, list(range(40)), GenerationConfig(max_new_tokens=50, temperature=0,
                                                                        stop_token_ids=[]))) == 48 - 40 + 1
     with pytest.raises(ValueError, match="context window"):
@@ -231,17 +233,15 @@ def test_generation_config_validates():
             GenerationConfig(**bad)
 
 
-def test_cli_generate_with_a_draft_model_equals_plain_greedy(tmp_path, capsys):
+def test_cli_generate_with_a_draft_model_equals_plain_greedy(tmp_path, capsys, tiny_model, tiny_bpe_tokenizer):
     """`zerollm generate --draft` (speculative decoding) prints exactly what plain greedy decoding prints."""
     from zerollm import cli
-    from zerollm.tokenizer.bpe import train_bpe
     from zerollm.train.checkpoint import save_checkpoint
 
-    tok = train_bpe(["the cat sat on the mat. " * 30], vocab_size=280, show_progress=False)
+    tok = tiny_bpe_tokenizer
     for name, layers, seed in (("target", 2, 0), ("draft", 1, 1)):
-        torch.manual_seed(seed)
-        cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=layers, n_head=2, d_model=32, max_seq_len=64)
-        save_checkpoint(tmp_path / name, Transformer(cfg), cfg, tokenizer=tok)
+        m = tiny_model(seed, vocab_size=tok.vocab_size, n_layer=layers, n_head=2, d_model=32)
+        save_checkpoint(tmp_path / name, m, m.cfg, tokenizer=tok)
     args = ["generate", "--model", str(tmp_path / "target"), "--prompt", "the cat", "--temperature", "0",
             "--max-new-tokens", "20", "--no-stream"]
     assert cli.main(args) in (0, None)
@@ -250,18 +250,16 @@ def test_cli_generate_with_a_draft_model_equals_plain_greedy(tmp_path, capsys):
     assert capsys.readouterr().out == plain and len(plain) > len("the cat")
 
 
-def test_generation_config_eos_list_ends_generation(tmp_path):
+def test_generation_config_eos_list_ends_generation(tmp_path, tiny_model, tiny_bpe_tokenizer):
     """A converted chat model ends turns with any id of generation_config.json's eos_token_id list."""
     import json
 
     from zerollm import api
-    from zerollm.tokenizer.bpe import train_bpe
     from zerollm.train.checkpoint import save_checkpoint
 
-    tok = train_bpe(["the cat sat on the mat. " * 30], vocab_size=280, show_progress=False)
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=32, max_seq_len=64)
-    ck = save_checkpoint(tmp_path / "ck", Transformer(cfg), cfg, tokenizer=tok)
+    tok = tiny_bpe_tokenizer
+    m = tiny_model(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=32)
+    ck = save_checkpoint(tmp_path / "ck", m, m.cfg, tokenizer=tok)
     m = api.load(ck).model
     ids = generate(m, tok, tok.encode("the cat"), GenerationConfig(max_new_tokens=12, temperature=0,
                                                                     stop_token_ids=[]))

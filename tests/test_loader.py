@@ -14,21 +14,13 @@ from zerollm.data.prepare import data_prepare
 from zerollm.data.shards import ShardWriter
 
 
-class ByteTokenizer:
-    """The tokenizer interface, byte-level: id b < 256 is byte b, eos = 256."""
-    vocab_size, eos_id, hash = 257, 256, "bytes-257"
-
-    def encode_batch(self, texts, allowed_special="none", num_threads=8):
-        return [list(t.encode("utf-8")) for t in texts]
-
-
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
+def shards(tmp_path_factory, make_byte_tokenizer):
     """A prepared shards dir: 3 train shards of 4000 tokens (+ rest), a val split."""
     d = tmp_path_factory.mktemp("loader")
     texts = [f"Doc {i}: " + "some words here. " * (i % 9 + 1) for i in range(400)]
     (d / "in.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    data_prepare([d / "in.jsonl"], ByteTokenizer(), d / "shards", val_fraction=0.1,
+    data_prepare([d / "in.jsonl"], make_byte_tokenizer(), d / "shards", val_fraction=0.1,
                  shard_tokens=4000, show_progress=False)
     return d / "shards"
 
@@ -161,12 +153,10 @@ def test_errors_are_clear(shards, numbered):
         TokenLoader(numbered, batch_size=1, seq_len=8)
 
 
-def test_uint32_shards_load(tmp_path):
-    class Big(ByteTokenizer):
-        vocab_size, eos_id, hash = 70000, 69999, "big"
-
+def test_uint32_shards_load(tmp_path, make_byte_tokenizer):
+    big = make_byte_tokenizer(vocab_size=70000, eos_id=69999)
     (tmp_path / "a.txt").write_text("hello world, " * 100)
-    data_prepare([tmp_path / "a.txt"], Big(), tmp_path / "s", val_fraction=0, show_progress=False)
+    data_prepare([tmp_path / "a.txt"], big, tmp_path / "s", val_fraction=0, show_progress=False)
     x, y = TokenLoader(tmp_path / "s", batch_size=2, seq_len=8).next_batch()
     assert x.max() < 70000 and x.dtype == torch.int64
     seq = TokenLoader(tmp_path / "s", batch_size=1, seq_len=len("hello world, ") * 100, mode="sequential")

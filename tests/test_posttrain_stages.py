@@ -56,7 +56,7 @@ def _losses(run: Path) -> dict:
 
 @pytest.mark.parametrize("stage,lora", [("sft", True), ("sft_packed", False), ("reward", False), ("dpo", True),
                                         ("grpo", False), ("ppo", False)])
-def test_stage_runs_and_resumes_exactly(env, stage, lora):
+def test_stage_runs_and_resumes_exactly(env, stage, lora, monkeypatch):
     from zerollm.train import loop
 
     fn = getattr(stages, stage.split("_")[0])
@@ -79,12 +79,9 @@ def test_stage_runs_and_resumes_exactly(env, stage, lora):
             raise KeyboardInterrupt
         return original(step, **kw)
 
-    loop.lr_at = interrupt
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            fn(None, _cfg(env, f"{stage}_b", lora=lora, **STAGES[stage](env)))
-    finally:
-        loop.lr_at = original
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(loop, "lr_at", interrupt)
+        fn(None, _cfg(env, f"{stage}_b", lora=lora, **STAGES[stage](env)))
     fn(None, {**_cfg(env, f"{stage}_b", lora=lora, **STAGES[stage](env)), "resume": True})
     a, b = _losses(run_a), _losses(env / f"{stage}_b")
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]

@@ -1,4 +1,4 @@
-"""The BERT encoder of zerollm.rag.bert against Hugging Face `transformers` on a tiny random config laid out
+"""The BERT encoder of zerollm.model.bert against Hugging Face `transformers` on a tiny random config laid out
 as a sentence-transformers directory (written by hand: the sentence-transformers package is not needed):
 hidden states, pooled embeddings, token ids (English + Japanese), dense retrieval through a RAG index, and
 bad input (missing tensor, wrong shape, unknown model_type)."""
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from zerollm.rag import RAGError
-from zerollm.rag.bert import BertEncoder, load_bert
+from zerollm.model.bert import BertEncoder, load_bert
 from zerollm.tokenizer.wordpiece import train_wordpiece
 
 transformers = pytest.importorskip("transformers")

@@ -1,10 +1,10 @@
-"""Byte-level BPE: round trips, reference encoder == tiktoken path, trainer properties, save/load.
+"""Byte-level BPE: round trips, reference encoder == tiktoken path, trainer == reference trainer, trainer
+properties, save/load.
 
 Everything here is deterministic: fixed corpora, and hypothesis runs derandomized."""
 from __future__ import annotations
 
 import base64
-import collections
 import json
 import unicodedata
 from pathlib import Path
@@ -196,50 +196,53 @@ def test_gpt2_pattern_equals_original_release_form(shakespeare, ja_text):
     assert pretokenize(text, GPT2_PATTERN) == pretokenize(text, original)
 
 
-# ---- trainer ----------------------------------------------------------------------------------------
-def naive_learn_merges(chunk_counts, num_tokens, min_frequency):
-    """The textbook algorithm (Sennrich et al. 2016): recount every pair from scratch for every merge.
-    Same tie-break (highest count, then smallest (a, b)) and left-to-right merging as the trainer."""
-    vocab = [bytes([i]) for i in range(256)]
-    token_id = {t: i for i, t in enumerate(vocab)}
-    words = [(list(chunk), f) for chunk, f in chunk_counts.items()]
-    merges = []
-    while len(vocab) < 256 + num_tokens:
-        counts = collections.Counter()
-        for w, f in words:
-            for pair in zip(w, w[1:]):
-                counts[pair] += f
-        if not counts:
-            break
-        (a, b) = min(counts, key=lambda p: (-counts[p], p))
-        if counts[(a, b)] < max(min_frequency, 1):
-            break
-        merged = vocab[a] + vocab[b]
-        c = token_id.get(merged)
-        if c is None:
-            c = token_id[merged] = len(vocab)
-            vocab.append(merged)
-        merges.append((a, b, c))
-        for w, f in words:
-            out, i = [], 0
-            while i < len(w):
-                if i + 1 < len(w) and w[i] == a and w[i + 1] == b:
-                    out.append(c)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            w[:] = out
-    return vocab, merges
+# ---- trainer == reference trainer ------------------------------------------------------------------
+def _learned(ranks: dict[bytes, int]) -> list[bytes]:
+    """The learned tokens (past the 256 bytes), in rank order."""
+    return sorted((t for t, r in ranks.items() if r >= 256), key=ranks.__getitem__)
 
 
-def test_incremental_trainer_equals_naive_on_real_text():
-    text = PYDOC[:8_000] + JA_FALLBACK * 3 + "aaaaaaa aaaa abababab ...... 1111111 ーーーー\n\n\n"
+def _same_as_reference_trainer(texts, vocab_size, pattern="gpt4", min_frequency=2) -> dict[bytes, int]:
+    fast = train_bpe(texts, vocab_size=vocab_size, pattern=pattern, special_tokens=[], min_frequency=min_frequency,
+                     show_progress=False).mergeable_ranks
+    assert fast == ref.train_bpe_reference(texts, vocab_size, pattern=pattern, min_frequency=min_frequency)
+    return fast
+
+
+def test_trainer_equals_reference_on_shakespeare(shakespeare):
+    ranks = _same_as_reference_trainer([shakespeare[:100_000]], 500)
+    assert len(ranks) == 500 and b" the" in ranks
+
+
+def test_trainer_equals_reference_on_japanese(ja_text):
+    ranks = _same_as_reference_trainer([ja_text[:20_000]], 400, pattern="gpt2")
+    # byte-level: some learned tokens are pieces of a character (not valid UTF-8 on their own)
+    assert any(t.decode("utf-8", "replace") != t.decode("utf-8", "ignore") for t in _learned(ranks))
+
+
+def test_trainer_ties_take_the_smallest_pair():
+    # every pair occurs once: (0x20, 0x63) " c" < (0x61, 0x62) "ab" < (256, 0x64) " c"+"d"
+    ranks = _same_as_reference_trainer(["ab cd"], 256 + 3, min_frequency=1)
+    assert _learned(ranks) == [b" c", b"ab", b" cd"]
+
+
+@pytest.mark.parametrize("counts,want", [
+    ({b"aaaa": 1}, [b"aa", b"aaaa"]),          # (a, a) occurs 3 times (overlapping); merged left to right
+    ({b"aaa": 5}, [b"aa", b"aaa"]),            # "aaa" -> "aa" + "a", not "a" + "aa"
+    ({b"abab": 2, b"ba": 3}, [b"ba", b"aba"]),  # (b, a) 2+3 beats (a, b) 4; then (a, ba) ties (ba, b): 97 < 256
+])
+def test_trainer_repeated_characters(counts, want):
+    vocab, merges = learn_merges(counts, 2, min_frequency=1)
+    assert (vocab, merges) == ref.learn_merges_reference(counts, 2, min_frequency=1)
+    assert vocab[256:] == want
+
+
+def test_trainer_equals_reference_on_mixed_text():
+    text = PYDOC[:8_000] + JA_FALLBACK * 3 + "aaaaaaa aaaa abababab ...... 1111111 ーーーー 👍🏽👍🏽 é\n\n\n"
     counts = count_chunks([text], GPT4_PATTERN)
     for min_frequency in (1, 3):
         fast = learn_merges(counts, 300, min_frequency=min_frequency)
-        slow = naive_learn_merges(counts, 300, min_frequency=min_frequency)
-        assert fast == slow
+        assert fast == ref.learn_merges_reference(counts, 300, min_frequency=min_frequency)
     assert len(fast[1]) > 100
 
 
@@ -247,9 +250,9 @@ def test_incremental_trainer_equals_naive_on_real_text():
 @given(st.dictionaries(st.binary(min_size=1, max_size=12).map(lambda b: bytes(x % 3 + 97 for x in b)),
                        st.integers(1, 20), max_size=12),
        st.integers(1, 3))
-def test_incremental_trainer_equals_naive_on_random_chunks(counts, min_frequency):
+def test_trainer_equals_reference_on_random_chunks(counts, min_frequency):
     # A 3-letter alphabet forces overlapping runs ("aaaa"), adjacent repeats ("abab") and many ties.
-    assert learn_merges(counts, 40, min_frequency) == naive_learn_merges(counts, 40, min_frequency)
+    assert learn_merges(counts, 40, min_frequency) == ref.learn_merges_reference(counts, 40, min_frequency)
 
 
 def test_exact_vocab_size_and_determinism():
@@ -393,19 +396,17 @@ def test_load_validation(tok, tmp_path):
         load_tokenizer(tmp_path / "nowhere")
 
 
-def test_registry_dispatch(tmp_path):
+def test_registry_dispatch(tmp_path, monkeypatch):
     class Dummy(BPETokenizer):
         algorithm = "dummy-test"
 
+    monkeypatch.setitem(ALGORITHMS, "dummy-test", None)  # the registry loses the entry again after the test
     register_algorithm("dummy-test", Dummy)
-    try:
-        ranks = {bytes([i]): i for i in range(256)}
-        d = Dummy(ranks, special_tokens={"<|eos|>": 256}).save(tmp_path / "d")
-        assert json.loads((d / "manifest.json").read_text())["algorithm"] == "dummy-test"
-        loaded = load_tokenizer(d)
-        assert type(loaded) is Dummy and loaded.eos_id == 256
-        with pytest.raises(ValueError, match="algorithm is 'dummy-test', expected 'bpe'"):
-            BPETokenizer.load(d)
-    finally:
-        ALGORITHMS.pop("dummy-test")
+    ranks = {bytes([i]): i for i in range(256)}
+    d = Dummy(ranks, special_tokens={"<|eos|>": 256}).save(tmp_path / "d")
+    assert json.loads((d / "manifest.json").read_text())["algorithm"] == "dummy-test"
+    loaded = load_tokenizer(d)
+    assert type(loaded) is Dummy and loaded.eos_id == 256
+    with pytest.raises(ValueError, match="algorithm is 'dummy-test', expected 'bpe'"):
+        BPETokenizer.load(d)
     assert isinstance(ALGORITHMS["bpe"], (str, type)) and issubclass(BPETokenizer, Tokenizer)

@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from zerollm.tokenizer.aozora import strip_aozora
+from zerollm.data.aozora import strip_aozora
 from zerollm.tokenizer.bpe_sp import train_bpe_sp
 from zerollm.tokenizer.stats import ansi_segmentation, segments, tokenizer_compare, tokenizer_stats
 from zerollm.tokenizer.unigram import train_unigram

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zerollm.tokenizer.aozora import read_aozora
+from zerollm.data.aozora import read_aozora
 from zerollm.tokenizer.bpe_sp import train_bpe_sp
 from zerollm.tokenizer.sentencepiece_model import SentencePieceModel, parse_fields, read_model
 from zerollm.tokenizer.spm import SentencePieceTokenizer, import_sentencepiece

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zerollm.tokenizer.aozora import read_aozora
+from zerollm.data.aozora import read_aozora
 from zerollm.tokenizer.normalize import bert_normalize, bert_pre_tokenize
 from zerollm.tokenizer.wordpiece import (WordPieceTokenizer, read_vocab, train_wordpiece,
                                          train_wordpiece_vocab)

@@ -48,7 +48,7 @@ def _losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
-def test_resume_is_bit_exact(shards, tmp_path):
+def test_resume_is_bit_exact(shards, tmp_path, monkeypatch):
     from zerollm.stages.pretrain import pretrain
 
     straight = tmp_path / "straight"
@@ -65,12 +65,9 @@ def test_resume_is_bit_exact(shards, tmp_path):
             raise KeyboardInterrupt
         return original(step, **kw)
 
-    loop.lr_at = interrupt
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            pretrain(cfg_half, quiet=True)
-    finally:
-        loop.lr_at = original
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(loop, "lr_at", interrupt)
+        pretrain(cfg_half, quiet=True)
     assert (halves / "checkpoints" / "step-00000004" / "trainer_state.pt").is_file()
     cfg = _tiny(shards, halves, 8)
     cfg.resume = True

@@ -6,7 +6,7 @@
         ──answer.answer(question, hits, model, tokenizer)──▶ text with [1] [2] citations
 
 BM25 (bm25.py) needs no model at all and splits Japanese into character bigrams, so it works on any
-language out of the box; dense retrieval embeds with the BERT-family encoder written in bert.py (loads a
+language out of the box; dense retrieval embeds with the BERT-family encoder written in model/bert.py (loads a
 sentence-transformers directory from disk) or with mean-pooled hidden states of a zerollm model (embed.py).
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@ the index manifest records so `RAGIndex.open` can load the same embedder again.
 * `ZerollmEmbedder`: mean-pooled final hidden states (`Transformer.forward(..., return_hidden=True)`) of a
   zerollm checkpoint, padding excluded from the mean. Works with any zerollm or converted model; quality
   depends on the model (a causal LM is not trained for similarity).
-* `BertEncoder` (rag/bert.py): a BERT-family sentence-transformers directory, loaded from disk by our own
+* `BertEncoder` (model/bert.py): a BERT-family sentence-transformers directory, loaded from disk by our own
   encoder and WordPiece tokenizer. As an index embedder its rows are always L2-normalized (cosine), even
   when the directory has no Normalize module.
 """
@@ -56,7 +56,7 @@ class ZerollmEmbedder:
 
 
 def _is_hf_bert(path: Path) -> bool:
-    """A plain Hugging Face BERT directory (config.json with model_type "bert"): rag/bert.py loads it."""
+    """A plain Hugging Face BERT directory (config.json with model_type "bert"): model/bert.py loads it."""
     try:
         return json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type") == "bert"
     except (OSError, ValueError, AttributeError):
@@ -76,6 +76,6 @@ def load_embedder(spec: dict | str | Path):
     if kind == "zerollm":
         return ZerollmEmbedder(path)
     if kind == "bert":
-        from .bert import BertEncoder
+        from zerollm.model.bert import BertEncoder
         return BertEncoder(path, normalize=True)  # inner product in the index = cosine similarity
     raise RAGError(f"unknown embedder type {kind!r}")

@@ -30,7 +30,8 @@ Tie-breaking (deterministic): the highest count wins; among equal counts, the le
 pair of token ids (a, b) wins (lower bytes / earlier-learned tokens first). Occurrences inside a chunk are
 merged left to right without overlap (merging (a, a) into c turns "aaa" into "ca"). If a merge yields bytes
 that are already a token (via a different split; not seen in practice), the existing id is reused and no new
-token is added.
+token is added. bpe_reference.train_bpe_reference is the textbook loop (recount every pair for every
+merge) with these same rules; the tests prove both learn identical merges.
 
 Encoding is done by tiktoken (Rust): split with the same regex, then inside each chunk repeatedly merge the
 adjacent pair whose concatenation has the lowest rank. bpe_reference.py is the same algorithm in a few

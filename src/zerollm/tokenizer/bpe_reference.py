@@ -1,4 +1,20 @@
-"""Reference byte-level BPE encoder in plain Python: the definition the fast (tiktoken) path must match.
+"""Reference byte-level BPE in plain Python: the trainer and the encoder, the definitions the fast paths
+(bpe.py: `learn_merges` / `train_bpe`, and tiktoken) must match. Short and slow, meant for tests and for reading.
+
+Training (`train_bpe_reference`), the textbook merge loop of Sennrich, Haddow & Birch 2016 ("Neural Machine
+Translation of Rare Words with Subword Units", ACL), on bytes:
+
+ 1. Split every text with the pre-tokenization regex (pretokenize.py) and count the distinct chunks; a
+    merge never crosses a chunk boundary. Each chunk starts as its UTF-8 bytes, token ids 0..255.
+ 2. Count every adjacent pair of tokens over all chunks, each weighted by how often its chunk occurs.
+ 3. Take the most frequent pair (a, b). Ties: the smallest pair of ids (a, b) wins (compare a, then b),
+    so lower bytes and earlier-learned tokens go first. bpe.py breaks ties the same way.
+ 4. Add the token c = bytes(a) + bytes(b) and replace (a, b) by c in every chunk, left to right, without
+    overlap ("aaa" with (a, a) becomes "ca"). If those bytes are already a token (reached by another
+    split), that id is reused and no token is added.
+ 5. Repeat from 2 until the vocabulary is full or no pair occurs `min_frequency` times.
+
+bpe.py learns the same merges without recounting everything for every merge; the tests prove the two equal.
 
 Encoding a text, exactly as tiktoken does it:
 
@@ -10,15 +26,16 @@ Encoding a text, exactly as tiktoken does it:
     rank (the leftmost one if the same pair occurs twice), until no adjacent concatenation is a token.
 
 Ranks are learned in merge order, so "lowest rank of the concatenation" replays the training merges in
-the order they were learned. This is O(n^2) per chunk and only meant for tests and for reading.
+the order they were learned. Training recounts every pair for every merge and encoding is O(n^2) per chunk.
 """
 from __future__ import annotations
 
-from typing import AbstractSet, Mapping
+import collections
+from typing import AbstractSet, Iterable, Mapping
 
 import regex
 
-from zerollm.tokenizer.pretokenize import DEFAULT_PATTERN, compile_pattern
+from zerollm.tokenizer.pretokenize import DEFAULT_PATTERN, compile_pattern, resolve_pattern
 
 
 def bpe_chunk(chunk: bytes, ranks: Mapping[bytes, int]) -> list[int]:
@@ -78,3 +95,64 @@ def encode(text: str, ranks: Mapping[bytes, int], pattern: str = DEFAULT_PATTERN
         start = m.end()
     ids.extend(encode_ordinary(text[start:], ranks, pattern))
     return ids
+
+
+# ---- training ---------------------------------------------------------------------------------------
+def train_bpe_reference(texts: Iterable[str], vocab_size: int, pattern: str = DEFAULT_PATTERN,
+                        min_frequency: int = 2) -> dict[bytes, int]:
+    """Train byte-level BPE; returns the mergeable ranks {token bytes: rank}, what `encode` above takes.
+
+    vocab_size counts the mergeable tokens (256 bytes + learned ones); special tokens are not BPE's
+    business (train_bpe adds them after these). pattern: a regex or "gpt2"/"gpt4"."""
+    split = compile_pattern(resolve_pattern(pattern)).findall
+    chunk_counts: collections.Counter = collections.Counter()
+    for text in texts:
+        for chunk in split(text):
+            chunk_counts[_utf8(chunk)] += 1
+    vocab, _ = learn_merges_reference(chunk_counts, vocab_size - 256, min_frequency)
+    return {token: rank for rank, token in enumerate(vocab)}
+
+
+def learn_merges_reference(chunk_counts: Mapping[bytes, int], num_tokens: int, min_frequency: int = 2
+                           ) -> tuple[list[bytes], list[tuple[int, int, int]]]:
+    """Learn up to `num_tokens` tokens from {chunk bytes: frequency}: steps 2-5 of the module docstring.
+
+    Same arguments and result as bpe.learn_merges: vocab[i] = bytes of token i, and merges = [(a, b, c), ...]
+    in the order learned (pair (a, b) became token c)."""
+    vocab = [bytes([i]) for i in range(256)]
+    token_id = {token: i for i, token in enumerate(vocab)}
+    chunks = [(list(chunk), f) for chunk, f in chunk_counts.items()]  # list(bytes) = its byte ids
+    merges = []
+    while len(vocab) < 256 + num_tokens:
+        counts: collections.Counter = collections.Counter()  # 2. every adjacent pair, weighted
+        for ids, f in chunks:
+            for pair in zip(ids, ids[1:]):
+                counts[pair] += f
+        if not counts:
+            break
+        pair = min(counts, key=lambda p: (-counts[p], p))  # 3. most frequent; ties: smallest (a, b)
+        if counts[pair] < max(min_frequency, 1):
+            break
+        a, b = pair
+        merged = vocab[a] + vocab[b]  # 4. the new token (or the existing one with these bytes)
+        c = token_id.get(merged)
+        if c is None:
+            c = token_id[merged] = len(vocab)
+            vocab.append(merged)
+        merges.append((a, b, c))
+        for ids, _ in chunks:
+            ids[:] = _merge(ids, a, b, c)
+    return vocab, merges
+
+
+def _merge(ids: list[int], a: int, b: int, c: int) -> list[int]:
+    """Replace each (a, b) in ids by c, left to right, without overlap."""
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == a and ids[i + 1] == b:
+            out.append(c)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out

@@ -11,7 +11,7 @@ For held-out text files this measures, per tokenizer:
   terminal, and an HTML page for `compare --html`).
 
 Files are read as UTF-8; invalid bytes are replaced by U+FFFD and counted (`invalid_utf8`), never a crash.
-Aozora Bunko files (with `底本：` and ruby `《》`) are stripped of their markup first (aozora.py).
+Aozora Bunko files (with `底本：` and ruby `《》`) are stripped of their markup first (data/aozora.py).
 
     tokenizer_stats(tokenizer_dir, files, top=20, sample_chars=300, print_report=True) -> dict
     tokenizer_compare(tokenizer_dirs, files, html_out=None, top=20, sample_chars=300, print_report=True) -> dict
@@ -36,7 +36,7 @@ def load_any(tokenizer):
 
 def read_text(path) -> tuple[str, int]:
     """(text, number of invalid UTF-8 sequences replaced). Aozora markup is stripped."""
-    from zerollm.tokenizer.aozora import strip_aozora
+    from zerollm.data.aozora import strip_aozora
 
     data = Path(path).read_bytes()
     text = data.decode("utf-8", errors="replace")

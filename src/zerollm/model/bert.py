@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import RAGError
+from zerollm.rag import RAGError
 
 ACTIVATIONS = {
     "gelu": lambda x: F.gelu(x),  # exact: x·Φ(x) with erf
@@ -73,7 +73,7 @@ class BertConfig:
     def from_dict(cls, d: dict, where: str = "config.json") -> "BertConfig":
         kind = d.get("model_type")
         if kind != "bert":
-            raise RAGError(f"{where}: model_type {kind!r} is not supported; the encoder in zerollm.rag.bert "
+            raise RAGError(f"{where}: model_type {kind!r} is not supported; the encoder in zerollm.model.bert "
                            "loads model_type 'bert' (BERT, MiniLM, BGE/E5-style BERT checkpoints)")
         if d.get("position_embedding_type", "absolute") != "absolute":
             raise RAGError(f"{where}: position_embedding_type {d['position_embedding_type']!r} is not supported "
