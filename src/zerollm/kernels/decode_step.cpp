@@ -6,7 +6,7 @@
 // This op runs the same computation as `Block.forward` (src/zerollm/model/layers.py, the readable reference)
 // for every layer in one call: the GEMVs are gemv.cpp's, LayerNorm / GELU / SiLU are ATen's own kernels, and
 // what ATen does slowly for one query (writing the cache, attention over the cached keys) is written here.
-// tests/test_decode_step.py checks it against the Python path for every architecture switch.
+// tests/engine/test_engine_decode_step.py checks it against the Python path for every architecture switch.
 //
 // Layout of the per-layer arguments (built by src/zerollm/model/decode_step.py, which documents it too):
 //   tensors  48 per layer: norm1 w, norm1 b, norm2 w, norm2 b, q_norm w, k_norm w, then 7 linears × 6 slots

@@ -9,7 +9,7 @@ when one is attached (`optimize_for_decode()`, with native kernels), the input i
 float32 tokens on the CPU (one per row when decoding; a speculative draft being verified; a short prompt), no
 gradient is needed, and the layers are still the modules the plan was built from; anything else (long prompts,
 training, LoRA, other dtypes) takes the Python blocks.
-tests/test_decode_step.py checks the two paths agree for every architecture switch.
+tests/engine/test_engine_decode_step.py checks the two paths agree for every architecture switch.
 
 Layout per layer (decode_step.cpp reads it):
     tensors  norm1 w, norm1 b, norm2 w, norm2 b, q_norm w, k_norm w, then 7 linears × 6 slots

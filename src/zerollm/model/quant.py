@@ -25,7 +25,7 @@ Kernels (`QuantLinear.kernel`):
              `NATIVE_MAX_ROWS` rows; prompts use "dequant"): only the codes cross the memory bus, and each
              32-value block is multiplied in integers against activations rounded to int8 per block of 32
              (as llama.cpp's q8_0 dot products; ≤ 1/254 of the block max per activation), so outputs differ
-             from the dequantized Linear by ~0.5 % of their scale (tests/test_quant.py bounds it).
+             from the dequantized Linear by ~0.5 % of their scale (tests/model/test_model_quant.py bounds it).
   "dequant"  dequantize to the activation dtype, then F.linear; with cache="dequant" the fp32 copy is kept
              (fp32 speed, fp32 memory). The fallback when the native kernels cannot be built.
   "aten"     torch's `_weight_int8pack_mm` (int8 only), for comparison: 3-10x slower than fp32 GEMV at

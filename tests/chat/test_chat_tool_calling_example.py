@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tool_calling.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tool_calling.py"
 
 
 def load_example():
