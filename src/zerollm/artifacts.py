@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from zerollm import __version__
+
 FORMAT_VERSION = 1
 
 
@@ -117,8 +119,6 @@ def now_iso() -> str:
 
 
 def write_manifest(directory: str | Path, kind: str, **fields: Any) -> dict:
-    from zerollm import __version__
-
     manifest = {"kind": kind, "format_version": FORMAT_VERSION, "created": now_iso(),
                 "zerollm_version": __version__, **fields}
     atomic_write_json(Path(directory) / "manifest.json", manifest)

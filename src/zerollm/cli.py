@@ -12,11 +12,14 @@ import argparse
 import dataclasses
 import sys
 
+from zerollm import api
+from zerollm.config import parse_overrides
 from zerollm.data.sources import DataError
 from zerollm.engine.generate import GenerationConfig
 from zerollm.runtime import set_threads
 from zerollm.stages.posttrain import DPOConfig, GRPOConfig, PPOConfig, RewardConfig, SFTConfig
 from zerollm.stages.pretrain import PretrainConfig, QuickstartConfig
+
 
 def _flag_type(f: dataclasses.Field):
     """(argparse type, is_list) from a dataclass field's annotation ('int | None', 'list', 'bool', ...)."""
@@ -241,9 +244,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 # ---- dispatch ------------------------------------------------------------------------------------------------
 
 def _run_training(args, rest: list[str], fields: dict) -> int:
-    from zerollm import api
-    from zerollm.config import parse_overrides
-
     overrides = {**_given(args, fields[args.stage], unset=True), **parse_overrides(list(rest) + list(args.overrides))}
     summary = getattr(api, args.stage)(args.config, overrides)
     if summary.get("run_dir"):
@@ -252,8 +252,6 @@ def _run_training(args, rest: list[str], fields: dict) -> int:
 
 
 def _run_generate(args, fields: dict) -> int:
-    from zerollm import api
-
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     kw = _given(args, fields["generate"])
     try:
@@ -278,8 +276,6 @@ def _run_generate(args, fields: dict) -> int:
 
 
 def _run_rag(args) -> int:
-    from zerollm import api
-
     if args.action == "index":
         if not args.docs and not args.delete:
             raise ValueError("give documents to index and/or --delete SOURCE")
@@ -312,8 +308,6 @@ def _run_bench(args, rest: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace, rest: list[str], fields: dict) -> int:
-    from zerollm import api
-
     stage = args.stage
     if stage in TRAINING_STAGES:
         return _run_training(args, rest, fields)

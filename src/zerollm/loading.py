@@ -24,7 +24,12 @@ from typing import Any
 import torch
 
 from zerollm.artifacts import read_manifest
+from zerollm.chat.format import CHATML_TEMPLATE
 from zerollm.config import ModelConfig
+from zerollm.interop.hf import is_hf_dir, load_hf
+from zerollm.interop.hf_tokenizer import load_chat_template
+from zerollm.interop.weights import empty_model, load_safetensors_into
+from zerollm.runtime import pick_device
 
 
 @dataclass
@@ -38,8 +43,6 @@ class Loaded:
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint dir, a run dir (→ its latest checkpoint), a checkpoints/ dir, or an HF model dir."""
-    from zerollm.interop.hf import is_hf_dir
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model directory")
@@ -79,8 +82,6 @@ def load_model_config(ckpt: str | Path) -> ModelConfig:
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Load safetensors into `model`'s parameters in place, a few tensors mapped at a time (no second copy
     of the weights); missing, unexpected or mis-shaped tensors raise a ValueError naming file and tensor."""
-    from zerollm.interop.weights import load_safetensors_into
-
     load_safetensors_into(model, path)
 
 
@@ -103,16 +104,11 @@ def end_token_ids(model_dir: str | Path, tokenizer) -> list[int]:
 def model_chat_template(model_dir: str | Path) -> str | None:
     """The model directory's own chat template (`chat_template.jinja` or tokenizer_config.json of a
     converted/HF model), or None when it has none or it is zerollm's ChatML."""
-    from zerollm.chat.format import CHATML_TEMPLATE
-    from zerollm.interop.hf_tokenizer import load_chat_template
-
     template = load_chat_template(model_dir)
     return template if template and template != CHATML_TEMPLATE else None
 
 
 def _build_model(ckpt: Path, device, value_head: bool) -> torch.nn.Module:
-    from zerollm.interop.weights import empty_model
-
     read_manifest(ckpt, "checkpoint")
     cfg = load_model_config(ckpt)
     if (ckpt / "quant.json").is_file():  # weight-only quantized (zerollm quantize; model/quant.py)
@@ -134,9 +130,6 @@ def load(path: str | Path, device: str | torch.device = "cpu", *, with_tokenizer
     """Load any `--model DIR` (see the module docstring). `device` may be "auto". `value_head`: a reward
     model saved by the `reward` stage (a run dir's `model/` is used when present). `for_decode`: lay the
     weights out for fast batch-1 decoding (values unchanged; not for training)."""
-    from zerollm.interop.hf import is_hf_dir, load_hf
-    from zerollm.runtime import pick_device
-
     device = pick_device(device) if isinstance(device, str) else device
     if value_head and (Path(path) / "model").is_dir():
         path = Path(path) / "model"

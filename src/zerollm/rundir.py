@@ -22,6 +22,7 @@ from typing import Any
 from zerollm.artifacts import atomic_write_text, write_manifest
 from zerollm.config import to_yaml
 from zerollm.loading import latest_checkpoint
+from zerollm.train.report import eval_lines, fmt_num, plot_losses, read_metrics, write_report
 
 
 @dataclass
@@ -53,7 +54,6 @@ def plot_metrics(metrics_path: Path, keys: list[str], png: Path, title: str) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from zerollm.train.report import read_metrics
 
     rows = read_metrics(metrics_path)
     series = {k: [(r["step"], r[k]) for r in rows if k in r] for k in keys}
@@ -81,8 +81,6 @@ def fenced(text: str) -> str:
 def finish_report(run_dir: Path, stage: str, model, tc, summary: dict, shards: dict | None = None,
                   extra_sections: list[tuple[str, str]] | None = None) -> None:
     """loss.png and report.md for a finished run (`tc`: the TrainConfig it ran with)."""
-    from zerollm.train.report import eval_lines, fmt_num, plot_losses, write_report
-
     cfg = model.cfg
     plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
                 title=f"{stage}: {fmt_num(model.num_params())} params, {cfg.n_layer} layers x {cfg.d_model}")

@@ -27,13 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zerollm.artifacts import atomic_path
 from zerollm.config import ModelConfig
+from zerollm.interop.hf_arch import hf_model_type
+from zerollm.interop.hf_tokenizer import _chars, derive_merges
+from zerollm.interop.llama2c import half_to_interleaved
 from zerollm.interop.weights import InteropError
+from zerollm.tokenizer.pretokenize import GPT2_PATTERN, GPT4_PATTERN
 
 
 def gguf_arch(cfg: ModelConfig) -> str:
-    from zerollm.interop.hf_arch import hf_model_type
-
     mt = hf_model_type(cfg)
     if mt == "gpt_neox":
         raise InteropError("GGUF export supports llama, qwen2, qwen3 and gpt2 configs, not GPT-NeoX")
@@ -44,8 +47,6 @@ def gguf_arch(cfg: ModelConfig) -> str:
 
 def _tensors(model, arch: str, f16: bool):
     """(gguf name, numpy array) for every tensor, in file order."""
-    from zerollm.interop.llama2c import half_to_interleaved
-
     cfg: ModelConfig = model.cfg
     sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
 
@@ -104,15 +105,12 @@ def _tensors(model, arch: str, f16: bool):
 
 def gguf_pre_name(pattern: str) -> str:
     """The llama.cpp pre-tokenizer name for a regex (src/llama-vocab.cpp knows these names)."""
-    from zerollm.tokenizer.pretokenize import GPT2_PATTERN, GPT4_PATTERN
-
     return {GPT2_PATTERN: "gpt-2", GPT4_PATTERN: "llama-bpe"}.get(pattern, "default")
 
 
 def _add_tokenizer(w, tok, vocab_size: int, chat_template: str | None) -> None:
     import gguf
 
-    from zerollm.interop.hf_tokenizer import _chars, derive_merges
 
     if tok.vocab_size > vocab_size:
         raise InteropError(f"tokenizer has {tok.vocab_size} tokens but the model only {vocab_size}")
@@ -166,7 +164,6 @@ def export_gguf(model, tok, out: str | Path, chat_template: str | None = None, d
     """Write `model` (+ tokenizer metadata) as a GGUF file, atomically. dtype: "f32" or "f16" (2-D weights)."""
     import gguf
 
-    from zerollm.artifacts import atomic_path
 
     if dtype not in ("f32", "f16"):
         raise InteropError(f"GGUF dtype {dtype!r}: use f32 or f16")

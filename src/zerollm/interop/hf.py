@@ -26,11 +26,36 @@ from typing import Iterator
 
 import torch
 
+from zerollm.artifacts import atomic_dir, atomic_write_json, atomic_write_text, write_manifest
+from zerollm.chat.format import CHATML_TEMPLATE
 from zerollm.config import ModelConfig
-from zerollm.interop.hf_arch import IGNORED, Rule, config_from_hf, config_to_hf, hf_model_type, rules_for, \
-    tied_head_name
-from zerollm.interop.weights import (BinSource, InteropError, SafetensorsSource, WeightSource, _fmt, empty_model,
-                                     load_into, write_safetensors)
+from zerollm.interop.hf_arch import (
+    IGNORED,
+    Rule,
+    config_from_hf,
+    config_to_hf,
+    hf_model_type,
+    rules_for,
+    tied_head_name,
+)
+from zerollm.interop.hf_tokenizer import (
+    CHAT_TEMPLATE_FILE,
+    HF_CONFIG_FILE,
+    load_chat_template,
+    load_hf_tokenizer,
+    read_json,
+    write_hf_tokenizer,
+)
+from zerollm.interop.weights import (
+    BinSource,
+    InteropError,
+    SafetensorsSource,
+    WeightSource,
+    _fmt,
+    empty_model,
+    load_into,
+    write_safetensors,
+)
 
 OPTIONAL_PREFIXES = ("transformer.", "model.", "gpt_neox.")  # some Hub files omit them (openai-community/gpt2)
 
@@ -171,10 +196,6 @@ def load_hf(directory: str | Path, device: str | torch.device = "cpu", dtype: to
 
 def convert_hf(src: str | Path, out: str | Path) -> Path:
     """HF model dir -> zerollm checkpoint dir (weights streamed in their stored dtype), written atomically."""
-    from zerollm.artifacts import atomic_dir, atomic_write_json, atomic_write_text, write_manifest
-    from zerollm.interop.hf_tokenizer import CHAT_TEMPLATE_FILE, HF_CONFIG_FILE, load_chat_template, \
-        load_hf_tokenizer, read_json
-
     src, out = Path(src), Path(out)
     plan = ImportPlan(src)
     tok = load_hf_tokenizer(src)
@@ -221,8 +242,6 @@ def generation_eos_ids(tok, model_dir: Path | None = None) -> list[int]:
 
 def default_chat_template(tok) -> str | None:
     """ChatML when the tokenizer has zerollm's <|im_start|>/<|im_end|> specials."""
-    from zerollm.chat.format import CHATML_TEMPLATE
-
     specials = tok.special_tokens if tok is not None else {}
     return CHATML_TEMPLATE if "<|im_start|>" in specials and "<|im_end|>" in specials else None
 
@@ -230,9 +249,6 @@ def default_chat_template(tok) -> str | None:
 def export_hf(model, tok, out: str | Path, model_dir: str | Path | None = None,
               dtype: torch.dtype = torch.float32) -> Path:
     """Write `model` (+ tokenizer) as an HF model directory, atomically."""
-    from zerollm.artifacts import atomic_dir, atomic_write_json
-    from zerollm.interop.hf_tokenizer import load_chat_template, write_hf_tokenizer
-
     cfg: ModelConfig = model.cfg
     mt = hf_model_type(cfg)
     rules = rules_for(mt, cfg)

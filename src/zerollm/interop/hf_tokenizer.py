@@ -33,8 +33,10 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from zerollm.artifacts import atomic_dir, atomic_write_json, atomic_write_text, read_manifest, write_manifest
 from zerollm.interop.weights import InteropError
 from zerollm.tokenizer.base import Tokenizer
+from zerollm.tokenizer.bpe import BPETokenizer
 from zerollm.tokenizer.gpt2 import bytes_to_unicode
 from zerollm.tokenizer.pretokenize import GPT2_PATTERN
 
@@ -101,8 +103,6 @@ def _pattern_of(pre: dict | None) -> str:
 
 def bpe_from_tokenizer_json(data: dict, config: dict | None = None, name: str = "hf-bpe"):
     """Our `BPETokenizer` equivalent to a byte-level BPE tokenizer.json, or NotByteLevelBPE."""
-    from zerollm.tokenizer.bpe import BPETokenizer
-
     model = data.get("model") or {}
     if model.get("type") != "BPE":
         raise NotByteLevelBPE(f"model type {model.get('type')!r}")
@@ -242,8 +242,6 @@ class HFTokenizer(Tokenizer):
         return hashlib.sha256(head + b"\n" + self._json.encode("utf-8")).hexdigest()
 
     def save(self, directory: str | Path) -> Path:
-        from zerollm.artifacts import atomic_dir, atomic_write_text, write_manifest
-
         with atomic_dir(Path(directory)) as tmp:
             atomic_write_text(tmp / "tokenizer.json", self._json)
             write_manifest(tmp, "tokenizer", algorithm="hf", roles=self._roles, special_tokens=self._special,
@@ -252,8 +250,6 @@ class HFTokenizer(Tokenizer):
 
     @classmethod
     def load(cls, directory: str | Path, manifest: dict | None = None) -> "HFTokenizer":
-        from zerollm.artifacts import read_manifest
-
         manifest = manifest or read_manifest(directory, kind="tokenizer")
         path = Path(directory) / "tokenizer.json"
         tok = cls(path.read_text(encoding="utf-8"), manifest.get("roles"))
@@ -424,9 +420,6 @@ def write_hf_tokenizer(tok: Tokenizer, directory: str | Path, chat_template: str
                        model_max_length: int | None = None, roles: dict[str, str] | None = None) -> None:
     """Write tokenizer.json, tokenizer_config.json and chat_template.jinja into `directory` (which exists;
     the caller makes it atomic)."""
-    from zerollm.artifacts import atomic_write_json, atomic_write_text
-    from zerollm.tokenizer.bpe import BPETokenizer
-
     directory = Path(directory)
     roles = dict(roles or tok.roles)
     config: dict = {"tokenizer_class": "PreTrainedTokenizerFast"}

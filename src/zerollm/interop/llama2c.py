@@ -30,8 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zerollm.artifacts import atomic_path, atomic_write_bytes
 from zerollm.config import ModelConfig
 from zerollm.interop.weights import InteropError, empty_model, load_into
+from zerollm.tokenizer.sentencepiece_model import BYTE, CONTROL, NORMAL, UNKNOWN, SentencePieceModel
+from zerollm.tokenizer.spm import SentencePieceTokenizer
 
 MAGIC = 0x616B3432
 V1_HEADER_BYTES = 256
@@ -156,8 +159,6 @@ def export_llama2c(model, out: str | Path, version: int = 0, freq_tables: dict |
     """Write `model` as a llama2.c `.bin` (v0: what run.c reads; v1: the 256-byte-header format).
     `freq_tables` ({"freq_cis_real", "freq_cis_imag"}, kept by `load_llama2c` when recomputing them here
     would not reproduce the file's bits) replace the recomputed v0 tables."""
-    from zerollm.artifacts import atomic_path
-
     cfg: ModelConfig = model.cfg
     problems = [what for what, bad in (
         ("RMSNorm", cfg.norm != "rmsnorm"), ("SwiGLU MLP", cfg.mlp != "swiglu"), ("RoPE", cfg.position != "rope"),
@@ -202,8 +203,6 @@ def export_llama2c(model, out: str | Path, version: int = 0, freq_tables: dict |
 
 def export_tokenizer_bin(tok, out: str | Path) -> Path:
     """llama2.c `tokenizer.bin` from a SentencePiece tokenizer (pieces and scores, as tokenizer.py writes)."""
-    from zerollm.artifacts import atomic_write_bytes
-
     table = getattr(tok, "table", None)
     if table is None:
         raise InteropError(f"tokenizer.bin needs a SentencePiece-style tokenizer, not {type(tok).__name__}")
@@ -221,9 +220,6 @@ def export_tokenizer_bin(tok, out: str | Path) -> Path:
 def read_tokenizer_bin(path: str | Path, vocab_size: int | None = None):
     """A zerollm SentencePiece (BPE, byte fallback) tokenizer from a llama2.c `tokenizer.bin`.
     The file has no count; `vocab_size` (the model's) bounds it, else the file is read to its end."""
-    from zerollm.tokenizer.sentencepiece_model import BYTE, CONTROL, NORMAL, UNKNOWN, SentencePieceModel
-    from zerollm.tokenizer.spm import SentencePieceTokenizer
-
     path = Path(path)
     data = path.read_bytes()
     pos, pieces = 4, []

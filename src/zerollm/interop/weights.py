@@ -30,6 +30,9 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
+from zerollm.artifacts import atomic_path
+from zerollm.model.transformer import Transformer
+
 # safetensors dtype tag -> (torch dtype or None if we cannot load it, bytes per element)
 ST_DTYPES: dict[str, tuple[torch.dtype | None, int]] = {
     "F64": (torch.float64, 8), "F32": (torch.float32, 4), "F16": (torch.float16, 2), "BF16": (torch.bfloat16, 2),
@@ -278,8 +281,6 @@ class SafetensorsWriter:
 def write_safetensors(path: str | Path, specs: list[tuple[str, tuple[int, ...], torch.dtype]],
                       produce: Iterable[tuple[str, torch.Tensor]], metadata: dict[str, str] | None = None) -> None:
     """Write `produce` ((name, tensor) pairs in `specs` order) to `path` (atomically)."""
-    from zerollm.artifacts import atomic_path
-
     with atomic_path(path) as tmp:
         w = SafetensorsWriter(tmp, specs, metadata)
         try:
@@ -312,8 +313,6 @@ class _SkipInit(torch.overrides.TorchFunctionMode):
 
 def empty_model(cfg, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
     """A `Transformer(cfg)` whose parameters are allocated but not initialized (fill them all!)."""
-    from zerollm.model.transformer import Transformer
-
     with _SkipInit():
         model = Transformer(cfg)
     if dtype is not None:

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zerollm.rag import RAGError
+from zerollm.tokenizer.wordpiece import WordPieceTokenizer, read_vocab
 
 ACTIVATIONS = {
     "gelu": lambda x: F.gelu(x),  # exact: x·Φ(x) with erf
@@ -295,8 +296,6 @@ class BertEncoder:
 
     def __init__(self, path: str | Path, device: str = "cpu", normalize: bool | None = None,
                  batch_size: int = 32, max_seq_length: int | None = None):
-        from zerollm.tokenizer.wordpiece import WordPieceTokenizer, read_vocab
-
         self.path = Path(path)
         if not self.path.is_dir():
             raise RAGError(f"{self.path}: not a directory")

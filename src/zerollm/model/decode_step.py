@@ -25,8 +25,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from zerollm import kernels
+from zerollm.kernels import ops
 from zerollm.model.fast_linear import NATIVE_MAX_ROWS, DecodeLinear
 from zerollm.model.layers import Block, GeluMLP, RMSNorm, SwiGLU
+from zerollm.model.quant import NF4_LEVELS, QuantLinear
 
 _KINDS = {"int8": 1, "int4-sym": 2, "int4-asym": 2, "nf4": 3}
 
@@ -42,14 +45,11 @@ class DecodePlan:
         self._live = [d for b in blocks for d in (b._modules, b.attn._modules, b.mlp._modules)]
         self._built = [dict(d) for d in self._live]
         self.tensors, self.meta, self.fmeta = tensors, meta, fmeta
-        from zerollm.kernels import ops
 
         self._op = ops().decode_layers  # looked up once: `run` is called every token
 
     @classmethod
     def build(cls, model) -> "DecodePlan | None":
-        from zerollm import kernels
-
         if not kernels.load():
             return None
         tensors: list = []
@@ -85,8 +85,6 @@ class DecodePlan:
 
 def _linear(mod: nn.Module | None) -> tuple[list, list[int], float] | None:
     """A linear's 6 tensor slots, (kind, group) and NF4 absmax mean; None if the native GEMVs cannot run it."""
-    from zerollm.model.quant import NF4_LEVELS, QuantLinear
-
     if mod is None:
         return [None] * 6, [-1, 0], 0.0
     if type(mod) in (nn.Linear, DecodeLinear):

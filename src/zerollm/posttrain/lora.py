@@ -44,6 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zerollm.artifacts import atomic_dir, atomic_write_text
+from zerollm.interop.hf_arch import _neox_qkv, hf_model_type
+
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "fc", "proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -189,8 +192,6 @@ def trainable_share(model: nn.Module) -> tuple[int, int]:
 
 
 def _hf_type(model: nn.Module) -> str:
-    from zerollm.interop.hf_arch import hf_model_type
-
     mt = hf_model_type(model.cfg)
     if mt not in ("gpt2", "llama", "mistral", "qwen2", "qwen3", "gpt_neox"):
         raise ValueError(f"PEFT adapters: architecture {mt!r} is not mapped (gpt2, llama, mistral, qwen2/3, "
@@ -209,7 +210,6 @@ def _fused_rows(model: nn.Module, mt: str, to_ours: bool):
     NeoX's per-head interleave otherwise (the importer's rule for the weight, so adapter and weight agree)."""
     if mt != "gpt_neox":
         return (lambda b: list(b.chunk(3, 0))) if to_ours else (lambda parts: torch.cat(parts, 0))
-    from zerollm.interop.hf_arch import _neox_qkv
 
     rule = _neox_qkv(("q", "k", "v"), "query_key_value", model.cfg.n_head)
     return (lambda b: rule.to_ours([b])) if to_ours else (lambda parts: rule.to_theirs(parts)[0])
@@ -236,7 +236,6 @@ def save_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str
     onto the HF export of the base model."""
     from safetensors.torch import save_file
 
-    from zerollm.artifacts import atomic_dir, atomic_write_text
 
     mt = _hf_type(model)
     mods = lora_modules(model)

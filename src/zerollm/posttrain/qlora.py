@@ -23,6 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zerollm.artifacts import read_manifest
+from zerollm.interop.hf import is_hf_dir
+from zerollm.interop.weights import empty_model
+from zerollm.loading import load, load_model_config, resolve_checkpoint
 from zerollm.model.quant import NF4_BLOCK, buffer_shapes, dequantize_weight, quantize_weight
 from zerollm.posttrain.lora import DEFAULT_TARGETS, LORA_LAYERS, LoRAMixin, _set_module, matches
 
@@ -148,10 +152,6 @@ def load_nf4_model(path, targets=None, device="cpu", with_tokenizer: bool = True
     Hugging Face and already-quantized checkpoints are loaded whole and then quantized (quantize_nf4)."""
     from safetensors import safe_open
 
-    from zerollm.artifacts import read_manifest
-    from zerollm.interop.hf import is_hf_dir
-    from zerollm.interop.weights import empty_model
-    from zerollm.loading import load, load_model_config, resolve_checkpoint
 
     targets = DEFAULT_TARGETS if targets is None else targets
     ckpt = resolve_checkpoint(path)

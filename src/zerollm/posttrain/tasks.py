@@ -19,6 +19,12 @@ from __future__ import annotations
 
 import random
 
+from zerollm.config import ModelConfig
+from zerollm.model.transformer import Transformer
+from zerollm.posttrain.data import write_jsonl as _w
+from zerollm.tokenizer.bpe import train_bpe
+from zerollm.train.checkpoint import save_checkpoint
+
 POSITIVE = ["good", "great", "nice", "lovely", "happy", "bright", "kind", "warm"]
 NEGATIVE = ["bad", "awful", "sad", "ugly", "poor", "dull", "grim", "cold"]
 THINGS = ["cat", "dog", "house", "river", "tree", "city", "song", "book", "car", "garden", "road", "friend"]
@@ -98,8 +104,6 @@ def positivity(text: str) -> float:
 def byte_tokenizer():
     """A byte-level tokenizer (256 bytes + zerollm's 16 specials, no merges): every digit is one token,
     which small models need for arithmetic."""
-    from zerollm.tokenizer.bpe import train_bpe
-
     return train_bpe(["0123456789"], vocab_size=272, show_progress=False)
 
 
@@ -107,9 +111,6 @@ def init_model_dir(out, tokenizer, seed: int = 0, **model_fields):
     """Write a freshly initialised model (+ tokenizer) as a checkpoint directory; returns its path."""
     import torch
 
-    from zerollm.config import ModelConfig
-    from zerollm.model.transformer import Transformer
-    from zerollm.train.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **model_fields)
@@ -117,6 +118,4 @@ def init_model_dir(out, tokenizer, seed: int = 0, **model_fields):
 
 
 def write_jsonl(path, records):
-    from zerollm.posttrain.data import write_jsonl as _w
-
     return _w(path, records)

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zerollm.loading import load
+
 from . import RAGError
 
 
 class ZerollmEmbedder:
     def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 16, max_tokens: int | None = None):
-        from zerollm.loading import load
-
         self.model_dir = str(model_dir)
         loaded = load(model_dir, device)
         self.model, self.tok = loaded.model, loaded.tokenizer

@@ -33,6 +33,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from zerollm.chat.format import render, stop_token_ids
+from zerollm.chat.tools import SchemaError, Tool
+from zerollm.engine.constrained import JSONSchemaConstraint
+
 from . import errors
 from .backend import Backend, Delta, Done, GenRequest, Overloaded, TokenInfo
 from .errors import APIError
@@ -241,8 +245,6 @@ class _API:
 
     # ---- chat ------------------------------------------------------------------------------------------
     def render_chat(self, body: ChatRequest, tools: list[dict] | None) -> list[int]:
-        from zerollm.chat.format import render
-
         try:
             return render([as_dict(m) for m in body.messages], self.tok, template=self.b.chat_template,
                           add_generation_prompt=True, tools=tools).ids
@@ -253,8 +255,6 @@ class _API:
         """(tool specs for the prompt, chat.tools.Tool objects the call may use, call forced?)."""
         if not body.tools or body.tool_choice == "none":
             return ([t.model_dump(by_alias=True) for t in body.tools] if body.tools else None), None, False
-        from zerollm.chat.tools import SchemaError
-        from zerollm.chat.tools import Tool
 
         specs = [t.model_dump(by_alias=True) for t in body.tools]
         try:
@@ -275,8 +275,6 @@ class _API:
 
     def constraint(self, schema: dict, param: str):
         """A compiled JSON Schema constraint (engine/constrained.py), cached per schema."""
-        from zerollm.engine.constrained import JSONSchemaConstraint
-
         key = json.dumps(schema, sort_keys=True)
         if key not in self.constraints:
             try:
@@ -318,8 +316,6 @@ class _API:
         return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": fn}, text, n
 
     async def chat(self, body: ChatRequest, request: Request):
-        from zerollm.chat.format import stop_token_ids
-
         self.check_model(body.model)
         specs, tools, forced = self.tool_plan(body)
         prompt = self.render_chat(body, specs)

@@ -16,6 +16,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from zerollm.artifacts import atomic_dir, atomic_write_json, atomic_write_text, write_manifest
+from zerollm.interop.llama2c import export_llama2c, export_tokenizer_bin, load_llama2c, read_tokenizer_bin
+from zerollm.loading import load
+from zerollm.train.checkpoint import save_weights
+
 FROM_FORMATS = ("hf", "llama2c")
 EXPORT_FORMATS = ("hf", "gguf", "llama2c")
 FREQ_FILE = "llama2c_freq_cis.safetensors"  # a llama2.c file's RoPE tables, if this platform cannot recompute them
@@ -43,16 +48,11 @@ def _llama2c_tokenizer(path: Path | None, vocab_size: int):
         from zerollm.tokenizer.spm import import_sentencepiece
 
         return import_sentencepiece(path, special_tokens={})
-    from zerollm.interop.llama2c import read_tokenizer_bin
 
     return read_tokenizer_bin(path, vocab_size)
 
 
 def _convert_llama2c(src: Path, out: Path, tokenizer: str | Path | None) -> Path:
-    from zerollm.artifacts import atomic_dir, atomic_write_json, atomic_write_text, write_manifest
-    from zerollm.interop.llama2c import load_llama2c
-    from zerollm.train.checkpoint import save_weights
-
     model, header = load_llama2c(src)
     tok = _llama2c_tokenizer(Path(tokenizer) if tokenizer else None, model.cfg.vocab_size)
     with atomic_dir(out) as tmp:
@@ -76,7 +76,6 @@ def export(model_dir: str | Path, out: str | Path, format: str = "hf", version: 
     version 0|1, and a tokenizer.bin (SentencePiece tokenizers) at `tokenizer_out` (default: beside `out`)."""
     import torch
 
-    from zerollm.loading import load
 
     if format not in EXPORT_FORMATS:
         raise ValueError(f"export --format {format!r}: supported formats are {', '.join(EXPORT_FORMATS)}")
@@ -97,7 +96,6 @@ def export(model_dir: str | Path, out: str | Path, format: str = "hf", version: 
 
         template = load_chat_template(ckpt) or default_chat_template(tok)
         return export_gguf(model, tok, out, chat_template=template, dtype=dtype or "f32", name=Path(ckpt).name)
-    from zerollm.interop.llama2c import export_llama2c, export_tokenizer_bin
 
     tables = None
     if (Path(ckpt) / FREQ_FILE).is_file():

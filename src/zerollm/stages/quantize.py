@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from zerollm.artifacts import atomic_dir, atomic_write_text, write_manifest
+from zerollm.loading import load
 from zerollm.model.quant import SCHEMES, quant_manifest, quantize_model, weight_bytes
 
 BITS_DEFAULT_SCHEME = {8: "int8", 4: "int4-sym"}
@@ -31,8 +33,6 @@ def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits
     it float) and save it to `out`; returns `out`."""
     from safetensors.torch import save_file
 
-    from zerollm.artifacts import atomic_dir, atomic_write_text, write_manifest
-    from zerollm.loading import load
 
     if scheme is None:
         if bits not in BITS_DEFAULT_SCHEME:

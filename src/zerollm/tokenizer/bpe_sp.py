@@ -17,7 +17,17 @@ from __future__ import annotations
 import collections
 import heapq
 
-from zerollm.tokenizer.spm import PieceTable, required_characters, split_chunks
+from zerollm.tokenizer.spm import (
+    Normalizer,
+    PieceTable,
+    SentencePieceTokenizer,
+    build_model,
+    identity_normalizer_spec,
+    num_meta_pieces,
+    required_characters,
+    split_chunks,
+    training_sentences,
+)
 
 
 class BPESegmenter:
@@ -184,9 +194,6 @@ def train_bpe_sp(texts, vocab_size: int = 8000, *, byte_fallback: bool = True,
     pieces as `spm_train` does (see unigram.train_unigram). `split_by_unicode_script=False` lets merges
     cross script changes inside a `▁`-word (e.g. Japanese `た。`, `」と`): better compression, as
     `tokenizers`' Metaspace BPE does; the flag is stored in the model and the library honours it."""
-    from zerollm.tokenizer.spm import (Normalizer, SentencePieceTokenizer, build_model,
-                                       identity_normalizer_spec, num_meta_pieces, training_sentences)
-
     spec = identity_normalizer_spec(add_dummy_prefix)
     sentences = training_sentences(texts, Normalizer(spec))
     pieces = train_bpe_pieces(sentences, vocab_size, num_meta=num_meta_pieces(byte_fallback),

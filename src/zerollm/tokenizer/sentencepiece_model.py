@@ -21,6 +21,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zerollm.artifacts import atomic_write_bytes
+
 # Piece types (ModelProto.SentencePiece.Type)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 # TrainerSpec.ModelType
@@ -246,8 +248,6 @@ def read_model(path: str | Path) -> SentencePieceModel:
 
 
 def write_model(model: SentencePieceModel, path: str | Path) -> None:
-    from zerollm.artifacts import atomic_write_bytes
-
     atomic_write_bytes(path, model.to_bytes())
 
 

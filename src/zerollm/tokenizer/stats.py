@@ -23,21 +23,20 @@ import html
 import sys
 from pathlib import Path
 
+from zerollm.data.aozora import strip_aozora
+from zerollm.tokenizer.base import load_tokenizer
+
 _ANSI_BG = [153, 223, 194, 217, 189, 230, 152, 224]
 _HTML_BG = ["#cfe8ff", "#ffe3b3", "#d4f5d4", "#ffd1dc", "#e3d7ff", "#fff6c2", "#c9f0ef", "#ffdede"]
 
 
 def load_any(tokenizer):
     """A tokenizer object as is, or a tokenizer directory via `load_tokenizer`."""
-    from zerollm.tokenizer.base import load_tokenizer
-
     return load_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
 
 
 def read_text(path) -> tuple[str, int]:
     """(text, number of invalid UTF-8 sequences replaced). Aozora markup is stripped."""
-    from zerollm.data.aozora import strip_aozora
-
     data = Path(path).read_bytes()
     text = data.decode("utf-8", errors="replace")
     bad = text.count("\ufffd") - data.decode("utf-8", errors="ignore").count("\ufffd")

@@ -22,7 +22,16 @@ import heapq
 import math
 import random
 
-from zerollm.tokenizer.spm import PieceTable
+from zerollm.tokenizer.spm import (
+    Normalizer,
+    PieceTable,
+    SentencePieceTokenizer,
+    build_model,
+    identity_normalizer_spec,
+    num_meta_pieces,
+    training_sentences,
+)
+from zerollm.tokenizer.unigram_train import train_unigram_pieces
 
 UNK_PENALTY = 10.0
 _MISSING = object()
@@ -155,10 +164,6 @@ def train_unigram(texts, vocab_size: int = 8000, *, byte_fallback: bool = True,
     """Train a Unigram tokenizer on documents (strings). `vocab_size` counts the SentencePiece model's
     pieces (<unk>, <s>, </s>, 256 byte pieces if byte_fallback, learned pieces), as `spm_train` does;
     zerollm's special tokens come after them. Normalization is identity (lossless) with `▁` for spaces."""
-    from zerollm.tokenizer.spm import (Normalizer, SentencePieceTokenizer, build_model,
-                                       identity_normalizer_spec, num_meta_pieces, training_sentences)
-    from zerollm.tokenizer.unigram_train import train_unigram_pieces
-
     spec = identity_normalizer_spec(add_dummy_prefix)
     sentences = training_sentences(texts, Normalizer(spec))
     pieces = train_unigram_pieces(sentences, vocab_size, num_meta=num_meta_pieces(byte_fallback),

@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from zerollm.tokenizer.spm import required_characters, split_chunks
+from zerollm.tokenizer.spm import WS, required_characters, split_chunks
 
 _B = np.uint64(0x100000001B3)  # rolling-hash multiplier (odd, FNV prime)
 NEG = -1e30
@@ -273,8 +273,6 @@ def train_unigram_pieces(sentences, vocab_size: int, *, num_meta: int, max_piece
                          log=None) -> list[tuple[str, float]]:
     """Learn `vocab_size - num_meta` pieces with scores (log probabilities), best first.
     `sentences` are already normalized (with `▁`)."""
-    from zerollm.tokenizer.spm import WS
-
     say = log or (lambda msg: None)
     counter: collections.Counter = collections.Counter()
     for s in sentences:

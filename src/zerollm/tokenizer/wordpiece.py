@@ -37,6 +37,7 @@ from zerollm.tokenizer.normalize import bert_normalize, bert_pre_tokenize
 BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 VOCAB_FILE = "vocab.txt"
 
+from zerollm.artifacts import atomic_dir, read_manifest, write_manifest
 from zerollm.tokenizer.base import Tokenizer, default_special_tokens
 
 
@@ -236,8 +237,6 @@ class WordPieceTokenizer(Tokenizer):
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def save(self, directory) -> Path:
-        from zerollm.artifacts import atomic_dir, write_manifest
-
         with atomic_dir(Path(directory)) as tmp:
             (tmp / VOCAB_FILE).write_text("".join(t + "\n" for t in self.vocab), encoding="utf-8")
             write_manifest(tmp, "tokenizer", algorithm="wordpiece", vocab_file=VOCAB_FILE,
@@ -250,8 +249,6 @@ class WordPieceTokenizer(Tokenizer):
 
     @classmethod
     def load(cls, directory, manifest: dict | None = None) -> "WordPieceTokenizer":
-        from zerollm.artifacts import read_manifest
-
         manifest = manifest or read_manifest(directory, kind="tokenizer")
         vocab = read_vocab(Path(directory) / manifest.get("vocab_file", VOCAB_FILE))
         tok = cls(vocab, {s: int(i) for s, i in manifest["special_tokens"].items()}, **manifest["wordpiece"])

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from zerollm.artifacts import atomic_write_text
+
 
 class MetricsLog:
     """Append-only JSONL; each line is flushed so a crash loses at most the line being written."""
@@ -142,8 +144,6 @@ def eval_lines(evals: list[dict]) -> list[str]:
 
 
 def write_report(path: str | Path, title: str, sections: list[tuple[str, str]]) -> None:
-    from zerollm.artifacts import atomic_write_text
-
     body = [f"# {title}\n"]
     for heading, text in sections:
         body.append(f"## {heading}\n\n{text.rstrip()}\n")
