@@ -10,11 +10,18 @@
 
 `start_run` writes the config and manifest and finds the checkpoint `--resume` continues from;
 `finish_report` writes the plots and the report once training is done.
+
+A run directory holds one run. Starting a new run where one already is would mix two runs' checkpoints,
+metrics and report (and pruning would delete the new run's checkpoints, whose step numbers are lower), so
+it is an error unless `resume` (continue that run) or `overwrite` (move the old run aside to
+`<out>.old-<time>`, atomically, and start afresh: nothing is deleted).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +39,33 @@ class Run:
     config_yaml: str  # the resolved config, as written to config.yaml and into every checkpoint
 
 
-def start_run(out: str | Path, stage: str, cfg: Any, *, resume: bool = False, write: bool = True,
-              **manifest: Any) -> Run:
+def holds_run(path: Path) -> bool:
+    """Whether `path` already holds a training run (its checkpoints or metrics)."""
+    return path.is_dir() and ((path / "checkpoints").exists() or (path / "metrics.jsonl").exists())
+
+
+def move_aside(path: Path) -> Path:
+    """Rename `path` to a free sibling `<name>.old-<YYYYmmdd-HHMMSS>[-n]` in one rename; returns the new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        aside = path.with_name(f"{path.name}.old-{stamp}" + (f"-{n}" if n else ""))
+        if not aside.exists():
+            os.replace(path, aside)
+            return aside
+    raise FileExistsError(f"{path}: could not find a free name to move the old run aside")
+
+
+def start_run(out: str | Path, stage: str, cfg: Any, *, resume: bool = False, overwrite: bool = False,
+              write: bool = True, **manifest: Any) -> Run:
     """Create (or reopen, with `resume`) the run directory of `stage`. `write=False` on non-main ranks."""
     run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"{run_dir}: exists and is not a directory; choose another --out")
+    if write and not resume and holds_run(run_dir):
+        if not overwrite:
+            raise FileExistsError(f"{run_dir} already holds a training run: pass --resume to continue it, or "
+                                  f"--overwrite to move it aside and start afresh")
+        print(f"{stage}: moved the previous run aside to {move_aside(run_dir)}")
     resume_from = latest_checkpoint(run_dir) if resume else None
     if resume and resume_from is None:
         raise FileNotFoundError(f"--resume: no checkpoint found in {run_dir}/checkpoints")
@@ -109,4 +139,4 @@ def finish_report(run_dir: Path, stage: str, model, tc, summary: dict, shards: d
     write_report(run_dir / "report.md", f"zerollm {stage} run", sections + (extra_sections or []))
 
 
-__all__ = ["Run", "start_run", "finish_report", "plot_metrics", "fenced"]
+__all__ = ["Run", "start_run", "holds_run", "move_aside", "finish_report", "plot_metrics", "fenced"]

@@ -161,3 +161,28 @@ def test_model_config_validation():
     with pytest.raises(ValueError, match="norm"):
         ModelConfig(norm="batchnorm")
     assert ModelConfig(mlp="swiglu", d_model=128).d_ff == 384
+
+
+def test_a_fresh_run_never_lands_in_an_existing_run(shards, tmp_path, capsys):
+    """Issue 18.3: a second, fresh pretrain into a run folder used to be silently mixed with the first (and
+    pruning deleted the new run's lower-numbered checkpoints). It is refused; --overwrite moves the old run aside."""
+    from zerollm import cli
+    from zerollm.loading import resolve_checkpoint
+    from zerollm.stages.pretrain import pretrain
+
+    run = tmp_path / "run"
+    pretrain(_tiny(shards, run, 8, keep_last=1), quiet=True)
+    first = (run / "metrics.jsonl").read_text()
+    with pytest.raises(FileExistsError, match="already holds a training run"):
+        pretrain(_tiny(shards, run, 4, keep_last=1), quiet=True)
+    assert (run / "metrics.jsonl").read_text() == first  # untouched
+    rc = cli.main(["pretrain", "--data", str(shards), "--out", str(run), "--preset", "gpt-1m", "train.steps=2",
+                   "train.progress=false"])
+    assert rc == 2 and "--resume" in capsys.readouterr().err
+    cfg = _tiny(shards, run, 4, keep_last=1)
+    cfg.overwrite = True
+    pretrain(cfg, quiet=True)
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
+    assert len(aside) == 1 and (aside[0] / "metrics.jsonl").read_text() == first  # nothing lost
+    assert resolve_checkpoint(run).name == "step-00000004"  # the new run's own checkpoint, kept by pruning
+    assert max(_losses(run)) == 4

@@ -58,6 +58,7 @@ class StageConfig:
     lora_config: LoRAConfig = field(default_factory=LoRAConfig)
     train: TrainConfig = field(default_factory=_post_train_defaults)
     resume: bool = False
+    overwrite: bool = False  # `out` holds another run: move it aside (rundir.py) instead of refusing
 
 
 @dataclass
@@ -160,7 +161,8 @@ class Ctx:
             if not hasattr(self.model, "value_head"):
                 add_value_head(self.model)
             self.model.value_head.requires_grad_(True)
-        self.run = start_run(cfg.out, stage, cfg, resume=cfg.resume, model=str(cfg.model), lora=self.lora)
+        self.run = start_run(cfg.out, stage, cfg, resume=cfg.resume, overwrite=cfg.overwrite, model=str(cfg.model),
+                             lora=self.lora)
         self.run_dir, self.resume_from = self.run.dir, self.run.resume_from
         self.trainable, self.total = trainable_share(self.model)
 

@@ -38,7 +38,7 @@ from zerollm.data.prepare import data_prepare
 from zerollm.data.sources import iter_documents
 from zerollm.model.transformer import Transformer
 from zerollm.objectives import LMObjective, evaluate_lm
-from zerollm.rundir import finish_report, start_run
+from zerollm.rundir import finish_report, holds_run, move_aside, start_run
 from zerollm.runtime import setup_runtime
 from zerollm.tokenizer.base import load_tokenizer
 from zerollm.tokenizer.bpe import train_bpe
@@ -54,6 +54,7 @@ class PretrainConfig:
     model: dict = field(default_factory=dict)  # ModelConfig field overrides, e.g. {"n_layer": 6}
     train: TrainConfig = field(default_factory=TrainConfig)
     resume: bool = False  # continue from the latest checkpoint in `out`
+    overwrite: bool = False  # `out` holds another run: move it aside (rundir.py) instead of refusing
     sample_prompts: list = field(default_factory=lambda: ["The ", "In Python, "])
     sample_tokens: int = 80
 
@@ -97,8 +98,8 @@ def pretrain(cfg: PretrainConfig | str | None = None, overrides: list[str] | dic
                          f"but {cfg.data}/tokenizer is {tokenizer.hash[:12]}")
     model_cfg = build_model_config(cfg, tokenizer.vocab_size)
     setup_runtime(tc.device, d_model=model_cfg.d_model)  # malloc tuning for wide models (runtime.py)
-    run = start_run(cfg.out, "pretrain", cfg, resume=cfg.resume, write=info.is_main, data=str(cfg.data),
-                    model=model_cfg.to_dict())
+    run = start_run(cfg.out, "pretrain", cfg, resume=cfg.resume, overwrite=cfg.overwrite, write=info.is_main,
+                    data=str(cfg.data), model=model_cfg.to_dict())
     run_dir, resume_from = run.dir, run.resume_from
 
     torch.manual_seed(tc.seed)
@@ -147,6 +148,8 @@ def quickstart(cfg: QuickstartConfig | None = None, **kw) -> dict:
     cfg = cfg or QuickstartConfig(**kw)
     t0 = time.perf_counter()
     out = Path(cfg.out)
+    if holds_run(out):  # a quickstart always starts afresh; the previous run is kept, renamed (rundir.py)
+        print(f"quickstart: moved the previous run aside to {move_aside(out)}")
     out.mkdir(parents=True, exist_ok=True)
     if cfg.corpus:
         inputs = [str(p) for p in cfg.corpus]
