@@ -6,6 +6,11 @@ Every stage writes a directory whose `manifest.json` says what it is:
 Files are written to a temporary name in the same directory and renamed into place, so a crash never
 leaves a half-written file under the final name; whole directories are built in a temporary sibling and
 renamed (`atomic_dir`), so a reader sees either the old directory or the complete new one.
+
+Nothing zerollm did not write is ever deleted or overwritten: `atomic_dir` replaces an existing path only
+when it is a zerollm artifact of the same kind (its manifest says so). Stages check their `--out` up front
+(`prepare_out`): an input inside `--out` is an error, and anything else already there is an error unless
+`--overwrite`, which moves it aside (`<out>.old-<time>`, one rename) rather than deleting it.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -78,19 +84,41 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def artifact_kind(path: str | Path) -> str | None:
+    """The manifest kind of a zerollm artifact directory, or None (not a directory, no or bad manifest)."""
+    try:
+        kind = json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+def _refuse(path: Path, kind: str | None) -> FileExistsError:
+    what = "a file" if path.is_file() else f"a zerollm {artifact_kind(path)}" if artifact_kind(path) else \
+        "not a zerollm artifact"
+    want = f"a zerollm {kind}" if kind else "a zerollm artifact of the same kind"
+    return FileExistsError(f"{path} already exists and is {what}, not {want}: choose another --out, or pass "
+                           f"--overwrite to move it aside")
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
-    """Build a directory at a temporary sibling, then swap it into place in one rename.
-    If the block raises, the temporary directory is removed and `path` is untouched."""
+def atomic_dir(path: str | Path, kind: str | None = None) -> Iterator[Path]:
+    """Build a directory at a temporary sibling, then swap it into place in one rename. An existing `path`
+    is replaced only if it is a zerollm artifact of the same kind: `kind`, checked before any work, or else
+    the kind of the manifest the block wrote. If the block raises, the temporary directory is removed and
+    `path` is untouched."""
     path = Path(path)
+    if path.exists() and (kind is None and not path.is_dir() or kind is not None and artifact_kind(path) != kind):
+        raise _refuse(path, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         _public(tmp, is_dir=True)
         yield tmp
         if path.exists():
+            new_kind = artifact_kind(tmp)
+            if new_kind is None or artifact_kind(path) != new_kind:
+                raise _refuse(path, new_kind)
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
             os.replace(tmp, path)
@@ -100,6 +128,35 @@ def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def move_aside(path: str | Path) -> Path:
+    """Rename `path` to a free sibling `<name>.old-<YYYYmmdd-HHMMSS>[-n]` in one rename; returns the new path."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        aside = path.with_name(f"{path.name}.old-{stamp}" + (f"-{n}" if n else ""))
+        if not aside.exists():
+            os.replace(path, aside)
+            return aside
+    raise FileExistsError(f"{path}: no free name to move it aside")
+
+
+def prepare_out(out: str | Path, kind: str, *, overwrite: bool = False, inputs=()) -> Path:
+    """Check a stage's `--out` before any work: no input may lie inside it; an existing path that is not a
+    zerollm `kind` is an error, or with `overwrite` is moved aside (nothing is deleted)."""
+    out = Path(out)
+    target = out.resolve()
+    for item in inputs:
+        src = Path(item).resolve()
+        if src == target or target in src.parents:
+            raise ValueError(f"input {item} lies inside --out {out}: writing {out} would replace it; choose "
+                             f"another --out")
+    if out.exists() and artifact_kind(out) != kind:
+        if not overwrite:
+            raise _refuse(out, kind)
+        print(f"moved {out} aside to {move_aside(out)}")
+    return out
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

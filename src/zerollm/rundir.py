@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zerollm.artifacts import atomic_write_text, write_manifest
+from zerollm.artifacts import atomic_write_text, move_aside, write_manifest
 from zerollm.config import to_yaml
 from zerollm.loading import latest_checkpoint
 from zerollm.train.report import eval_lines, fmt_num, plot_losses, read_metrics, write_report
@@ -42,17 +40,6 @@ class Run:
 def holds_run(path: Path) -> bool:
     """Whether `path` already holds a training run (its checkpoints or metrics)."""
     return path.is_dir() and ((path / "checkpoints").exists() or (path / "metrics.jsonl").exists())
-
-
-def move_aside(path: Path) -> Path:
-    """Rename `path` to a free sibling `<name>.old-<YYYYmmdd-HHMMSS>[-n]` in one rename; returns the new path."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1000):
-        aside = path.with_name(f"{path.name}.old-{stamp}" + (f"-{n}" if n else ""))
-        if not aside.exists():
-            os.replace(path, aside)
-            return aside
-    raise FileExistsError(f"{path}: could not find a free name to move the old run aside")
 
 
 def start_run(out: str | Path, stage: str, cfg: Any, *, resume: bool = False, overwrite: bool = False,
@@ -139,4 +126,4 @@ def finish_report(run_dir: Path, stage: str, model, tc, summary: dict, shards: d
     write_report(run_dir / "report.md", f"zerollm {stage} run", sections + (extra_sections or []))
 
 
-__all__ = ["Run", "start_run", "holds_run", "move_aside", "finish_report", "plot_metrics", "fenced"]
+__all__ = ["Run", "start_run", "holds_run", "finish_report", "plot_metrics", "fenced"]

@@ -199,7 +199,7 @@ def data_prepare(inputs: str | Path | Iterable[str | Path], tokenizer, out_dir: 
     started = time.perf_counter()
     bar = _progress(files, show_progress)
 
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "shards") as tmp:
         writers = {s: ShardWriter(tmp, s, dtype, shard_tokens) for s in ("train", "val")}
         pipe = _Pipeline(tok, dtype, writers, counts, num_workers, bar)
         try:

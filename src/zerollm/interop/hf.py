@@ -26,7 +26,7 @@ from typing import Iterator
 
 import torch
 
-from zerollm.artifacts import atomic_dir, atomic_write_json, atomic_write_text, write_manifest
+from zerollm.artifacts import artifact_kind, atomic_dir, atomic_write_json, atomic_write_text, write_manifest
 from zerollm.chat.format import CHATML_TEMPLATE
 from zerollm.config import ModelConfig
 from zerollm.interop.hf_arch import (
@@ -61,10 +61,11 @@ OPTIONAL_PREFIXES = ("transformer.", "model.", "gpt_neox.")  # some Hub files om
 
 
 def is_hf_dir(path: str | Path) -> bool:
-    """An HF model directory: config.json with a `model_type`, and not a zerollm artifact (no manifest)."""
+    """An HF model directory: config.json with a `model_type`, and not a zerollm checkpoint (no manifest, or
+    the one `export_hf` leaves)."""
     path = Path(path)
     cfg = path / "config.json"
-    if not cfg.is_file() or (path / "manifest.json").is_file():
+    if not cfg.is_file() or (path / "manifest.json").is_file() and artifact_kind(path) != "hf_export":
         return False
     try:
         return "model_type" in json.loads(cfg.read_text(encoding="utf-8"))
@@ -207,7 +208,7 @@ def convert_hf(src: str | Path, out: str | Path) -> Path:
             dtypes[n] = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
                          "F64": torch.float32}[tag]
     specs = [(n, shapes[n], dtypes[n]) for rule in plan.rules for n in rule.ours]
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "checkpoint") as tmp:
         atomic_write_text(tmp / "config.json", json.dumps(plan.cfg.to_dict(), indent=2) + "\n")
         write_safetensors(tmp / "model.safetensors", specs, plan.tensors(), metadata={"format": "pt"})
         if tok is not None:
@@ -271,7 +272,8 @@ def export_hf(model, tok, out: str | Path, model_dir: str | Path | None = None,
         ids["eos"] = eos[0]
     template = (load_chat_template(model_dir) if model_dir is not None else None) or default_chat_template(tok)
     dtype_name = str(dtype).removeprefix("torch.")
-    with atomic_dir(Path(out)) as tmp:
+    with atomic_dir(Path(out), "hf_export") as tmp:
+        write_manifest(tmp, "hf_export")  # lets a later export replace this one (artifacts.atomic_dir)
         atomic_write_json(tmp / "config.json", config_to_hf(cfg, ids["bos"], ids["eos"], ids["pad"], dtype_name))
         write_safetensors(tmp / "model.safetensors", specs, produce(), metadata={"format": "pt"})
         gen = {"bos_token_id": ids["bos"], "eos_token_id": eos if len(eos) > 1 else (eos[0] if eos else None),

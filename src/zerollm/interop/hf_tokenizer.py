@@ -242,7 +242,7 @@ class HFTokenizer(Tokenizer):
         return hashlib.sha256(head + b"\n" + self._json.encode("utf-8")).hexdigest()
 
     def save(self, directory: str | Path) -> Path:
-        with atomic_dir(Path(directory)) as tmp:
+        with atomic_dir(Path(directory), "tokenizer") as tmp:
             atomic_write_text(tmp / "tokenizer.json", self._json)
             write_manifest(tmp, "tokenizer", algorithm="hf", roles=self._roles, special_tokens=self._special,
                            vocab_size=self.vocab_size, hash=self.hash)

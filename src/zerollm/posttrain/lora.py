@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zerollm.artifacts import atomic_dir, atomic_write_text
+from zerollm.artifacts import atomic_dir, atomic_write_text, write_manifest
 from zerollm.interop.hf_arch import _neox_qkv, hf_model_type
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "fc", "proj", "gate_proj", "up_proj", "down_proj"]
@@ -287,7 +287,8 @@ def save_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str
               "use_rslora": rslora, "use_dora": False, "modules_to_save": None, "inference_mode": True,
               "init_lora_weights": True, "rank_pattern": rank_pattern, "alpha_pattern": alpha_pattern,
               **(extra or {})}
-    with atomic_dir(Path(out)) as tmp:
+    with atomic_dir(Path(out), "adapter") as tmp:
+        write_manifest(tmp, "adapter")  # lets a later save replace this one (artifacts.atomic_dir)
         save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
         atomic_write_text(tmp / "adapter_config.json", json.dumps(config, indent=2) + "\n")
     return Path(out)

@@ -121,7 +121,7 @@ class RAGIndex:
             raise ValueError("RAGIndex.save: no path given")
         if path.exists() and not (path / "manifest.json").is_file():
             raise RAGError(f"{path} exists and is not a zerollm RAG index; refusing to overwrite it")
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, KIND) as tmp:
             con = sqlite3.connect(tmp / "chunks.sqlite")
             try:
                 con.execute("CREATE TABLE chunks (id INTEGER PRIMARY KEY, source TEXT, title TEXT, heading TEXT,"

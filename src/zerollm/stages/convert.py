@@ -55,7 +55,7 @@ def _llama2c_tokenizer(path: Path | None, vocab_size: int):
 def _convert_llama2c(src: Path, out: Path, tokenizer: str | Path | None) -> Path:
     model, header = load_llama2c(src)
     tok = _llama2c_tokenizer(Path(tokenizer) if tokenizer else None, model.cfg.vocab_size)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "checkpoint") as tmp:
         atomic_write_text(tmp / "config.json", json.dumps(model.cfg.to_dict(), indent=2) + "\n")
         save_weights(model, tmp / "model.safetensors")
         if tok is not None:

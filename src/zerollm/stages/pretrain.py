@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from zerollm.artifacts import read_manifest
+from zerollm.artifacts import move_aside, read_manifest
 from zerollm.config import PRESETS, load_config, model_config_from_preset
 from zerollm.data.corpus import write_default_corpus
 from zerollm.data.loader import TokenLoader
@@ -38,7 +38,7 @@ from zerollm.data.prepare import data_prepare
 from zerollm.data.sources import iter_documents
 from zerollm.model.transformer import Transformer
 from zerollm.objectives import LMObjective, evaluate_lm
-from zerollm.rundir import finish_report, holds_run, move_aside, start_run
+from zerollm.rundir import finish_report, holds_run, start_run
 from zerollm.runtime import setup_runtime
 from zerollm.tokenizer.base import load_tokenizer
 from zerollm.tokenizer.bpe import train_bpe

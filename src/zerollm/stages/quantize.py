@@ -51,7 +51,7 @@ def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits
     if m.cfg.tie_embeddings:
         state.pop("lm_head.weight", None)
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "checkpoint") as tmp:
         shutil.copyfile(Path(ckpt) / "config.json", tmp / "config.json")
         if (Path(ckpt) / "tokenizer").is_dir():
             shutil.copytree(Path(ckpt) / "tokenizer", tmp / "tokenizer")

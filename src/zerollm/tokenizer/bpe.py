@@ -211,7 +211,7 @@ class BPETokenizer(Tokenizer):
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
-        with atomic_dir(directory) as tmp:
+        with atomic_dir(directory, "tokenizer") as tmp:
             atomic_write_bytes(tmp / RANKS_FILE, self._ranks_file_bytes())
             write_manifest(tmp, "tokenizer", **self._definition(), vocab_size=self.vocab_size,
                            num_merges=self.num_merges, hash=self.hash)

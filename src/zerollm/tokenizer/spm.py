@@ -418,7 +418,7 @@ class SentencePieceTokenizer(Tokenizer):
 
         from zerollm.artifacts import atomic_dir, write_manifest
 
-        with atomic_dir(Path(directory)) as tmp:
+        with atomic_dir(Path(directory), "tokenizer") as tmp:
             (tmp / MODEL_FILE).write_bytes(self.model.to_bytes())
             write_manifest(tmp, "tokenizer", **self.manifest_fields())
         return Path(directory)

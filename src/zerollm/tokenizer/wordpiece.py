@@ -237,7 +237,7 @@ class WordPieceTokenizer(Tokenizer):
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def save(self, directory) -> Path:
-        with atomic_dir(Path(directory)) as tmp:
+        with atomic_dir(Path(directory), "tokenizer") as tmp:
             (tmp / VOCAB_FILE).write_text("".join(t + "\n" for t in self.vocab), encoding="utf-8")
             write_manifest(tmp, "tokenizer", algorithm="wordpiece", vocab_file=VOCAB_FILE,
                            normalization={"name": "bert", **{k: v for k, v in self.config().items()

@@ -51,7 +51,7 @@ def save_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, model_cfg: Mod
                     tokenizer: Any = None, chat_template: str | None = None, trainer_state: dict | None = None, config_yaml: str | None = None,
                     step: int = 0, tokens_seen: int = 0, extra: dict | None = None) -> Path:
     ckpt_dir = Path(ckpt_dir)
-    with atomic_dir(ckpt_dir) as tmp:
+    with atomic_dir(ckpt_dir, "checkpoint") as tmp:
         atomic_write_text(tmp / "config.json", json.dumps(model_cfg.to_dict(), indent=2) + "\n")
         save_weights(model, tmp / "model.safetensors")
         if tokenizer is not None:
