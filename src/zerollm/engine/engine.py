@@ -42,7 +42,8 @@ import torch
 
 from ..model.kv_cache import KVCache
 from .constrained import apply_mask
-from .generate import GenerationConfig, _first_stop, _partial_stop_len, _stop_ids
+from . import native
+from .config import GenerationConfig, first_stop, partial_stop_len, stop_ids
 from .sampling import needs_history, sample_next, token_logprobs
 
 
@@ -202,7 +203,9 @@ class Engine:
         P = len(request.prompt_ids)
         if P == 0:
             raise ValueError("generation needs at least one prompt token (e.g. a BOS token)")
-        if P >= self.max_len:
+        # a prompt that fills the window still gets the one token its last position predicts (not under a
+        # constraint, which needs room to complete)
+        if P > self.max_len or (P == self.max_len and request.constraint is not None):
             raise ValueError(f"prompt has {P} tokens but the engine's context window is {self.max_len}")
         if cfg.num_return_sequences > self.max_batch_size:
             raise ValueError(f"num_return_sequences={cfg.num_return_sequences} > max_batch_size")
@@ -309,8 +312,8 @@ class Engine:
         positions = (torch.arange(Pmax, device=self.device)[None, :] - pad[:, None]).clamp(min=0)
         if (pad > 0).any():
             tmp.set_left_padding(pad)
-        hidden = self.model(idx, cache=tmp, positions=positions, return_hidden=True)
-        logits = self.model.logits(hidden[:, -1])  # (k, V)
+        hidden = native.forward(self.model, idx, tmp, positions)  # (k, Pmax, D)
+        logits = native.logits(self.model, hidden[:, -1])  # (k, V)
         # make room: every new prompt must fit in slots [pos - Pmax, pos), and one decode slot must remain
         pos = self.cache.pos if self.rows else 0
         self._reserve(len(self.rows) + sum(r.gen_cfg.num_return_sequences for _, r in new), max(pos, Pmax) + 1)
@@ -319,16 +322,16 @@ class Engine:
         self.cache.pos = max(self.cache.pos, Pmax) if self.rows else Pmax
         pos = self.cache.pos
         for j, (handle, req) in enumerate(new):
-            stop_ids = _stop_ids(req.gen_cfg, self.tokenizer)
+            ends = stop_ids(req.gen_cfg, self.tokenizer)
             if req.constraint is not None:
-                stop_ids = frozenset(i for i in stop_ids if i != req.constraint.eos_id)
+                ends = frozenset(i for i in ends if i != req.constraint.eos_id)
             for i in range(req.gen_cfg.num_return_sequences):
                 r = len(self.rows)
                 for layer in range(len(self.cache.k)):
                     self.cache.k[layer][r, :, pos - Pmax:pos] = tmp.k[layer][j]
                     self.cache.v[layer][r, :, pos - Pmax:pos] = tmp.v[layer][j]
                 self.row_start[r] = pos - prompts[j].numel()
-                seq = _Seq(handle, i, prompts[j], req.gen_cfg, stop_ids, self.device)
+                seq = _Seq(handle, i, prompts[j], req.gen_cfg, ends, self.device)
                 self.rows.append(seq)
                 if req.gen_cfg.max_new_tokens <= 0:
                     self._finish_row(r, "length")
@@ -391,10 +394,11 @@ class Engine:
         n = len(self.rows)
         self._reserve(n, self.cache.pos + 1)
         view = self._view(n)
-        positions = (self.cache.pos - self.row_start[:n]).view(n, 1)
-        hidden = self.model(self.last[:n].view(n, 1), cache=view, positions=positions, return_hidden=True)
+        # per-row positions; with no left padding they are the shared fill level (the model's default)
+        positions = None if view.valid is None else (self.cache.pos - self.row_start[:n]).view(n, 1)
+        hidden = native.forward(self.model, self.last[:n].view(n, 1), view, positions)  # (n, 1, D)
         self.cache.pos = view.pos
-        logits = self.model.logits(hidden[:, -1])  # (n, V)
+        logits = native.logits(self.model, hidden[:, -1])  # (n, V)
         self._sample_and_emit(list(range(n)), logits)
 
     # --- sampling, stop checks and streaming -------------------------------------------------------------
@@ -447,12 +451,12 @@ class Engine:
         text, reason = "", None
         if self.tokenizer is not None and tok not in self.hidden_ids:
             s.held += s.decoder.decode(self.tokenizer.token_bytes(tok))
-            cut = _first_stop(s.held, s.stops) if s.stops else None
+            cut = first_stop(s.held, s.stops) if s.stops else None
             if cut is not None:
                 text, s.held, reason = s.held[:cut], "", "stop"
                 s.decoder.reset()
             else:
-                keep = _partial_stop_len(s.held, s.stops) if s.stops else 0
+                keep = partial_stop_len(s.held, s.stops) if s.stops else 0
                 text, s.held = s.held[:len(s.held) - keep], s.held[len(s.held) - keep:]
         if reason is None:
             if s.n >= s.cfg.max_new_tokens:
@@ -467,7 +471,7 @@ class Engine:
         s = self.rows[r]
         if self.tokenizer is not None:
             tail = s.held + s.decoder.decode(b"", final=True)
-            cut = _first_stop(tail, s.stops) if s.stops else None
+            cut = first_stop(tail, s.stops) if s.stops else None
             if cut is not None:
                 tail, reason = tail[:cut], "stop"
             if tail:

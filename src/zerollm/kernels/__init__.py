@@ -20,6 +20,10 @@ from pathlib import Path
 
 import torch
 
+# rows (batch x new tokens) up to which the native GEMV / decode step beat torch's GEMM; more rows (prompts,
+# training batches) take the PyTorch path (engine/native.py, engine/decode_plan.py, model/quant.py)
+NATIVE_MAX_ROWS = 64
+
 _HERE = Path(__file__).parent
 _SOURCES = [_HERE / "gemv.cpp", _HERE / "decode_step.cpp"]
 _HEADERS = [_HERE / "gemv.h"]
