@@ -6,9 +6,9 @@ all of int4's matmuls. `DecodePlan` hands the same computation to `torch.ops.zer
 (kernels/decode_step.cpp): the model's own tensors (fp32 weights or quantized codes, norms, biases) are
 gathered once into flat lists, and each step is one call over all layers. `native.forward` (what the decoders
 call) uses the plan when one is attached (`native.optimize_for_decode`, with native kernels), the input is at
-most `NATIVE_MAX_ROWS` float32 tokens on the CPU that fit in the cache (one per row when decoding; a speculative draft being verified; a short prompt), no
-gradient is needed, and the layers are still the modules the plan was built from; anything else (long prompts,
-training, LoRA, other dtypes) takes the Python blocks.
+most `NATIVE_MAX_ROWS` float32 tokens on the CPU that fit in the cache (one per row when decoding; a
+speculative draft being verified; a short prompt), no gradient is needed, and the layers are still the modules
+the plan was built from; anything else (long prompts, training, LoRA, other dtypes) takes the Python blocks.
 tests/test_decode_step.py checks the two paths agree for every architecture switch.
 
 Layout per layer (decode_step.cpp reads it):

@@ -1,6 +1,10 @@
 """`Engine`: batched generation with continuous batching, streaming and cancellation.
 
-The REPL, the server, RL rollouts and generative evals all generate through one `Engine` (design.md).
+`Engine` is the decode path: generate() / stream() / generate_text() (a batch of one), the REPL, the server,
+RAG answers, tool calls (constrained requests), RL rollouts and generative evals all run here (design.md).
+The package's two other decoders, beam search (beam.py) and speculative decoding (speculative.py), share its
+KV cache, sampling code and native decode step (native.py).
+
 Requests join and leave *between decode steps* (continuous batching, Yu et al. 2022 "Orca"), so a short
 request never waits for a long one and a new request never waits for the batch to drain.
 
@@ -21,7 +25,7 @@ whole cache is shifted (`_rebase`) — rare, O(cache) copy. Active rows are kept
 
 Sampling goes through `sampling.sample_next` per row with the row's own config, generator (seeded
 requests reproduce: sequence i of a request with seed s uses seed s + i) and history, so each request's
-output equals what `generate()` produces for it alone. A plain greedy batch (no processors, no
+output equals what the plain loop of reference.py produces for it alone (tests/test_engine.py). A plain greedy batch (no processors, no
 constraint, no logprobs) takes one batched argmax.
 
 Threading: `step()` may be called from any one thread at a time (a lock guards it). `start()` runs steps

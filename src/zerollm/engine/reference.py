@@ -1,7 +1,7 @@
 """The textbook decode loop for one prompt: the definition the `Engine` is tested against.
 
     prompt ids ──prefill (one forward over the prompt, filling the KV cache)──▶ logits of the last position
-        └─▶ loop: sample a token ─▶ stop id? stop string? ─▶ keep it ─▶ forward(that 1 token, cache) ─▶ logits ...
+        └─▶ loop: sample a token ─▶ stop id / stop string? ─▶ keep it ─▶ forward(it, cache) ─▶ logits ...
 
 Nothing here is tuned: the model runs as plain `model(...)` (no native decode step), the history for the
 penalties is rebuilt every step and stop strings are searched in the whole text so far (complete UTF-8
