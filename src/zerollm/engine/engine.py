@@ -154,8 +154,10 @@ class _Seq:
         self.completion = handle.completions[index]
         self.P = prompt.numel()
         self.history = needs_history(cfg)
-        self.tokens = torch.empty(self.P + cfg.max_new_tokens + 1, dtype=torch.long, device=device)
-        self.tokens[:self.P] = prompt
+        self.tokens = None  # prompt + generated ids, kept only for the processors that read the history
+        if self.history:
+            self.tokens = torch.empty(self.P + cfg.max_new_tokens + 1, dtype=torch.long, device=device)
+            self.tokens[:self.P] = prompt
         self.n = 0
         self.generator = None
         if cfg.seed is not None:
@@ -372,12 +374,16 @@ class Engine:
         self.cache.pos = new_pos
 
     def _view(self, n: int) -> KVCache:
+        """The cache of the n active rows (a view of the first n rows of storage)."""
+        padded = int(self.row_start[:n].max()) > 0
+        if not padded and n == self.cache.k[0].shape[0]:
+            return self.cache  # every stored row is active and none is left padded: the cache itself
         view = KVCache.__new__(KVCache)
         view.k = [t[:n] for t in self.cache.k]
         view.v = [t[:n] for t in self.cache.v]
         capacity = self.cache.k[0].shape[2]  # slots allocated so far (<= max_len)
         view.batch_size, view.max_len, view.pos = n, capacity, self.cache.pos
-        if int(self.row_start[:n].max()) == 0:  # no row is left padded: plain causal attention, no mask
+        if not padded:  # no row is left padded: plain causal attention, no mask
             view.valid = None
         else:
             slots = torch.arange(capacity, device=self.device)[None, :]
@@ -441,7 +447,8 @@ class Engine:
             return "stop"
         c = s.completion
         c.token_ids.append(tok)
-        s.tokens[s.P + s.n] = tok
+        if s.history:
+            s.tokens[s.P + s.n] = tok
         s.n += 1
         logprob, top = None, None
         if lp is not None:
