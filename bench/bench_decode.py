@@ -159,7 +159,7 @@ def engine_variants(ours, prompt, gen_cfg, args, bw, ref_tokens) -> None:
     # "native": zerollm.kernels GEMV on the codes (the default); "cached": a dequantized fp32 copy through
     # F.linear (the fallback without a compiler); "aten": torch's int8 weight-only kernel
     # "py blocks": the same native GEMVs, but the layers run as Python modules (no DecodePlan): what the native
-    # decode step (model/decode_step.py) saves per token
+    # decode step (engine/decode_plan.py) saves per token
     for scheme, kw, label in ((None, {}, "fp32 py blocks"),
                               ("int8", dict(kernel="native"), "int8 native"),
                               ("int4-sym", dict(kernel="native"), "int4 native"),

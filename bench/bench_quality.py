@@ -26,7 +26,7 @@ from zerollm.config import load_config, model_config_from_preset  # noqa: E402
 from zerollm.stages.pretrain import PretrainConfig  # noqa: E402
 from zerollm.model.transformer import Transformer  # noqa: E402
 from zerollm.objectives import LMObjective, evaluate_lm  # noqa: E402
-from zerollm.train.loop import TrainConfig, train  # noqa: E402
+from zerollm.train.loop import train  # noqa: E402
 
 TARGET = 1.886
 CONFIGS = REPO / "configs"

@@ -1,5 +1,6 @@
-"""Engine: batched and continuous-batching output equals single-request output; seeds, streaming, stop
-strings, cancellation, logprobs; sampling filters against their definitions; HF parity of processors."""
+"""Engine: batched and continuous-batching output equals the reference loop's (engine/reference.py) for each
+request alone; seeds, streaming, stop strings, cancellation, logprobs; sampling filters against their
+definitions; HF parity of processors."""
 from __future__ import annotations
 
 import functools
@@ -10,6 +11,7 @@ import torch
 
 from zerollm.engine.engine import Engine, Request
 from zerollm.engine.generate import GenerationConfig, generate, stream
+from zerollm.engine.reference import reference_generate
 from zerollm.engine.sampling import (apply_presence_frequency, banned_ngram_tokens, min_p_filter, process_logits,
                                      sample_next)
 
@@ -18,6 +20,11 @@ from zerollm.engine.sampling import (apply_presence_frequency, banned_ngram_toke
 def tiny(tiny_model):
     """tiny(seed=0, **overrides): conftest's tiny model (257 byte ids) with larger random weights."""
     return functools.partial(tiny_model, init_std=0.3)
+
+
+def ref(m, prompt, cfg, tok=None) -> list[int]:
+    """The token ids of the plain reference loop."""
+    return reference_generate(m, prompt, cfg, tok)[0]
 
 
 PROMPTS = [[1, 2, 3], [5, 6, 7, 8, 9, 10, 11], [4], [9, 9, 9, 9], [3, 1, 4, 1, 5, 9, 2, 6, 5], [2, 7]]
@@ -34,7 +41,7 @@ def test_batched_equals_single(kw, tiny):
     for cfg in (GREEDY, sampled):
         outs = eng.generate(PROMPTS, cfg)
         for p, o in zip(PROMPTS, outs):
-            assert o[0].token_ids == generate(m, None, p, cfg)
+            assert o[0].token_ids == ref(m, p, cfg)
             assert o[0].finish_reason == "length"
 
 
@@ -47,7 +54,7 @@ def test_unpadded_batch_runs_without_mask_and_matches_single(tiny):
     assert eng._view(1).valid is None
     outs = eng.generate(same_len, GREEDY)
     for p, o in zip(same_len, outs):
-        assert o[0].token_ids == generate(m, None, p, GREEDY)
+        assert o[0].token_ids == ref(m, p, GREEDY)
 
 
 def test_continuous_batching_joins_and_rebases(tiny):
@@ -61,7 +68,7 @@ def test_continuous_batching_joins_and_rebases(tiny):
             eng.step()
     eng.run_until_done()
     for p, c, h in zip(PROMPTS, cfgs, handles):
-        assert h.result().token_ids == generate(m, None, p, c)
+        assert h.result().token_ids == ref(m, p, c)
 
 
 def test_cache_storage_grows_on_demand(tiny):
@@ -73,7 +80,7 @@ def test_cache_storage_grows_on_demand(tiny):
     rows, slots = eng.cache.k[0].shape[0], eng.cache.k[0].shape[2]
     assert 3 <= rows <= 4 and 160 <= slots <= 320
     for p, o in zip(PROMPTS[:3], outs):  # growing mid-generation kept every row's keys and values
-        assert o[0].token_ids == generate(m, None, p, cfg)
+        assert o[0].token_ids == ref(m, p, cfg)
 
 
 def test_seeds_and_num_return_sequences(tiny):
@@ -84,24 +91,47 @@ def test_seeds_and_num_return_sequences(tiny):
     b = [c.token_ids for c in eng.generate([PROMPTS[0]], cfg)[0]]
     assert a == b and len({tuple(x) for x in a}) == 3  # reproducible, and the sequences differ
     one = GenerationConfig(max_new_tokens=10, temperature=1.0, seed=8, stop_token_ids=[])
-    assert a[1] == generate(m, None, PROMPTS[0], one)  # sequence i uses seed + i
+    assert a[1] == ref(m, PROMPTS[0], one)  # sequence i uses seed + i
 
 
-def test_stop_strings_and_streaming_match_generate_stream(tiny, byte_tokenizer):
+def test_stop_strings_and_streaming_match_the_reference(tiny, byte_tokenizer):
     m = tiny(3)
     tok = byte_tokenizer
-    base = generate(m, tok, [65, 66], GenerationConfig(max_new_tokens=30, temperature=0))
+    base = ref(m, [65, 66], GenerationConfig(max_new_tokens=30, temperature=0), tok)
     text = tok.decode(base)
     stop = text[5:8]  # spans several tokens
     cfg = GenerationConfig(max_new_tokens=30, temperature=0, stop_strings=[stop])
-    ref = stream(m, tok, [65, 66], cfg)
-    ref_text = ref.read()
+    ref_ids, ref_reason = reference_generate(m, [65, 66], cfg, tok)
+    ref_text = tok.decode(ref_ids)[:tok.decode(ref_ids).find(stop)]
     eng = Engine(m, tok)
     h = eng.submit([65, 66], cfg)
     pieces = list(h.texts())
     res = h.result()
     assert "".join(pieces) == res.text == ref_text and stop not in res.text
-    assert res.finish_reason == ref.finish_reason == "stop" and res.token_ids == ref.token_ids
+    assert res.finish_reason == ref_reason == "stop" and res.token_ids == ref_ids
+    s = stream(m, tok, [65, 66], cfg)  # stream() is the same engine request
+    assert list(s) == pieces and s.token_ids == ref_ids and s.finish_reason == "stop"
+    assert generate(m, tok, [65, 66], cfg) == ref_ids
+
+
+def test_generate_and_stream_equal_the_reference_loop(tiny, byte_tokenizer):
+    """generate() / stream() (a one-request Engine, with the native decode step when attached) against the
+    plain loop: greedy, seeded sampling with every processor, a stop string, and a prompt that fills the window."""
+    tok = byte_tokenizer
+    for m in (tiny(), tiny(1, norm="layernorm", mlp="gelu", position="learned", bias=True).optimize_for_decode()):
+        sampled = GenerationConfig(max_new_tokens=20, temperature=0.9, top_k=40, top_p=0.9, min_p=0.02, seed=3,
+                                   repetition_penalty=1.3, presence_penalty=0.4, frequency_penalty=0.2,
+                                   no_repeat_ngram_size=2)
+        for cfg in (GREEDY, sampled, GenerationConfig(max_new_tokens=40, temperature=0.7, seed=1,
+                                                      stop_strings=["a", "e"])):
+            for p in PROMPTS[:3]:
+                ids, reason = reference_generate(m, p, cfg, tok)
+                s = stream(m, tok, p, cfg)
+                text = s.read()
+                assert s.token_ids == ids and s.finish_reason == reason and generate(m, tok, p, cfg) == ids
+                assert text == tok.decode(ids) or reason == "stop" and tok.decode(ids).startswith(text)
+        full = list(range(1, 65))  # 64 tokens fill the window: the last position still predicts one token
+        assert generate(m, None, full, GREEDY) == ref(m, full, GREEDY) and len(ref(m, full, GREEDY)) == 1
 
 
 def test_cancellation_in_background_thread(tiny):
@@ -116,7 +146,7 @@ def test_cancellation_in_background_thread(tiny):
             if seen == 3:
                 long.cancel()
         assert long.result().finish_reason == "cancelled" and 3 <= len(long.result().token_ids) < 50
-        assert short.result().token_ids == generate(m, None, PROMPTS[1], GREEDY)
+        assert short.result().token_ids == ref(m, PROMPTS[1], GREEDY)
     finally:
         eng.stop()
     assert not eng.running and threading.active_count() >= 1
@@ -183,9 +213,9 @@ def test_greedy_processors_match_transformers(tiny):
     for kw in (dict(no_repeat_ngram_size=2), dict(no_repeat_ngram_size=3, repetition_penalty=1.3)):
         cfg = GenerationConfig(max_new_tokens=20, temperature=0, stop_token_ids=[], **kw)
         ours = Engine(m).generate([prompt], cfg)[0][0].token_ids
-        ref = hf.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, pad_token_id=0,
+        hf_ids = hf.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, pad_token_id=0,
                           eos_token_id=None, attention_mask=torch.ones(1, len(prompt), dtype=torch.long), **kw)
-        assert ours == ref[0, len(prompt):].tolist() == generate(m, None, prompt, cfg), kw
+        assert ours == hf_ids[0, len(prompt):].tolist() == ref(m, prompt, cfg), kw
 
 
 def test_engine_constrained_request(tiny, byte_tokenizer):
@@ -207,7 +237,7 @@ def test_server_pieces_stop_id_top_logprobs_special_text_and_max_waiting(tiny, b
 
     m, tok = tiny(), byte_tokenizer
     monkeypatch.setattr(tok, "token_bytes", lambda i: b"<eos>" if i == 256 else bytes([i]))  # visible special
-    greedy = generate(m, None, [1, 2, 3], GenerationConfig(max_new_tokens=8, temperature=0, stop_token_ids=[]))
+    greedy = ref(m, [1, 2, 3], GenerationConfig(max_new_tokens=8, temperature=0, stop_token_ids=[]))
     stop = greedy[3]  # make the 4th greedy token a stop id
     eng = Engine(m, tok, max_batch_size=2, max_waiting=1, skip_special_tokens=True)
     h = eng.submit(Request([1, 2, 3], GenerationConfig(max_new_tokens=8, temperature=0, stop_token_ids=[stop],

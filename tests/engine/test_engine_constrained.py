@@ -10,13 +10,19 @@ import pytest
 import torch
 
 from zerollm.config import ModelConfig
-from zerollm.engine.constrained import (JSONSchemaConstraint, RegexConstraint, generate_constrained,
-                                        regex_ast)
+from zerollm.engine.constrained import JSONSchemaConstraint, RegexConstraint, regex_ast
+from zerollm.engine.engine import Engine, Request
 from zerollm.engine.generate import GenerationConfig
 from zerollm.model.transformer import Transformer
 
 
 jsonschema = pytest.importorskip("jsonschema")
+
+
+def generate_constrained(model, tok, prompt, constraint, cfg) -> list[int]:
+    """One constrained request through the Engine; the constraint, not stop ids, ends the output."""
+    cfg = GenerationConfig(**{**cfg.__dict__, "stop_token_ids": []})
+    return Engine(model, tok, max_batch_size=1).submit(Request(prompt, cfg, constraint=constraint)).result().token_ids
 
 
 @pytest.fixture(scope="module")

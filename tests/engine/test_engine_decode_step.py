@@ -1,7 +1,8 @@
-"""The native decode step (model/decode_step.py + kernels/decode_step.cpp) computes what the Python blocks
-compute, for every architecture switch, every weight format, left-padded batches, short prompts (several new
-tokens per row), the Engine, beam search and speculative decoding; and it steps aside whenever it cannot apply
-(long prompts, gradients, training, a swapped-in module)."""
+"""The native decode step (engine/decode_plan.py + kernels/decode_step.cpp, run by engine/native.forward)
+computes what the Python blocks (the plain `Transformer.forward`) compute, for every architecture switch,
+every weight format, left-padded batches, short prompts (several new tokens per row), the Engine, beam search
+and speculative decoding; and it steps aside whenever it cannot apply (long prompts, gradients, training, a
+swapped-in module)."""
 from __future__ import annotations
 
 import copy
@@ -12,7 +13,8 @@ import torch
 from zerollm.config import ModelConfig
 from zerollm.engine.engine import Engine
 from zerollm.engine.generate import GenerationConfig, generate
-from zerollm.model.decode_step import DecodePlan
+from zerollm.engine import native
+from zerollm.engine.decode_plan import DecodePlan
 from zerollm.model.kv_cache import KVCache
 from zerollm.model.quant import quantize_model
 from zerollm.model.transformer import Transformer
@@ -39,6 +41,11 @@ def _model(arch: str) -> Transformer:
     return m
 
 
+def run(m, idx, cache, positions=None):
+    """What the decoders run: engine/native.forward (the plan when it applies) and the output projection."""
+    return native.logits(m, native.forward(m, idx, cache, positions))
+
+
 class _Counter:
     def __init__(self, monkeypatch):
         self.calls = 0
@@ -61,10 +68,10 @@ def _decode(m: Transformer, steps: int = 4) -> torch.Tensor:
     cache = KVCache.for_model(m, 3, 32)
     cache.set_left_padding(pad)
     with torch.no_grad():
-        out = [m(idx, cache=cache, positions=pos)]
+        out = [run(m, idx, cache, pos)]
         for t in range(steps):
-            out.append(m(torch.randint(0, m.cfg.vocab_size, (3, 1)), cache=cache, positions=pos[:, -1:] + t + 1))
-        out.append(m(torch.randint(0, m.cfg.vocab_size, (3, 3)), cache=cache,
+            out.append(run(m, torch.randint(0, m.cfg.vocab_size, (3, 1)), cache, pos[:, -1:] + t + 1))
+        out.append(run(m, torch.randint(0, m.cfg.vocab_size, (3, 3)), cache,
                      positions=pos[:, -1:] + steps + torch.arange(1, 4)))
     return torch.cat(out, 1)
 
@@ -130,31 +137,33 @@ def test_plan_steps_aside_when_it_cannot_apply(native, monkeypatch):
     m = _model("gpt2").optimize_for_decode()
     count = _Counter(monkeypatch)
     cache = KVCache.for_model(m, 1, 48)
-    m(torch.tensor([[1, 2]]), cache=cache)  # a prompt with grad enabled: Python blocks
+    run(m, torch.tensor([[1, 2]]), cache)  # a prompt with grad enabled: Python blocks
     assert count.calls == 0
     with torch.no_grad():
-        m(torch.randint(0, 96, (1, 40)), cache=cache)  # 40 rows (batch x tokens) <= 64: native
-        m(torch.randint(0, 96, (2, 33)), cache=KVCache.for_model(m, 2, 48))  # 66 rows: Python blocks
+        run(m, torch.randint(0, 96, (1, 40)), cache)  # 40 rows (batch x tokens) <= 64: native
+        run(m, torch.randint(0, 96, (2, 33)), KVCache.for_model(m, 2, 48))  # 66 rows: Python blocks
         assert count.calls == 1
         cache.reset()
-        m(torch.tensor([[1, 2]]), cache=cache)
+        run(m, torch.tensor([[1, 2]]), cache)
         count.calls = 0
         m.train()
-        m(torch.tensor([[3]]), cache=cache)  # training mode
+        run(m, torch.tensor([[3]]), cache)  # training mode
         m.eval()
         assert count.calls == 0
-        m(torch.tensor([[4]]), cache=cache)
+        run(m, torch.tensor([[4]]), cache)
+        assert count.calls == 1
+        m(torch.tensor([[7]]), cache=cache)  # the model's own forward is the plain definition: never the plan
         assert count.calls == 1
         # a module swapped in after the plan was built (as LoRA does): the plan no longer describes the model
         ref = copy.deepcopy(m)
         m.blocks[1].attn.v_proj = torch.nn.Linear(64, 64)
         ref.blocks[1].attn.v_proj = copy.deepcopy(m.blocks[1].attn.v_proj)
         c1, c2 = KVCache.for_model(m, 1, 16), KVCache.for_model(ref, 1, 16)
-        m(torch.tensor([[1, 2]]), cache=c1), ref(torch.tensor([[1, 2]]), cache=c2)
+        run(m, torch.tensor([[1, 2]]), c1), run(ref, torch.tensor([[1, 2]]), c2)
         ref._decode_plan = None
-        assert torch.allclose(m(torch.tensor([[5]]), cache=c1), ref(torch.tensor([[5]]), cache=c2), atol=1e-6)
+        assert torch.allclose(run(m, torch.tensor([[5]]), c1), run(ref, torch.tensor([[5]]), c2), atol=1e-6)
         assert count.calls == 1
         m.optimize_for_decode()  # rebuilding the plan picks the new module up
-        m(torch.tensor([[6]]), cache=c1)
+        run(m, torch.tensor([[6]]), c1)
         assert count.calls == 2
     assert m.optimize_for_decode(False)._decode_plan is None

@@ -256,7 +256,7 @@ def test_init_weights_scales_residual_projections():
 
 @torch.inference_mode()
 def test_optimize_for_decode_changes_layout_not_values():
-    from zerollm.model.fast_linear import DecodeLinear
+    from zerollm.engine.native import DecodeLinear
 
     model = make("llama_gqa", tie_embeddings=True)
     idx = torch.randint(0, 97, (1, 9))

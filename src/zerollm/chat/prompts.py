@@ -254,16 +254,18 @@ def self_consistency(generate_fn: Callable[[str], str], prompt: str, k: int = 5,
 
 def sampler(model, tokenizer, temperature: float = 0.7, max_new_tokens: int = 256, seed: int = 0,
             **gen_kwargs) -> Callable[[str], str]:
-    """A `generate_fn` for self_consistency: text in, sampled text out, through engine.generate. Call i
-    uses seed + i, so a run of k samples is reproducible and the samples differ."""
-    from zerollm.engine.generate import GenerationConfig, generate
+    """A `generate_fn` for self_consistency: text in, sampled text out, through one Engine. Call i uses
+    seed + i, so a run of k samples is reproducible and the samples differ."""
+    from zerollm.engine.engine import Engine
+    from zerollm.engine.generate import GenerationConfig
 
     calls = [0]
+    engine = Engine(model, tokenizer, max_batch_size=1)
 
     def generate_fn(prompt: str) -> str:
         cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + calls[0],
                                **gen_kwargs)
         calls[0] += 1
-        return tokenizer.decode(generate(model, tokenizer, tokenizer.encode(prompt), cfg))
+        return tokenizer.decode(engine.generate([tokenizer.encode(prompt)], cfg)[0][0].token_ids)
 
     return generate_fn

@@ -59,6 +59,14 @@ class ChatSession:
         self.model, self.tok, self.template = model, tokenizer, template
         self.conv = Conversation(system)
         self.max_new_tokens, self.temperature, self.top_p, self.seed = max_new_tokens, temperature, top_p, seed
+        self._engine = None  # one Engine for the session, made on the first reply
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from zerollm.engine.engine import Engine
+            self._engine = Engine(self.model, self.tok, max_batch_size=1)
+        return self._engine
 
     def stops(self) -> list[int]:
         sp = self.tok.special_tokens
@@ -98,7 +106,7 @@ class ChatSession:
 
     def reply(self, message: str, out: TextIO) -> str:
         """Add the user message, stream the model's reply to `out`, and return it."""
-        from zerollm.engine.generate import GenerationConfig, stream
+        from zerollm.engine.generate import GenerationConfig
 
         self.conv.add("user", message)
         budget = self.model.cfg.max_seq_len - self.max_new_tokens
@@ -113,7 +121,7 @@ class ChatSession:
         gen = GenerationConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
                                seed=self.seed, stop_token_ids=self.stops())
         pieces = []
-        for piece in stream(self.model, self.tok, ids, gen):
+        for piece in self.engine.submit(ids, gen).texts():  # the engine steps as the pieces are read
             pieces.append(piece)
             out.write(piece)
             out.flush()

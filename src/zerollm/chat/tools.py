@@ -7,7 +7,7 @@
     render prompt ─▶ model's first token <|tool_call|>? ──no──▶ generate the answer text ─▶ done
                             │yes
                             ▼
-      decode {"name", "arguments"} under the tools' JSON Schema with the engine's constrained decoder
+      decode {"name", "arguments"} under the tools' JSON Schema: a constrained Engine request
       (engine/constrained.py: always valid JSON of the right shape, whatever the model's weights)
       execute with a timeout (see `execute`: a worker thread, or a killable process) ─▶ append the call and
       its result (or a clear error) to the conversation ─▶ repeat, at most `max_steps` tool calls
@@ -365,14 +365,17 @@ def _call_constraint(tokenizer, tools: list[Tool]):
 
 
 def decode_tool_call(model, tokenizer, prompt_ids: list[int], tools: list[Tool], *, temperature: float = 0.0,
-                     seed: int | None = None, max_new_tokens: int = 256) -> ToolCall:
+                     seed: int | None = None, max_new_tokens: int = 256, engine=None) -> ToolCall:
     """Decode `{"name": <one of the tools>, "arguments": <valid under its schema>}` after `prompt_ids` (which end
-    where the call's JSON starts, i.e. after `<|tool_call|>`) with the engine's constrained decoder."""
-    from zerollm.engine.constrained import generate_constrained
+    where the call's JSON starts, i.e. after `<|tool_call|>`) as a constrained Engine request (`engine`: an
+    Engine over `model` to reuse, e.g. run_agent's)."""
+    from zerollm.engine.engine import Engine, Request
     from zerollm.engine.generate import GenerationConfig
 
-    out = generate_constrained(model, tokenizer, prompt_ids, _call_constraint(tokenizer, tools),
-                               GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
+    engine = engine or Engine(model, tokenizer, max_batch_size=1)
+    # no stop ids: the constraint decides where the call ends (its eos only once the JSON is complete)
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, stop_token_ids=[])
+    out = engine.submit(Request(prompt_ids, gen, constraint=_call_constraint(tokenizer, tools))).result().token_ids
     text = tokenizer.decode(out)
     try:
         call = json.loads(text)
@@ -407,17 +410,26 @@ def run_agent(model, tokenizer, conversation, tools: list[Tool], *, max_steps: i
               seed: int | None = None, tool_choice: str = "auto", on_step=None) -> AgentResult:
     """Run the render → call → execute → feed loop on `conversation` (modified in place) until the model
     answers in text or `max_steps` tool calls were made. tool_choice: "auto", "required" (first step must
-    call a tool) or "none"."""
-    import torch
+    call a tool) or "none".
 
-    from zerollm.engine.generate import GenerationConfig, generate
+    Whether to call a tool is decided greedily (is <|tool_call|> the most likely next token?) even when the
+    answer is sampled, so the decision is reproducible; everything generates through one Engine."""
+    from zerollm.engine.engine import Engine
+    from zerollm.engine.generate import GenerationConfig
 
     open_id, close_id = _call_marker(tokenizer)
     by_name = {t.name: t for t in tools}
     budget = budget or model.cfg.max_seq_len - max_new_tokens
     end_id = tokenizer.special_tokens.get("<|im_end|>", tokenizer.eos_id)
+    stops = [i for i in (end_id, tokenizer.eos_id, open_id) if i is not None]
+    engine = Engine(model, tokenizer, max_batch_size=1)
     steps: list[AgentStep] = []
     from .conversation import ContextTooLong
+
+    def complete(ids, temp, n):  # one Engine request: (new ids, the stop id that ended it or None)
+        gen = GenerationConfig(max_new_tokens=n, temperature=temp, seed=seed, stop_token_ids=stops)
+        c = engine.generate([ids], gen)[0][0]
+        return c.token_ids, c.stop_token_id
 
     while True:
         try:
@@ -427,21 +439,24 @@ def run_agent(model, tokenizer, conversation, tools: list[Tool], *, max_steps: i
                 raise
             msg = f"stopped: the tool results no longer fit in the context window ({e})"
             return AgentResult(msg, steps, "context")
-        want_call = False
-        if tool_choice != "none" and len(steps) < max_steps:
-            with torch.inference_mode():
-                x = torch.tensor([ids], device=next(model.parameters()).device)
-                first = model.logits(model(x, return_hidden=True)[0, -1])  # (V,)
-            want_call = tool_choice == "required" and not steps or int(torch.argmax(first)) == open_id
+        out = None  # the answer, when the greedy first step already produced it
+        if tool_choice == "none" or len(steps) >= max_steps:
+            want_call = False
+        elif tool_choice == "required" and not steps:
+            want_call = True
+        else:  # greedy first token; at temperature 0 the same request goes on to be the answer itself
+            out, stopped_by = complete(ids, 0.0, max_new_tokens if temperature == 0 else 1)
+            want_call = not out and stopped_by == open_id
+            if temperature != 0:
+                out = None
         if not want_call:
-            stops = [i for i in (end_id, tokenizer.eos_id, open_id) if i is not None]
-            gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                                   stop_token_ids=stops)
-            out = generate(model, tokenizer, ids, gen)
+            if out is None:
+                out, _ = complete(ids, temperature, max_new_tokens)
             answer = tokenizer.decode(out).strip()
             conversation.add("assistant", answer)
             return AgentResult(answer, steps, "answer" if len(steps) < max_steps or not tools else "max_steps")
-        call = decode_tool_call(model, tokenizer, ids + [open_id], tools, temperature=temperature, seed=seed)
+        call = decode_tool_call(model, tokenizer, ids + [open_id], tools, temperature=temperature, seed=seed,
+                                engine=engine)
         result = execute(by_name[call.name], call.arguments)
         call_id = f"call_{len(steps)}"
         conversation.add("assistant", None, tool_calls=[call.to_openai(call_id)])

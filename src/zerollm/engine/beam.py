@@ -22,7 +22,8 @@ from typing import Sequence
 import torch
 
 from ..model.kv_cache import KVCache
-from .generate import GenerationConfig, _stop_ids
+from . import native
+from .config import GenerationConfig, stop_ids
 from .sampling import apply_processors, needs_history
 
 NEG = -1.0e9
@@ -41,7 +42,7 @@ def beam_search(model, prompt_ids: Sequence[int], gen_cfg: GenerationConfig, tok
     prompt = torch.as_tensor(list(prompt_ids), dtype=torch.long, device=device)
     P = prompt.numel()
     max_length = min(P + cfg.max_new_tokens, model.cfg.max_seq_len)
-    eos = sorted(_stop_ids(cfg, tokenizer))
+    eos = sorted(stop_ids(cfg, tokenizer))
     eos_t = torch.tensor(eos, dtype=torch.long, device=device)
     keep = max(2, 1 + len(eos)) * nb
     top_mask = torch.arange(keep, device=device) < nb  # (keep,)
@@ -61,10 +62,10 @@ def beam_search(model, prompt_ids: Sequence[int], gen_cfg: GenerationConfig, tok
     try:
         with torch.inference_mode():
             cache = KVCache.for_model(model, batch_size=nb, max_len=max_length)
-            hidden = model(running[:, :P], cache=cache, return_hidden=True)
+            hidden = native.forward(model, running[:, :P], cache)
             cur = P
             while cur < max_length:
-                logits = model.logits(hidden[:, -1])  # (nb, V)
+                logits = native.logits(model, hidden[:, -1])  # (nb, V)
                 V = logits.shape[-1]
                 logprobs = logits.float().log_softmax(-1)
                 logprobs = apply_processors(logprobs, cfg, running[:, :cur] if needs_history(cfg) else None, P)
@@ -102,7 +103,7 @@ def beam_search(model, prompt_ids: Sequence[int], gen_cfg: GenerationConfig, tok
                     break
                 for t in (*cache.k, *cache.v):  # reorder the cache rows to follow their beams
                     t.copy_(t.index_select(0, beam_src))
-                hidden = model(running[:, cur - 1:cur], cache=cache, return_hidden=True)
+                hidden = native.forward(model, running[:, cur - 1:cur], cache)
     finally:
         model.train(was_training)
 

@@ -25,7 +25,7 @@ API:
     mask = st.mask(remaining=50, n_logits=V)            # (V,) bool, True = allowed
     st.advance(token_id); st.accepting; st.done; st.text
     c.allowed_mask("text so far")                       # stateless convenience
-    ids = generate_constrained(model, tokenizer, prompt_ids, c, GenerationConfig(...))
+    Engine(model, tokenizer).submit(Request(prompt_ids, GenerationConfig(...), constraint=c))   # engine.py
 
 Grammars live in their own modules: regex_grammar.py (the AST node shapes and the regex subset) and
 json_schema.py (the JSON Schema subset, its limits, and `validate`). Non-ASCII text is produced only by
@@ -306,44 +306,5 @@ def apply_mask(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill(~mask.to(logits.device), float("-inf"))
 
 
-def generate_constrained(model, tokenizer, prompt_ids, constraint: Constraint, gen_cfg=None) -> list[int]:
-    """New token ids whose text matches `constraint` (a complete match within gen_cfg.max_new_tokens; the
-    eos token, if chosen, is not included). Uses gen_cfg's sampling options (temperature 0 = greedy, top-k,
-    top-p, penalties, seed); stop strings/ids are ignored: the constraint decides where the output ends.
-    The Engine (engine.py) runs the same masking for batched requests (`Request(constraint=...)`)."""
-    from ..model.kv_cache import KVCache
-    from .generate import GenerationConfig
-    from .sampling import sample_next
-
-    gen_cfg = gen_cfg or GenerationConfig()
-    device = next(model.parameters()).device
-    ids = torch.as_tensor(list(prompt_ids), dtype=torch.long, device=device).view(1, -1)
-    P, budget = ids.shape[1], min(gen_cfg.max_new_tokens, model.cfg.max_seq_len - ids.shape[1])
-    generator = torch.Generator(device=device).manual_seed(gen_cfg.seed) if gen_cfg.seed is not None else None
-    st, out = constraint.begin(), []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            cache = KVCache.for_model(model, batch_size=1, max_len=P + budget)
-            logits = model.logits(model(ids, cache=cache, return_hidden=True)[:, -1])  # (1, V)
-            seq = ids
-            for n in range(budget):
-                if st.done:
-                    break
-                logits = apply_mask(logits, st.mask(budget - n, logits.shape[-1]))
-                tok = int(sample_next(logits, generator, gen_cfg, seq))
-                if tok == constraint.eos_id:
-                    break
-                out.append(tok)
-                st.advance(tok)
-                nxt = torch.tensor([[tok]], device=device)
-                seq = torch.cat([seq, nxt], 1)
-                logits = model.logits(model(nxt, cache=cache, return_hidden=True)[:, -1])
-    finally:
-        model.train(was_training)
-    return out
-
-
 __all__ = ["Constraint", "ConstraintState", "RegexConstraint", "JSONSchemaConstraint", "apply_mask",
-           "generate_constrained", "regex_ast", "JSONSchemaCompiler", "SchemaError", "validate"]
+           "regex_ast", "JSONSchemaCompiler", "SchemaError", "validate"]

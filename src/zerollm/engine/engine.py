@@ -1,6 +1,10 @@
 """`Engine`: batched generation with continuous batching, streaming and cancellation.
 
-The REPL, the server, RL rollouts and generative evals all generate through one `Engine` (design.md).
+`Engine` is the decode path: generate() / stream() / generate_text() (a batch of one), the REPL, the server,
+RAG answers, tool calls (constrained requests), RL rollouts and generative evals all run here (design.md).
+The package's two other decoders, beam search (beam.py) and speculative decoding (speculative.py), share its
+KV cache, sampling code and native decode step (native.py).
+
 Requests join and leave *between decode steps* (continuous batching, Yu et al. 2022 "Orca"), so a short
 request never waits for a long one and a new request never waits for the batch to drain.
 
@@ -21,7 +25,7 @@ whole cache is shifted (`_rebase`) — rare, O(cache) copy. Active rows are kept
 
 Sampling goes through `sampling.sample_next` per row with the row's own config, generator (seeded
 requests reproduce: sequence i of a request with seed s uses seed s + i) and history, so each request's
-output equals what `generate()` produces for it alone. A plain greedy batch (no processors, no
+output equals what the plain loop of reference.py produces for it alone (tests/test_engine.py). A plain greedy batch (no processors, no
 constraint, no logprobs) takes one batched argmax.
 
 Threading: `step()` may be called from any one thread at a time (a lock guards it). `start()` runs steps
@@ -42,7 +46,8 @@ import torch
 
 from ..model.kv_cache import KVCache
 from .constrained import apply_mask
-from .generate import GenerationConfig, _first_stop, _partial_stop_len, _stop_ids
+from . import native
+from .config import GenerationConfig, first_stop, partial_stop_len, stop_ids
 from .sampling import needs_history, sample_next, token_logprobs
 
 
@@ -149,8 +154,10 @@ class _Seq:
         self.completion = handle.completions[index]
         self.P = prompt.numel()
         self.history = needs_history(cfg)
-        self.tokens = torch.empty(self.P + cfg.max_new_tokens + 1, dtype=torch.long, device=device)
-        self.tokens[:self.P] = prompt
+        self.tokens = None  # prompt + generated ids, kept only for the processors that read the history
+        if self.history:
+            self.tokens = torch.empty(self.P + cfg.max_new_tokens + 1, dtype=torch.long, device=device)
+            self.tokens[:self.P] = prompt
         self.n = 0
         self.generator = None
         if cfg.seed is not None:
@@ -202,7 +209,9 @@ class Engine:
         P = len(request.prompt_ids)
         if P == 0:
             raise ValueError("generation needs at least one prompt token (e.g. a BOS token)")
-        if P >= self.max_len:
+        # a prompt that fills the window still gets the one token its last position predicts (not under a
+        # constraint, which needs room to complete)
+        if P > self.max_len or (P == self.max_len and request.constraint is not None):
             raise ValueError(f"prompt has {P} tokens but the engine's context window is {self.max_len}")
         if cfg.num_return_sequences > self.max_batch_size:
             raise ValueError(f"num_return_sequences={cfg.num_return_sequences} > max_batch_size")
@@ -309,8 +318,8 @@ class Engine:
         positions = (torch.arange(Pmax, device=self.device)[None, :] - pad[:, None]).clamp(min=0)
         if (pad > 0).any():
             tmp.set_left_padding(pad)
-        hidden = self.model(idx, cache=tmp, positions=positions, return_hidden=True)
-        logits = self.model.logits(hidden[:, -1])  # (k, V)
+        hidden = native.forward(self.model, idx, tmp, positions)  # (k, Pmax, D)
+        logits = native.logits(self.model, hidden[:, -1])  # (k, V)
         # make room: every new prompt must fit in slots [pos - Pmax, pos), and one decode slot must remain
         pos = self.cache.pos if self.rows else 0
         self._reserve(len(self.rows) + sum(r.gen_cfg.num_return_sequences for _, r in new), max(pos, Pmax) + 1)
@@ -319,16 +328,16 @@ class Engine:
         self.cache.pos = max(self.cache.pos, Pmax) if self.rows else Pmax
         pos = self.cache.pos
         for j, (handle, req) in enumerate(new):
-            stop_ids = _stop_ids(req.gen_cfg, self.tokenizer)
+            ends = stop_ids(req.gen_cfg, self.tokenizer)
             if req.constraint is not None:
-                stop_ids = frozenset(i for i in stop_ids if i != req.constraint.eos_id)
+                ends = frozenset(i for i in ends if i != req.constraint.eos_id)
             for i in range(req.gen_cfg.num_return_sequences):
                 r = len(self.rows)
                 for layer in range(len(self.cache.k)):
                     self.cache.k[layer][r, :, pos - Pmax:pos] = tmp.k[layer][j]
                     self.cache.v[layer][r, :, pos - Pmax:pos] = tmp.v[layer][j]
                 self.row_start[r] = pos - prompts[j].numel()
-                seq = _Seq(handle, i, prompts[j], req.gen_cfg, stop_ids, self.device)
+                seq = _Seq(handle, i, prompts[j], req.gen_cfg, ends, self.device)
                 self.rows.append(seq)
                 if req.gen_cfg.max_new_tokens <= 0:
                     self._finish_row(r, "length")
@@ -365,12 +374,16 @@ class Engine:
         self.cache.pos = new_pos
 
     def _view(self, n: int) -> KVCache:
+        """The cache of the n active rows (a view of the first n rows of storage)."""
+        padded = int(self.row_start[:n].max()) > 0
+        if not padded and n == self.cache.k[0].shape[0]:
+            return self.cache  # every stored row is active and none is left padded: the cache itself
         view = KVCache.__new__(KVCache)
         view.k = [t[:n] for t in self.cache.k]
         view.v = [t[:n] for t in self.cache.v]
         capacity = self.cache.k[0].shape[2]  # slots allocated so far (<= max_len)
         view.batch_size, view.max_len, view.pos = n, capacity, self.cache.pos
-        if int(self.row_start[:n].max()) == 0:  # no row is left padded: plain causal attention, no mask
+        if not padded:  # no row is left padded: plain causal attention, no mask
             view.valid = None
         else:
             slots = torch.arange(capacity, device=self.device)[None, :]
@@ -391,10 +404,11 @@ class Engine:
         n = len(self.rows)
         self._reserve(n, self.cache.pos + 1)
         view = self._view(n)
-        positions = (self.cache.pos - self.row_start[:n]).view(n, 1)
-        hidden = self.model(self.last[:n].view(n, 1), cache=view, positions=positions, return_hidden=True)
+        # per-row positions; with no left padding they are the shared fill level (the model's default)
+        positions = None if view.valid is None else (self.cache.pos - self.row_start[:n]).view(n, 1)
+        hidden = native.forward(self.model, self.last[:n].view(n, 1), view, positions)  # (n, 1, D)
         self.cache.pos = view.pos
-        logits = self.model.logits(hidden[:, -1])  # (n, V)
+        logits = native.logits(self.model, hidden[:, -1])  # (n, V)
         self._sample_and_emit(list(range(n)), logits)
 
     # --- sampling, stop checks and streaming -------------------------------------------------------------
@@ -433,7 +447,8 @@ class Engine:
             return "stop"
         c = s.completion
         c.token_ids.append(tok)
-        s.tokens[s.P + s.n] = tok
+        if s.history:
+            s.tokens[s.P + s.n] = tok
         s.n += 1
         logprob, top = None, None
         if lp is not None:
@@ -447,12 +462,12 @@ class Engine:
         text, reason = "", None
         if self.tokenizer is not None and tok not in self.hidden_ids:
             s.held += s.decoder.decode(self.tokenizer.token_bytes(tok))
-            cut = _first_stop(s.held, s.stops) if s.stops else None
+            cut = first_stop(s.held, s.stops) if s.stops else None
             if cut is not None:
                 text, s.held, reason = s.held[:cut], "", "stop"
                 s.decoder.reset()
             else:
-                keep = _partial_stop_len(s.held, s.stops) if s.stops else 0
+                keep = partial_stop_len(s.held, s.stops) if s.stops else 0
                 text, s.held = s.held[:len(s.held) - keep], s.held[len(s.held) - keep:]
         if reason is None:
             if s.n >= s.cfg.max_new_tokens:
@@ -467,7 +482,7 @@ class Engine:
         s = self.rows[r]
         if self.tokenizer is not None:
             tail = s.held + s.decoder.decode(b"", final=True)
-            cut = _first_stop(tail, s.stops) if s.stops else None
+            cut = first_stop(tail, s.stops) if s.stops else None
             if cut is not None:
                 tail, reason = tail[:cut], "stop"
             if tail:

@@ -1,67 +1,26 @@
-"""Autoregressive generation for one prompt: prefill once, then decode token by token with a KV cache.
+"""Generation for one prompt, through the `Engine` (a batch of one): token ids, streamed text, or text.
 
-    prompt ids ──prefill (one forward, T = len(prompt))──▶ logits of the last position
-        └─▶ loop: sample_next ─▶ stop id? ─▶ yield id ─▶ forward(1 token, cache) ─▶ logits ...
+    generate(model, tok, ids, cfg)        -> new token ids
+    stream(model, tok, ids, cfg)          -> TextStream: text pieces as they are produced
+    generate_text(model, tok, ids, cfg, constraint=..., draft_model=..., stream=...)
+                                          -> the `zerollm generate` stage: text, from whichever decoder the
+                                             request needs (Engine, beam search or speculative decoding)
 
-`generate()` returns the new token ids; `stream()` returns a `TextStream` that yields text pieces as soon
-as they are complete UTF-8 (token bytes go through an incremental decoder, so a character split across
-tokens is emitted once whole) and holds back any text that might be the start of a stop string, so a stop
-string is never emitted even when it spans several tokens.
-
-Finish reasons: "stop" (a stop token id or stop string) or "length" (max_new_tokens reached, or the model's
-context window is full: we stop rather than slide the window, because a sliding window would silently
-change what the model conditions on; the chat layer truncates history instead).
-
-Per-token cost is one forward of one token plus one host sync (`int(next_id)`, needed to test for stop
-ids). The output projection runs on the last position only, also during prefill.
+Streaming: token bytes go through an incremental UTF-8 decoder (a character split across tokens is emitted
+once whole) and text that might be the start of a stop string is held back, so a stop string is never
+emitted even when it spans several tokens (Engine._accept). engine/reference.py is the plain loop that
+defines which tokens come out; tests check the Engine against it.
 """
 from __future__ import annotations
 
-import codecs
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Iterator, Protocol, Sequence
 
 import torch
 
-from ..model.kv_cache import KVCache
-from .sampling import needs_history, sample_next
+from .config import GenerationConfig, first_stop, stop_ids
 
-
-@dataclass
-class GenerationConfig:
-    max_new_tokens: int = 256
-    temperature: float = 1.0  # 0 = greedy (argmax)
-    top_k: int | None = None  # None or 0 = off
-    top_p: float = 1.0  # 1.0 = off
-    repetition_penalty: float = 1.0  # 1.0 = off; applies to prompt and generated tokens (as HF)
-    stop_token_ids: list[int] | None = None  # None = the tokenizer's eos_id (if it has one); [] = none
-    stop_strings: list[str] = field(default_factory=list)
-    seed: int | None = None  # None = torch's global RNG
-    min_p: float = 0.0  # 0 = off; keep tokens with p >= min_p * p_max (Nguyen et al. 2024)
-    presence_penalty: float = 0.0  # OpenAI-style, over generated tokens
-    frequency_penalty: float = 0.0
-    no_repeat_ngram_size: int = 0  # 0 = off; as HF (prompt + generated)
-    logit_bias: dict[int, float] | None = None
-    logprobs: int | None = None  # Engine: None = off; 0 = chosen token's logprob; k = also the top k
-    num_return_sequences: int = 1  # Engine / beam search
-    num_beams: int = 1  # > 1: beam search (engine/beam.py)
-    length_penalty: float = 1.0  # beam search: score = sum logprob / length ** length_penalty (as HF)
-    early_stopping: bool | str = False  # beam search: True / False / "never" (as HF)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.stop_strings, str):  # a lone string, not a list of one-character stops
-            self.stop_strings = [self.stop_strings]
-        if isinstance(self.stop_token_ids, int):
-            self.stop_token_ids = [self.stop_token_ids]
-        for name, ok in (("max_new_tokens", self.max_new_tokens >= 0), ("temperature", self.temperature >= 0),
-                         ("top_k", self.top_k is None or self.top_k >= 0), ("top_p", 0 < self.top_p <= 1),
-                         ("repetition_penalty", self.repetition_penalty > 0), ("min_p", 0 <= self.min_p <= 1),
-                         ("no_repeat_ngram_size", self.no_repeat_ngram_size >= 0),
-                         ("num_return_sequences", self.num_return_sequences >= 1),
-                         ("num_beams", self.num_beams >= 1),
-                         ("logprobs", self.logprobs is None or self.logprobs >= 0)):
-            if not ok:
-                raise ValueError(f"GenerationConfig.{name}={getattr(self, name)!r} is out of range")
+__all__ = ["GenerationConfig", "TextStream", "generate", "stream", "generate_text"]
 
 
 class TokenizerLike(Protocol):
@@ -69,105 +28,31 @@ class TokenizerLike(Protocol):
     def decode(self, ids: list[int]) -> str: ...
 
 
-def _stop_ids(gen_cfg: GenerationConfig, tokenizer) -> frozenset[int]:
-    if gen_cfg.stop_token_ids is not None:
-        return frozenset(int(i) for i in gen_cfg.stop_token_ids)
-    eos = getattr(tokenizer, "eos_id", None)
-    return frozenset() if eos is None else frozenset([eos])
+def _submit(model, tokenizer, prompt_ids, gen_cfg: GenerationConfig):
+    """A one-request Engine sized for this prompt; returns the request's handle (nothing runs yet)."""
+    from .engine import Engine
 
-
-def iter_tokens(model, prompt_ids: Sequence[int] | torch.Tensor, gen_cfg: GenerationConfig,
-                stop_ids: frozenset[int] = frozenset()) -> Iterator[int]:
-    """Yield new token ids one by one; the generator's return value is the finish reason.
-
-    The model runs in eval mode and under `torch.inference_mode()` for each step only (never across a
-    `yield`, so the caller's code between tokens runs in its normal autograd mode).
-    """
-    device = next(model.parameters()).device
-    idx = torch.as_tensor(prompt_ids, dtype=torch.long, device=device).view(1, -1)  # (1, P)
-    P, ctx = idx.shape[1], model.cfg.max_seq_len
-    if P == 0:
-        raise ValueError("generation needs at least one prompt token (e.g. a BOS token)")
-    if P > ctx:
-        raise ValueError(f"prompt has {P} tokens but the model's context window is {ctx}")
-    return _token_loop(model, idx, gen_cfg, stop_ids)  # checked eagerly above, run lazily below
-
-
-def _token_loop(model, idx: torch.Tensor, gen_cfg: GenerationConfig, stop_ids: frozenset[int]) -> Iterator[int]:
-    device, P = idx.device, idx.shape[1]
-    if gen_cfg.max_new_tokens <= 0:
-        return "length"
-    generator = None
-    if gen_cfg.seed is not None:
-        generator = torch.Generator(device=device)
-        generator.manual_seed(gen_cfg.seed)
-    penalize = needs_history(gen_cfg)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            # the last token produced is never fed back, so P + max_new - 1 slots suffice
-            cache = KVCache.for_model(model, batch_size=1, max_len=max(P, P + gen_cfg.max_new_tokens - 1))
-            seq = torch.empty(1, P + gen_cfg.max_new_tokens, dtype=torch.long, device=device) if penalize else None
-            if penalize:
-                seq[:, :P] = idx
-            hidden = model(idx, cache=cache, return_hidden=True)  # (1, P, D) prefill
-            logits = model.logits(hidden[:, -1])  # (1, V)
-        n = 0
-        while True:
-            with torch.inference_mode():
-                next_id = sample_next(logits, generator, gen_cfg, seq[:, :P + n] if penalize else None, P)  # (1,)
-                tok = int(next_id)  # the one host sync per token
-            if tok in stop_ids:
-                return "stop"
-            yield tok
-            n += 1
-            if n >= gen_cfg.max_new_tokens or cache.pos >= cache.max_len:
-                return "length"
-            with torch.inference_mode():
-                if penalize:
-                    seq[:, P + n - 1] = next_id
-                hidden = model(next_id.view(1, 1), cache=cache, return_hidden=True)  # (1, 1, D)
-                logits = model.logits(hidden[:, -1])  # (1, V)
-    finally:
-        model.train(was_training)
-
-
-def _first_stop(text: str, stop_strings: Sequence[str]) -> int | None:
-    """Index of the earliest stop-string occurrence in text, or None."""
-    hits = [i for i in (text.find(s) for s in stop_strings if s) if i >= 0]
-    return min(hits) if hits else None
-
-
-def _partial_stop_len(text: str, stop_strings: Sequence[str]) -> int:
-    """Length of the longest suffix of text that is a proper prefix of some stop string (must be held back:
-    the next tokens may complete the stop string)."""
-    best = 0
-    for s in stop_strings:
-        for n in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:n]):
-                best = n
-                break
-    return best
+    if gen_cfg.num_return_sequences != 1 or gen_cfg.num_beams != 1:  # one sampled sequence, as documented
+        gen_cfg = replace(gen_cfg, num_return_sequences=1, num_beams=1)
+    ids = prompt_ids.view(-1).tolist() if isinstance(prompt_ids, torch.Tensor) else list(prompt_ids)
+    engine = Engine(model, tokenizer, max_batch_size=1, max_len=len(ids) + max(gen_cfg.max_new_tokens, 1))
+    return engine.submit(ids, gen_cfg)
 
 
 class TextStream:
-    """Iterator over generated text pieces. After iteration: `finish_reason` ("stop" | "length"),
-    `token_ids` (every generated id, without a stop token id) and `text` (all emitted text, which never
-    includes a stop string)."""
+    """Iterator over the generated text pieces of one request. `finish_reason` ("stop" | "length", set at
+    the end), `token_ids` (every generated id, without a stop token id) and `text` (all emitted text, which
+    never includes a stop string) follow the request as it runs."""
 
-    def __init__(self, tokens: Iterator[int], tokenizer: TokenizerLike, stop_strings: Sequence[str] = ()):
-        self.tokenizer, self.stop_strings = tokenizer, [s for s in stop_strings if s]
-        self.token_ids: list[int] = []
-        self.finish_reason: str | None = None
-        self.text = ""
-        self._pieces = self._run(tokens)
+    def __init__(self, handle):
+        self.handle = handle  # an engine.RequestHandle
+        self._pieces = handle.texts()
 
     def __iter__(self) -> "TextStream":
         return self
 
     def __next__(self) -> str:
-        return next(self._pieces)
+        return next(self._pieces)  # iterating drives the engine's steps
 
     def read(self) -> str:
         """Consume the rest of the stream and return the whole text."""
@@ -175,46 +60,23 @@ class TextStream:
             pass
         return self.text
 
-    def _emit(self, piece: str) -> str:
-        self.text += piece
-        return piece
+    @property
+    def text(self) -> str:
+        return self.handle.completions[0].text
 
-    def _run(self, tokens: Iterator[int]) -> Iterator[str]:
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        held = ""  # decoded text not yet emitted, because it might be the start of a stop string
-        while True:
-            try:
-                tok = next(tokens)
-            except StopIteration as done:
-                self.finish_reason = done.value
-                break
-            self.token_ids.append(tok)
-            held += decoder.decode(self.tokenizer.token_bytes(tok))
-            cut = _first_stop(held, self.stop_strings) if self.stop_strings else None
-            if cut is not None:
-                tokens.close()  # stops the model loop (and restores the model's train/eval mode)
-                self.finish_reason = "stop"
-                if cut:
-                    yield self._emit(held[:cut])
-                return
-            keep = _partial_stop_len(held, self.stop_strings) if self.stop_strings else 0
-            piece, held = held[:len(held) - keep], held[len(held) - keep:]
-            if piece:
-                yield self._emit(piece)
-        held += decoder.decode(b"", final=True)  # a dangling partial character becomes U+FFFD
-        cut = _first_stop(held, self.stop_strings) if self.stop_strings else None
-        if cut is not None:
-            held, self.finish_reason = held[:cut], "stop"
-        if held:
-            yield self._emit(held)
+    @property
+    def token_ids(self) -> list[int]:
+        return self.handle.completions[0].token_ids
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.handle.completions[0].finish_reason
 
 
 def stream(model, tokenizer: TokenizerLike, prompt_ids: Sequence[int] | torch.Tensor,
            gen_cfg: GenerationConfig | None = None) -> TextStream:
     """Generate from `prompt_ids`, yielding text pieces as they are produced (see `TextStream`)."""
-    gen_cfg = gen_cfg or GenerationConfig()
-    tokens = iter_tokens(model, prompt_ids, gen_cfg, _stop_ids(gen_cfg, tokenizer))
-    return TextStream(tokens, tokenizer, gen_cfg.stop_strings)
+    return TextStream(_submit(model, tokenizer, prompt_ids, gen_cfg or GenerationConfig()))
 
 
 def generate(model, tokenizer: TokenizerLike | None, prompt_ids: Sequence[int] | torch.Tensor,
@@ -226,11 +88,65 @@ def generate(model, tokenizer: TokenizerLike | None, prompt_ids: Sequence[int] |
     if gen_cfg.num_beams > 1:  # deterministic beam search; returns the best beam
         from .beam import beam_search
         return beam_search(model, prompt_ids, gen_cfg, tokenizer)[0]
-    tokens = iter_tokens(model, prompt_ids, gen_cfg, _stop_ids(gen_cfg, tokenizer))
-    if not [s for s in gen_cfg.stop_strings if s]:
-        return list(tokens)
-    if tokenizer is None:
-        raise ValueError("stop_strings need a tokenizer")
-    s = TextStream(tokens, tokenizer, gen_cfg.stop_strings)
-    s.read()
-    return s.token_ids
+    if [s for s in gen_cfg.stop_strings if s]:
+        if tokenizer is None:
+            raise ValueError("stop_strings need a tokenizer")
+    else:  # no text needed: resolve the default eos id here and let the engine skip decoding
+        gen_cfg = replace(gen_cfg, stop_token_ids=sorted(stop_ids(gen_cfg, tokenizer)))
+        tokenizer = None
+    return _submit(model, tokenizer, prompt_ids, gen_cfg).result().token_ids
+
+
+def generate_text(model, tokenizer, prompt_ids: Sequence[int], gen_cfg: GenerationConfig, *, constraint=None,
+                  draft_model=None, draft_tokens: int = 4, stream: bool = False) -> str | Iterator[str]:
+    """Text generated after `prompt_ids` (an empty prompt starts a fresh document: eos, else bos), through
+    the decoder the request needs. Stop ids come from gen_cfg.stop_token_ids (None: the tokenizer's eos).
+
+    draft_model: speculative decoding (engine/speculative.py; greedy gives the target's own tokens).
+    num_beams > 1: beam search (engine/beam.py), the beams separated by "\\n---\\n".
+    constraint / num_return_sequences > 1 / logprobs: whole completions from the Engine ("\\n---\\n" between
+    sequences; logprobs as a token<TAB>logprob table under each).
+    Otherwise the Engine streams: stream=True returns a `TextStream`, else the whole text. The other
+    decoders produce whole texts; with stream=True they come back as one piece."""
+    ids = list(prompt_ids) or [tokenizer.eos_id if tokenizer.eos_id is not None else tokenizer.bos_id]
+    if draft_model is not None:
+        text = _speculative_text(model, draft_model, tokenizer, ids, gen_cfg, draft_tokens)
+    elif gen_cfg.num_beams > 1:
+        from .beam import beam_search
+        text = "\n---\n".join(tokenizer.decode(s) for s in beam_search(model, ids, gen_cfg, tokenizer))
+    elif constraint is not None or gen_cfg.num_return_sequences > 1 or gen_cfg.logprobs is not None:
+        return _completions_text(model, tokenizer, ids, gen_cfg, constraint)
+    else:
+        text_stream = TextStream(_submit(model, tokenizer, ids, gen_cfg))
+        return text_stream if stream else text_stream.read()  # read(): stop strings already cut
+    return iter([text]) if stream else text
+
+
+def _speculative_text(model, draft_model, tokenizer, ids, gen_cfg, draft_tokens: int) -> str:
+    from .speculative import speculative_generate
+
+    if draft_model.cfg.vocab_size != model.cfg.vocab_size:
+        raise ValueError(f"the draft model has vocabulary {draft_model.cfg.vocab_size}, the target has "
+                         f"{model.cfg.vocab_size}: speculative decoding needs the same tokenizer")
+    text = tokenizer.decode(speculative_generate(model, draft_model, ids, gen_cfg, num_draft=draft_tokens,
+                                                 tokenizer=tokenizer))
+    cut = first_stop(text, gen_cfg.stop_strings or [])
+    return text if cut is None else text[:cut]
+
+
+def _completions_text(model, tokenizer, ids, gen_cfg, constraint) -> str:
+    """Several sequences, logprobs or constrained output: whole completions from the Engine, as text."""
+    from .engine import Engine, Request
+
+    engine = Engine(model, tokenizer, max_batch_size=gen_cfg.num_return_sequences)
+    out = []
+    for c in engine.submit(Request(ids, gen_cfg, constraint=constraint)).results():
+        text = c.text
+        if c.logprobs:
+            tops = c.top_logprobs or [[]] * len(c.token_ids)
+            text += "\n" + "\n".join(
+                f"{tokenizer.decode([t])!r}\t{lp:.4f}"
+                + ("\t" + " ".join(f"{tokenizer.decode([i])!r}:{v:.3f}" for i, v in top) if c.top_logprobs else "")
+                for t, lp, top in zip(c.token_ids, c.logprobs, tops))
+        out.append(text)
+    return "\n---\n".join(out)

@@ -149,8 +149,18 @@ def sample_next(logits: torch.Tensor, generator: torch.Generator | None, cfg,
     """
     if cfg.temperature == 0:
         return apply_processors(logits, cfg, prev_ids, prompt_len).argmax(dim=-1)
-    probs = process_logits(logits.float(), cfg, prev_ids, prompt_len).softmax(dim=-1)  # (B, V)
+    probs = next_token_probs(logits, cfg, prev_ids, prompt_len)  # (B, V)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+
+
+def next_token_probs(logits: torch.Tensor, cfg, prev_ids: torch.Tensor | None = None,
+                     prompt_len: int = 0) -> torch.Tensor:
+    """The distribution (B, V) that `sample_next` draws from; greedy (temperature 0) is one-hot on the argmax
+    (speculative decoding compares the target's and the draft's distributions, engine/speculative.py)."""
+    if cfg.temperature == 0:
+        best = apply_processors(logits, cfg, prev_ids, prompt_len).argmax(dim=-1)
+        return torch.nn.functional.one_hot(best, logits.shape[-1]).float()
+    return process_logits(logits.float(), cfg, prev_ids, prompt_len).softmax(dim=-1)
 
 
 def token_logprobs(logits: torch.Tensor, chosen: torch.Tensor, top: int = 0):

@@ -22,15 +22,14 @@ from typing import Sequence
 import torch
 
 from ..model.kv_cache import KVCache
-from .generate import GenerationConfig, _stop_ids
-from .sampling import needs_history, process_logits
+from . import native
+from .config import GenerationConfig, stop_ids
+from .sampling import needs_history, next_token_probs
 
 
-def _probs(logits: torch.Tensor, cfg: GenerationConfig) -> torch.Tensor:
-    """(T, V) processed distribution; greedy = one-hot argmax."""
-    if cfg.temperature == 0:
-        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float()
-    return process_logits(logits.float(), cfg).softmax(-1)
+def _last_logits(model, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """Feed ids (1, T) through model with its cache; logits (1, V) of the last position."""
+    return native.logits(model, native.forward(model, ids, cache)[:, -1])
 
 
 def speculative_accept(p: torch.Tensor, q: torch.Tensor, draft: list[int],
@@ -59,7 +58,7 @@ def speculative_generate(target, draft, prompt_ids: Sequence[int], gen_cfg: Gene
     if needs_history(cfg):
         raise ValueError("speculative decoding does not support history-dependent penalties")
     device = next(target.parameters()).device
-    stop = _stop_ids(cfg, tokenizer)
+    stop = stop_ids(cfg, tokenizer)
     gen = torch.Generator(device=device).manual_seed(cfg.seed) if cfg.seed is not None else None
     prompt = torch.as_tensor(list(prompt_ids), dtype=torch.long, device=device).view(1, -1)
     P = prompt.shape[1]
@@ -73,32 +72,30 @@ def speculative_generate(target, draft, prompt_ids: Sequence[int], gen_cfg: Gene
         tc = KVCache.for_model(target, 1, max_len=limit)
         dc = KVCache.for_model(draft, 1, max_len=limit)
         if P > 1:  # prefill all but the last prompt token, which is fed with the first proposal
-            target(prompt[:, :-1], cache=tc, return_hidden=True)
-            draft(prompt[:, :-1], cache=dc, return_hidden=True)
+            native.forward(target, prompt[:, :-1], tc)
+            native.forward(draft, prompt[:, :-1], dc)
         pend_t, pend_d = [int(prompt[0, -1])], [int(prompt[0, -1])]  # fed to each model next round
         while len(out) < max_new:
             k = max(0, min(num_draft, max_new - len(out) - 1, limit - tc.pos - 2))
             # draft proposes k tokens, one forward each
             d_start = dc.pos
-            d_logits = draft.logits(draft(torch.tensor([pend_d], device=device), cache=dc,
-                                          return_hidden=True)[:, -1])
+            d_logits = _last_logits(draft, torch.tensor([pend_d], device=device), dc)
             proposal, qs = [], []
             for i in range(k):
                 if greedy:  # argmax of the raw logits: no (V,) distribution is built
                     x = int(d_logits[0].argmax())
                 else:
-                    q = _probs(d_logits, cfg)[0]
+                    q = next_token_probs(d_logits, cfg)[0]
                     x = int(torch.multinomial(q, 1, generator=gen))
                     qs.append(q)
                 proposal.append(x)
                 if i < k - 1:
-                    d_logits = draft.logits(draft(torch.tensor([[x]], device=device), cache=dc,
-                                                  return_hidden=True)[:, -1])
+                    d_logits = _last_logits(draft, torch.tensor([[x]], device=device), dc)
             # the target scores the pending token and all k proposals in ONE forward: p_1 .. p_{k+1}
             t_start = tc.pos
-            hid = target(torch.tensor([pend_t + proposal], device=device), cache=tc, return_hidden=True)
+            hid = native.forward(target, torch.tensor([pend_t + proposal], device=device), tc)
             st["target_forwards"] += 1
-            t_logits = target.logits(hid[0])  # (k+1, V)
+            t_logits = native.logits(target, hid[0])  # (k+1, V)
             if greedy:  # accept the longest prefix the target's argmax agrees with, then its own token
                 best = t_logits.argmax(-1).tolist()  # one host sync for all k+1 positions
                 n = 0
@@ -106,7 +103,7 @@ def speculative_generate(target, draft, prompt_ids: Sequence[int], gen_cfg: Gene
                     n += 1
                 emitted = proposal[:n] + [best[n]]
             else:
-                p = _probs(t_logits, cfg)
+                p = next_token_probs(t_logits, cfg)
                 emitted = speculative_accept(p, torch.stack(qs) if qs else p[:0], proposal, gen)
             n_acc = len(emitted) - 1
             st["proposed"] += k

@@ -1,6 +1,6 @@
 """Native CPU kernels, compiled on first use: weight-streaming GEMV for fp32, int8, int4 and NF4 weights
 (gemv.cpp explains the layouts and why) and a decode step through every decoder block in one call
-(decode_step.cpp, used by model/decode_step.py).
+(decode_step.cpp, used by engine/decode_plan.py).
 
 `load()` builds them with torch's C++ extension tooling (g++ and ninja; 15-50 s once, cached in
 `$ZEROLLM_KERNEL_DIR` or ~/.cache/zerollm/kernels, keyed by the source, torch version and CPU flags) and registers
@@ -19,6 +19,10 @@ import warnings
 from pathlib import Path
 
 import torch
+
+# rows (batch x new tokens) up to which the native GEMV / decode step beat torch's GEMM; more rows (prompts,
+# training batches) take the PyTorch path (engine/native.py, engine/decode_plan.py, model/quant.py)
+NATIVE_MAX_ROWS = 64
 
 _HERE = Path(__file__).parent
 _SOURCES = [_HERE / "gemv.cpp", _HERE / "decode_step.cpp"]

@@ -8,7 +8,7 @@
 // what ATen does slowly for one query (writing the cache, attention over the cached keys) is written here.
 // tests/engine/test_engine_decode_step.py checks it against the Python path for every architecture switch.
 //
-// Layout of the per-layer arguments (built by src/zerollm/model/decode_step.py, which documents it too):
+// Layout of the per-layer arguments (built by src/zerollm/engine/decode_plan.py, which documents it too):
 //   tensors  48 per layer: norm1 w, norm1 b, norm2 w, norm2 b, q_norm w, k_norm w, then 7 linears × 6 slots
 //            (weight or codes, scales or NF4 levels, mins, bias, absmax_q8, absmax_s2); absent = None
 //            linears: q, k, v, o, then fc, proj (GELU MLP) or gate, up, down (SwiGLU)
@@ -32,7 +32,7 @@ constexpr int N_TENSORS = 48, N_META = 22, N_FMETA = 10, N_LINEARS = 7;
 enum Slot { NORM1_W, NORM1_B, NORM2_W, NORM2_B, QNORM_W, KNORM_W, LINEARS };
 enum Lin { Q, K, V, O, MLP1, MLP2, MLP3 };  // MLP1/2/3: fc/proj/- (GELU) or gate/up/down (SwiGLU)
 static_assert(N_TENSORS == LINEARS + 6 * N_LINEARS && N_META == 8 + 2 * N_LINEARS && N_FMETA == 3 + N_LINEARS,
-              "per-layer layout (model/decode_step.py builds the same)");
+              "per-layer layout (engine/decode_plan.py builds the same)");
 
 using TensorList = c10::List<c10::optional<at::Tensor>>;
 

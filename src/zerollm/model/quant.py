@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zerollm.model.fast_linear import NATIVE_MAX_ROWS  # rows up to which the native GEMV beats dequant + GEMM
+from zerollm.kernels import NATIVE_MAX_ROWS  # rows up to which the native GEMV beats dequant + GEMM
 
 SCHEMES = ("int8", "int4-sym", "int4-asym", "nf4")
 # the 16 NF4 levels (QLoRA appendix E; bitsandbytes' `NF4` table)
@@ -193,7 +193,7 @@ class QuantLinear(nn.Module):
             return self._native(x)
         if self.cache_mode == "dequant" or (self.cache_mode == "auto" and not native):
             if self._w is None or self._w.dtype != x.dtype or self._w.device != x.device:
-                # column-major when widening: the fast GEMV layout (see Transformer.optimize_for_decode)
+                # column-major when widening: the fast GEMV layout (see engine/native.py optimize_for_decode)
                 w = self.dequantize(x.dtype)
                 self._w = w.t().contiguous().t() if self.out_features >= self.in_features else w
             w = self._w

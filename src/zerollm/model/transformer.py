@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .fast_linear import decode_linear
 from .kv_cache import KVCache
 from .layers import Block, RMSNorm, RotaryEmbedding, document_mask, make_norm
 
@@ -85,6 +84,19 @@ class Transformer(nn.Module):
         limit = cache.max_len if cache is not None else self.cfg.max_seq_len
         if start + T > limit:
             raise ValueError(f"sequence of {start + T} tokens exceeds the context window ({limit})")
+        x, rope = self.embed(idx, start, positions)  # (B, T, D), RoPE cos/sin
+        mask = cache.attn_mask(T) if cache is not None else doc_mask  # None -> plain causal (or T == 1)
+        for block in self.blocks:
+            x = block(x, rope, cache, mask)  # (B, T, D)
+        if cache is not None:
+            cache.advance(T)
+        x = self.norm_f(x)
+        return x if return_hidden else self.logits(x)
+
+    def embed(self, idx: torch.Tensor, start: int = 0, positions: torch.Tensor | None = None):
+        """Token (+ learned position) embeddings (B, T, D) of tokens at positions start.. (or `positions`), and
+        RoPE's (cos, sin) for those positions (None without RoPE)."""
+        T = idx.shape[1]
         x = self.tok_emb(idx)  # (B, T, D)
         if self.pos_emb is not None:
             pos = positions if positions is not None else torch.arange(start, start + T, device=idx.device)
@@ -92,64 +104,21 @@ class Transformer(nn.Module):
         rope = self.rope(start, T, positions) if self.rope is not None else None  # cos, sin: (T, rot)
         if self.cfg.dropout and self.training:
             x = F.dropout(x, self.cfg.dropout, True)
-
-        plan = getattr(self, "_decode_plan", None)  # see optimize_for_decode
-        if cache is not None and plan is not None and plan.applies(self, x, cache):
-            x = plan.run(x, cache, rope)  # every block in one native call (model/decode_step.py)
-        else:
-            mask = cache.attn_mask(T) if cache is not None else doc_mask  # None -> plain causal (or T == 1)
-            for block in self.blocks:
-                x = block(x, rope, cache, mask)  # (B, T, D)
-        if cache is not None:
-            cache.advance(T)
-        x = self.norm_f(x)
-        return x if return_hidden else self.logits(x)
+        return x, rope
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Output projection of final hidden states (..., D) -> float32 logits (..., V). Generation calls this
         on the last position only, so the (V x D) matmul is not spent on prompt tokens."""
         if self.lm_head is None:  # tied: the embedding table is the projection
-            if getattr(self, "_native_decode", False):
-                return decode_linear(hidden, self.tok_emb.weight).float()
             return F.linear(hidden, self.tok_emb.weight).float()
         return self.lm_head(hidden).float()  # a Linear, or a QuantLinear (model/quant.py)
 
-    @torch.no_grad()
     def optimize_for_decode(self, enable: bool = True, native: bool | None = None) -> "Transformer":
-        """Prepare the matmuls for fast batch-1 decoding; values, shapes and the state dict are unchanged.
+        """Fast batch-1 decoding on the CPU (native GEMV kernels / weight layout, and the native decode step
+        the engine runs); values, shapes and the state dict are unchanged. See engine/native.py."""
+        from zerollm.engine.native import optimize_for_decode
 
-        Decoding one token is a matrix-vector product per weight, bounded by how fast the weight streams from
-        memory. With the native kernels (zerollm.kernels; `native=None` uses them on CPU when they build) every
-        Linear becomes a `DecodeLinear` and the tied output projection goes through the same GEMV
-        (model/fast_linear.py), with weights row-major, and a `DecodePlan` (model/decode_step.py) runs each
-        single-token step through all blocks in one native call: on GPT-2-124M, 2 threads, 50 vs 30 tokens/s
-        (MKL) at batch 1 and 4.8x batch 1 aggregate at batch 8 (bench/bench_decode.py). Quantized models
-        (QuantLinear layers) get the plan too. Without the kernels the weights are re-laid out for MKL: on
-        CPU y = x @ W^T runs 1.3-1.8x faster when W^T is contiguous, i.e. when the (out, in) weight is stored
-        column-major, for every weight whose output is at least as wide as its input; those weights get
-        strides (1, out). Training works with either; serialisers that insist on contiguous tensors
-        (safetensors) need `.contiguous()`, or call `optimize_for_decode(False)` first.
-        """
-        from zerollm.model.decode_step import DecodePlan
-        from zerollm.model.fast_linear import DecodeLinear
-
-        if native is None:  # the kernels are CPU code; they build once (~20 s) on first use
-            from zerollm import kernels
-            native = enable and self.tok_emb.weight.device.type == "cpu" and kernels.load()
-        self._native_decode = bool(enable and native)
-        for module in self.modules():
-            if type(module) in (nn.Linear, DecodeLinear):
-                module.__class__ = DecodeLinear if self._native_decode else nn.Linear
-            w = module.weight if isinstance(module, (nn.Linear, nn.Embedding)) else None
-            if w is None or not isinstance(w, torch.Tensor) or w.dim() != 2:
-                continue
-            out_features, in_features = w.shape
-            if enable and not native and out_features >= in_features:
-                w.data = w.data.t().contiguous().t()  # same (out, in) tensor, column-major storage
-            else:
-                w.data = w.data.contiguous()
-        self._decode_plan = DecodePlan.build(self) if self._native_decode else None
-        return self
+        return optimize_for_decode(self, enable, native)
 
     # ------------------------------------------------------------------------------------------------------
 

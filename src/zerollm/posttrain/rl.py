@@ -1,11 +1,11 @@
 """RL rollouts as batch sources for the one training loop (GRPO and PPO).
 
 The loop asks its batch source for `next_batch()`; here that *generates* — the current policy samples
-completions through `engine.generate`, they are scored, and the tensors the objective needs come back:
+completions through the `Engine` (engine/engine.py), they are scored, and the tensors the objective needs come back:
 
-    prompts ──(policy, engine.generate)──▶ completions ──reward──▶ advantages ──▶ batch tensors
-                                                                               └─ reused `updates_per_rollout`
-                                                                                  times (GRPO's μ, PPO epochs)
+    prompts ──(policy, Engine)──▶ completions ──reward──▶ advantages ──▶ batch tensors
+                                                                      └─ reused `updates_per_rollout`
+                                                                         times (GRPO's μ, PPO epochs)
 
 Sampling is seeded from (seed, rollout number, sample number), and `state_dict()` holds the prompt order
 position, the rollout counter and the current rollout buffer, so a resumed run continues exactly.
@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from zerollm.chat.format import prompt_ids, render, stop_token_ids
-from zerollm.engine.generate import GenerationConfig, generate
+from zerollm.engine.generate import GenerationConfig
 from zerollm.objectives import (IGNORE_INDEX, gae, group_advantages, hidden_and_values, kl_shaped_rewards, scores,
                                 token_logps)
 from zerollm.posttrain.data import _Shuffled, pad_batch
@@ -57,39 +57,25 @@ class Reference:
 
 def sample_many(policy, tokenizer, prompts: list[list[int]], n: int, max_new_tokens: int, temperature: float,
                 seeds: list[int], max_batch: int = 64) -> list[list[list[int]]]:
-    """n completions per prompt (completion k of prompt j seeded seeds[j] + k); a completion that stopped
-    ends with the end-of-turn token. Batched through `engine.Engine` when it is available (its output per
-    request equals `generate()`'s for that request alone), else one `generate()` call per completion."""
+    """n completions per prompt (completion k of prompt j seeded seeds[j] + k), batched through one
+    `engine.Engine` (its output per request equals what that request gives alone); a completion that stopped
+    ends with the end-of-turn token."""
+    from zerollm.engine.engine import Engine
+
     stops = stop_token_ids(tokenizer)
     was_training = policy.training
     out: list[list[list[int]]] = []
+    per_chunk = max(1, max_batch // n)  # prompts whose n completions fit in one batch
     try:
-        from zerollm.engine.engine import Engine
-
-        GenerationConfig(num_return_sequences=n)
-    except (ImportError, TypeError):
-        Engine = None
-    try:
-        if Engine is not None:
-            engine = Engine(policy, tokenizer, max_batch_size=max(n, min(max_batch, n * len(prompts))))
-            for j0 in range(0, len(prompts), max(1, max_batch // n)):
-                chunk = range(j0, min(len(prompts), j0 + max(1, max_batch // n)))
-                handles = [engine.submit(list(prompts[j]), GenerationConfig(
-                    max_new_tokens=max_new_tokens, temperature=temperature, seed=seeds[j], stop_token_ids=stops,
-                    num_return_sequences=n)) for j in chunk]
-                engine.run_until_done()
-                for h in handles:
-                    out.append([list(c.token_ids) + ([stops[0]] if c.finish_reason == "stop" else [])
-                                for c in sorted(h.results(), key=lambda c: c.index)])
-        else:
-            for j, p in enumerate(prompts):
-                group = []
-                for k in range(n):
-                    gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seeds[j] + k,
-                                           stop_token_ids=stops)
-                    new = generate(policy, tokenizer, p, gen)
-                    group.append(new + ([stops[0]] if len(new) < max_new_tokens else []))
-                out.append(group)
+        engine = Engine(policy, tokenizer, max_batch_size=max(n, min(max_batch, n * len(prompts))))
+        for j0 in range(0, len(prompts), per_chunk):
+            handles = [engine.submit(list(prompts[j]), GenerationConfig(
+                max_new_tokens=max_new_tokens, temperature=temperature, seed=seeds[j], stop_token_ids=stops,
+                num_return_sequences=n)) for j in range(j0, min(len(prompts), j0 + per_chunk))]
+            engine.run_until_done()
+            for h in handles:
+                out.append([list(c.token_ids) + ([stops[0]] if c.finish_reason == "stop" else [])
+                            for c in sorted(h.results(), key=lambda c: c.index)])
     finally:
         policy.train(was_training)
     return out

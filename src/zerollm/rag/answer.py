@@ -63,8 +63,8 @@ def answer(question: str, retriever, model, tokenizer, k: int = 4, mode: str = "
     `stream`: optional callback receiving text pieces as they are generated; `template`: the model's own chat
     template (loading.Loaded.chat_template; None = ChatML)."""
     from zerollm.chat.format import prompt_ids
+    from zerollm.engine.engine import Engine
     from zerollm.engine.generate import GenerationConfig
-    from zerollm.engine.generate import stream as gen_stream
 
     ctx = model.cfg.max_seq_len
     if max_new_tokens >= ctx:
@@ -76,7 +76,7 @@ def answer(question: str, retriever, model, tokenizer, k: int = 4, mode: str = "
     stops = [i for i in (end, tokenizer.eos_id) if i is not None]
     gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, stop_token_ids=stops)
     pieces = []
-    for piece in gen_stream(model, tokenizer, ids, gen):
+    for piece in Engine(model, tokenizer, max_batch_size=1).submit(ids, gen).texts():
         pieces.append(piece)
         if stream:
             stream(piece)

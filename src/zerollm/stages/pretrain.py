@@ -36,6 +36,8 @@ from zerollm.data.corpus import write_default_corpus
 from zerollm.data.loader import TokenLoader
 from zerollm.data.prepare import data_prepare
 from zerollm.data.sources import iter_documents
+from zerollm.engine.engine import Engine
+from zerollm.engine.generate import GenerationConfig
 from zerollm.model.transformer import Transformer
 from zerollm.objectives import LMObjective, evaluate_lm
 from zerollm.rundir import finish_report, holds_run, start_run
@@ -68,16 +70,13 @@ def build_model_config(cfg: PretrainConfig, vocab_size: int):
 
 
 def samples_text(model, tokenizer, prompts: list[str], max_new_tokens: int, seed: int = 0) -> list[str]:
-    from zerollm.engine.generate import GenerationConfig, generate
-
-    out = []
-    for prompt in prompts:
-        ids = tokenizer.encode(prompt)
-        gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.8, top_k=50, seed=seed,
-                               stop_token_ids=[tokenizer.eos_id] if tokenizer.eos_id is not None else [])
-        new = generate(model, tokenizer, ids, gen)
-        out.append(prompt + tokenizer.decode(new))
-    return out
+    """One sampled continuation per prompt, the prompts batched through the Engine (each seeded `seed`, so a
+    prompt's sample is what it would be alone)."""
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.8, top_k=50, seed=seed,
+                           stop_token_ids=[tokenizer.eos_id] if tokenizer.eos_id is not None else [])
+    engine = Engine(model, tokenizer, max_batch_size=max(1, min(8, len(prompts))))
+    outs = engine.generate([tokenizer.encode(p) for p in prompts], gen)
+    return [p + tokenizer.decode(o[0].token_ids) for p, o in zip(prompts, outs)]
 
 
 def pretrain(cfg: PretrainConfig | str | None = None, overrides: list[str] | dict | None = None,

@@ -4,11 +4,11 @@
 small PyTorch calls per token besides the matmuls, 4-5 ms per token on GPT-2-124M on 2 CPU cores, as much as
 all of int4's matmuls. `DecodePlan` hands the same computation to `torch.ops.zerollm_kernels.decode_layers`
 (kernels/decode_step.cpp): the model's own tensors (fp32 weights or quantized codes, norms, biases) are
-gathered once into flat lists, and each step is one call over all layers. `Transformer.forward` uses the plan
-when one is attached (`optimize_for_decode()`, with native kernels), the input is at most `NATIVE_MAX_ROWS`
-float32 tokens on the CPU (one per row when decoding; a speculative draft being verified; a short prompt), no
-gradient is needed, and the layers are still the modules the plan was built from; anything else (long prompts,
-training, LoRA, other dtypes) takes the Python blocks.
+gathered once into flat lists, and each step is one call over all layers. `native.forward` (what the decoders
+call) uses the plan when one is attached (`native.optimize_for_decode`, with native kernels), the input is at
+most `NATIVE_MAX_ROWS` float32 tokens on the CPU that fit in the cache (one per row when decoding; a
+speculative draft being verified; a short prompt), no gradient is needed, and the layers are still the modules
+the plan was built from; anything else (long prompts, training, LoRA, other dtypes) takes the Python blocks.
 tests/engine/test_engine_decode_step.py checks the two paths agree for every architecture switch.
 
 Layout per layer (decode_step.cpp reads it):
@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from zerollm import kernels
-from zerollm.kernels import ops
-from zerollm.model.fast_linear import NATIVE_MAX_ROWS, DecodeLinear
+from zerollm.kernels import NATIVE_MAX_ROWS, ops
 from zerollm.model.layers import Block, GeluMLP, RMSNorm, SwiGLU
 from zerollm.model.quant import NF4_LEVELS, QuantLinear
 
@@ -65,9 +64,12 @@ class DecodePlan:
             fmeta += layer[2]
         return cls(model.blocks, tensors, meta, fmeta)
 
-    def applies(self, model, x: torch.Tensor, cache) -> bool:
-        """Whether this step of `model` can go through the native call (see the module docstring)."""
-        return (x.shape[0] * x.shape[1] <= NATIVE_MAX_ROWS and x.dtype == torch.float32 and x.device.type == "cpu"
+    def applies(self, model, idx: torch.Tensor, cache) -> bool:
+        """Whether this step (token ids idx (B, T)) of `model` can go through the native call (see the module
+        docstring); the embeddings' dtype and device are the activations'."""
+        emb = model.tok_emb.weight
+        return (idx.numel() <= NATIVE_MAX_ROWS and emb.dtype == torch.float32 and emb.device.type == "cpu"
+                and cache.pos + idx.shape[1] <= cache.max_len
                 and not torch.is_grad_enabled() and not model.training and model.blocks is self.blocks
                 and cache.k[0].dtype == torch.float32 and cache.k[0].is_contiguous()
                 and self._live == self._built)
@@ -87,6 +89,8 @@ def _linear(mod: nn.Module | None) -> tuple[list, list[int], float] | None:
     """A linear's 6 tensor slots, (kind, group) and NF4 absmax mean; None if the native GEMVs cannot run it."""
     if mod is None:
         return [None] * 6, [-1, 0], 0.0
+    from .native import DecodeLinear
+
     if type(mod) in (nn.Linear, DecodeLinear):
         w = mod.weight
         if w.dtype != torch.float32 or not w.is_contiguous() or mod.in_features % 32:
