@@ -43,6 +43,9 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
+from zerollm.engine.engine import Engine
+from zerollm.engine.generate import GenerationConfig
+
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 COT_TRIGGER = "Let's think step by step."  # Kojima et al. 2022, Table 4's best zero-shot trigger
 ANSWER_TRIGGER = "Therefore, the answer is"  # Kojima et al. 2022, answer extraction (second stage)
@@ -256,9 +259,6 @@ def sampler(model, tokenizer, temperature: float = 0.7, max_new_tokens: int = 25
             **gen_kwargs) -> Callable[[str], str]:
     """A `generate_fn` for self_consistency: text in, sampled text out, through one Engine. Call i uses
     seed + i, so a run of k samples is reproducible and the samples differ."""
-    from zerollm.engine.engine import Engine
-    from zerollm.engine.generate import GenerationConfig
-
     calls = [0]
     engine = Engine(model, tokenizer, max_batch_size=1)
 

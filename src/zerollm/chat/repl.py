@@ -18,6 +18,9 @@ from __future__ import annotations
 import sys
 from typing import Callable, TextIO
 
+from zerollm.engine.generate import GenerationConfig
+from zerollm.loading import load_for_use
+
 from .conversation import ContextTooLong, Conversation
 
 HELP = "commands: /reset  /system TEXT  /save FILE  /load FILE  /quit (or exit); end a line with \\ to continue"
@@ -106,8 +109,6 @@ class ChatSession:
 
     def reply(self, message: str, out: TextIO) -> str:
         """Add the user message, stream the model's reply to `out`, and return it."""
-        from zerollm.engine.generate import GenerationConfig
-
         self.conv.add("user", message)
         budget = self.model.cfg.max_seq_len - self.max_new_tokens
         try:
@@ -150,8 +151,6 @@ def load_session(model_dir: str, system: str | None = None, device: str = "auto"
     """A ChatSession over a zerollm checkpoint or a converted / Hugging Face model directory. The model's own
     chat template (chat_template.jinja or tokenizer_config.json in its directory) is used when it has one
     other than zerollm's ChatML; otherwise ChatML over zerollm's special tokens."""
-    from zerollm.loading import load_for_use
-
     loaded = load_for_use(model_dir, device)
     model, tok, template = loaded.model, loaded.tokenizer, loaded.chat_template
     if template is None and "<|im_start|>" not in tok.special_tokens:

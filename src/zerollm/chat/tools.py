@@ -31,7 +31,11 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable
 
+from zerollm.engine.constrained import JSONSchemaConstraint
+from zerollm.engine.engine import Engine, Request
+from zerollm.engine.generate import GenerationConfig
 from zerollm.engine.json_schema import SchemaError, validate
+from zerollm.rag.retrieve import Retriever
 
 
 @dataclass
@@ -303,8 +307,6 @@ def current_time(timezone: str = "local") -> str:
 
 def make_search_tool(index, k: int = 3, mode: str = "auto") -> Tool:
     """A `search_documents` tool over a RAG index: returns numbered passages with their sources."""
-    from zerollm.rag.retrieve import Retriever
-
     retriever = Retriever(index)
 
     def search_documents(query: str) -> str:
@@ -352,8 +354,6 @@ _CONSTRAINTS: dict = {}  # (tokenizer id, schema JSON) -> compiled constraint; i
 
 
 def _call_constraint(tokenizer, tools: list[Tool]):
-    from zerollm.engine.constrained import JSONSchemaConstraint
-
     schema = tool_call_schema(tools)
     key = (id(tokenizer), json.dumps(schema, sort_keys=True))
     c = _CONSTRAINTS.get(key)
@@ -369,9 +369,6 @@ def decode_tool_call(model, tokenizer, prompt_ids: list[int], tools: list[Tool],
     """Decode `{"name": <one of the tools>, "arguments": <valid under its schema>}` after `prompt_ids` (which end
     where the call's JSON starts, i.e. after `<|tool_call|>`) as a constrained Engine request (`engine`: an
     Engine over `model` to reuse, e.g. run_agent's)."""
-    from zerollm.engine.engine import Engine, Request
-    from zerollm.engine.generate import GenerationConfig
-
     engine = engine or Engine(model, tokenizer, max_batch_size=1)
     # no stop ids: the constraint decides where the call ends (its eos only once the JSON is complete)
     gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, stop_token_ids=[])
@@ -414,9 +411,6 @@ def run_agent(model, tokenizer, conversation, tools: list[Tool], *, max_steps: i
 
     Whether to call a tool is decided greedily (is <|tool_call|> the most likely next token?) even when the
     answer is sampled, so the decision is reproducible; everything generates through one Engine."""
-    from zerollm.engine.engine import Engine
-    from zerollm.engine.generate import GenerationConfig
-
     open_id, close_id = _call_marker(tokenizer)
     by_name = {t.name: t for t in tools}
     budget = budget or model.cfg.max_seq_len - max_new_tokens

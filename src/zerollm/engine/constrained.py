@@ -39,7 +39,7 @@ import math
 import torch
 
 from .json_schema import JSONSchemaCompiler, SchemaError, validate
-from .regex_grammar import EMPTY, regex_ast
+from .regex_grammar import EMPTY, CharSet, regex_ast
 
 INF = math.inf
 

@@ -47,7 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zerollm.kernels import NATIVE_MAX_ROWS  # rows up to which the native GEMV beats dequant + GEMM
+from zerollm import kernels
+from zerollm.kernels import NATIVE_MAX_ROWS, ops  # NATIVE_MAX_ROWS: rows up to which the native GEMV wins
+from zerollm.model.transformer import Transformer
 
 SCHEMES = ("int8", "int4-sym", "int4-asym", "nf4")
 # the 16 NF4 levels (QLoRA appendix E; bitsandbytes' `NF4` table)
@@ -166,12 +168,9 @@ class QuantLinear(nn.Module):
         shape_ok = self.in_features % step == 0 and (not self.scheme.startswith("int4") or self.group_size % 32 == 0)
         if self.kernel == "dequant" or not shape_ok:
             return False
-        from zerollm import kernels
         return kernels.load()
 
     def _native(self, x: torch.Tensor) -> torch.Tensor:
-        from zerollm.kernels import ops
-
         k, b = ops(), self.bias
         if self.scheme == "int8":
             return k.gemv_int8(x, self.qweight, self.scales, b)
@@ -290,7 +289,6 @@ def load_quantized(ckpt: str | Path, cfg, device="cpu"):
     """Build the model of a quantized checkpoint (quant.json + model.safetensors) and load its tensors."""
     from safetensors.torch import load_file
 
-    from zerollm.model.transformer import Transformer
 
     ckpt = Path(ckpt)
     meta = json.loads((ckpt / "quant.json").read_text(encoding="utf-8"))

@@ -19,17 +19,24 @@ from typing import Callable
 import torch
 
 from zerollm.chat.format import prompt_ids, render, stop_token_ids
+from zerollm.engine.engine import Engine
 from zerollm.engine.generate import GenerationConfig
-from zerollm.objectives import (IGNORE_INDEX, gae, group_advantages, hidden_and_values, kl_shaped_rewards, scores,
-                                token_logps)
+from zerollm.objectives import (
+    IGNORE_INDEX,
+    gae,
+    group_advantages,
+    hidden_and_values,
+    kl_shaped_rewards,
+    scores,
+    token_logps,
+)
 from zerollm.posttrain.data import _Shuffled, pad_batch
+from zerollm.posttrain.lora import lora_modules
 
 
 @contextlib.contextmanager
 def adapters_disabled(model):
     """Run the base model of a LoRA model (the reference policy) without copying it."""
-    from zerollm.posttrain.lora import lora_modules
-
     mods = [m for m in lora_modules(model).values() if not m.merged]
     for m in mods:
         m.merged = True  # a merged layer skips the LoRA branch; its weight holds the base here
@@ -60,8 +67,6 @@ def sample_many(policy, tokenizer, prompts: list[list[int]], n: int, max_new_tok
     """n completions per prompt (completion k of prompt j seeded seeds[j] + k), batched through one
     `engine.Engine` (its output per request equals what that request gives alone); a completion that stopped
     ends with the end-of-turn token."""
-    from zerollm.engine.engine import Engine
-
     stops = stop_token_ids(tokenizer)
     was_training = policy.training
     out: list[list[list[int]]] = []

@@ -13,6 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from zerollm.chat.format import prompt_ids
+from zerollm.engine.engine import Engine
+from zerollm.engine.generate import GenerationConfig
+
 from . import RAGError
 
 SYSTEM = ("Answer the question using only the numbered passages. Cite the passages you use as [1], [2]. "
@@ -41,8 +45,6 @@ def _passage(n: int, hit) -> str:
 def build_messages(question: str, hits, tokenizer, budget: int, template: str | None = None
                    ) -> tuple[list[dict], list]:
     """Chat messages with as many passages as fit in `budget` tokens, and the hits used."""
-    from zerollm.chat.format import prompt_ids
-
     def msgs(used):
         body = "\n\n".join(_passage(i, h) for i, h in enumerate(used, 1))
         return [{"role": "system", "content": SYSTEM},
@@ -62,10 +64,6 @@ def answer(question: str, retriever, model, tokenizer, k: int = 4, mode: str = "
     """Retrieve, prompt the model with numbered passages, and return its answer with citations.
     `stream`: optional callback receiving text pieces as they are generated; `template`: the model's own chat
     template (loading.Loaded.chat_template; None = ChatML)."""
-    from zerollm.chat.format import prompt_ids
-    from zerollm.engine.engine import Engine
-    from zerollm.engine.generate import GenerationConfig
-
     ctx = model.cfg.max_seq_len
     if max_new_tokens >= ctx:
         raise RAGError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in a {ctx}-token context")

@@ -34,6 +34,8 @@ import torch
 
 from zerollm.engine.engine import Engine, Event, Overloaded, Request, RequestHandle
 from zerollm.engine.generate import GenerationConfig
+from zerollm.loading import load_for_use
+from zerollm.runtime import setup_runtime
 
 
 @dataclass
@@ -148,9 +150,6 @@ class Backend:
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, device: str = "auto", **kwargs) -> "Backend":
-        from zerollm.loading import load_for_use
-
-        from zerollm.runtime import setup_runtime
 
         loaded = load_for_use(model_dir, setup_runtime(device))
         return cls(loaded.model, loaded.tokenizer, model_id=kwargs.pop("model_id", None) or _model_id(model_dir),

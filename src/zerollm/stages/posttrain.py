@@ -28,10 +28,22 @@ import torch
 from zerollm.chat.format import prompt_ids
 from zerollm.config import load_config
 from zerollm.loading import Loaded, load, model_chat_template
-from zerollm.objectives import (DPOObjective, GRPOObjective, PPOObjective, RewardObjective, SFTObjective,
-                                add_value_head, evaluate_pairs, evaluate_sft, reference_logps, reward_margin)
+from zerollm.objectives import (
+    DPOObjective,
+    GRPOObjective,
+    PPOObjective,
+    RewardObjective,
+    SFTObjective,
+    add_value_head,
+    evaluate_pairs,
+    evaluate_sft,
+    reference_logps,
+    reward_margin,
+)
 from zerollm.posttrain import data as D
 from zerollm.posttrain.lora import LoRAConfig, apply_lora, save_adapter, strip_lora, trainable_share
+from zerollm.posttrain.rewards import REWARDS, exact_numeric_reward
+from zerollm.posttrain.rl import GRPORollouts, PPORollouts, Reference, completion_text, sample, sample_many
 from zerollm.rundir import fenced, finish_report, plot_metrics, start_run
 from zerollm.runtime import setup_runtime
 from zerollm.train.checkpoint import save_checkpoint
@@ -214,8 +226,6 @@ def _split(items: list, cfg: StageConfig) -> tuple[list, list]:
 
 def greedy_texts(model, tok, prompts: list, max_new_tokens: int, template: str | None = None) -> list[str]:
     """Greedy completions of (messages, record) prompts, batched through the engine (rl.sample_many)."""
-    from zerollm.posttrain.rl import completion_text, sample_many
-
     ids = [prompt_ids(m, tok, template=template) for m, _ in prompts]
     groups = sample_many(model, tok, ids, 1, max_new_tokens, 0.0, [0] * len(ids))
     return [completion_text(tok, g[0]) for g in groups]
@@ -224,8 +234,6 @@ def greedy_texts(model, tok, prompts: list, max_new_tokens: int, template: str |
 @torch.no_grad()
 def exact_match(model, tok, prompts: list, max_new_tokens: int, template: str | None = None) -> float:
     """Greedy decoding on (messages, record) prompts; share whose `#### x` equals record["answer"]."""
-    from zerollm.posttrain.rewards import exact_numeric_reward
-
     if not prompts:
         return float("nan")
     texts = greedy_texts(model, tok, prompts, max_new_tokens, template)
@@ -327,9 +335,6 @@ def dpo(cfg: DPOConfig | str | None = None, overrides=None) -> dict:
 
 def grpo(cfg: GRPOConfig | str | None = None, overrides=None) -> dict:
     """GRPO on verifiable rewards: group sampling, group-normalized advantages, k3 KL to the start model."""
-    from zerollm.posttrain.rewards import REWARDS, exact_numeric_reward
-    from zerollm.posttrain.rl import GRPORollouts, Reference
-
     cfg = _resolve(GRPOConfig, cfg, overrides)
     if cfg.reward not in REWARDS:
         raise ValueError(f"grpo: unknown reward {cfg.reward!r}; known: {', '.join(REWARDS)}")
@@ -362,8 +367,6 @@ def grpo(cfg: GRPOConfig | str | None = None, overrides=None) -> dict:
 
 def ppo(cfg: PPOConfig | str | None = None, overrides=None, property_fn=None) -> dict:
     """PPO (RLHF): policy + value head, frozen reference, per-token KL penalty, GAE, reward-model score."""
-    from zerollm.posttrain.rl import PPORollouts, Reference, sample, completion_text
-
     cfg = _resolve(PPOConfig, cfg, overrides)
     if not cfg.reward_model:
         raise ValueError("ppo: no reward model (set reward_model=DIR from `zerollm reward`)")
