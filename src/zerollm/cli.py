@@ -113,6 +113,7 @@ def _add_tokenizer_and_data(sub) -> None:
     t.add_argument("--pattern", default=None, help="pre-tokenization regex, or 'gpt2' / 'gpt4' (bpe only)")
     t.add_argument("--text-field", default="text")
     t.add_argument("--out", required=True)
+    t.add_argument("--overwrite", action="store_true", help="if --out exists and is not an output of this stage, move it aside")
     st = tsub.add_parser("stats", help="tokens per char/byte, vocab usage, top tokens, segmentation")
     st.add_argument("tokenizer", help="tokenizer directory")
     st.add_argument("files", nargs="+", help="held-out text files")
@@ -126,6 +127,7 @@ def _add_tokenizer_and_data(sub) -> None:
     d.add_argument("inputs", nargs="+", help="text/.jsonl/.parquet files, directories or globs")
     d.add_argument("--tokenizer", required=True, help="tokenizer directory")
     d.add_argument("--out", required=True)
+    d.add_argument("--overwrite", action="store_true", help="if --out exists and is not an output of this stage, move it aside")
     d.add_argument("--text-field", default="text")
     d.add_argument("--val-fraction", type=float, default=0.01)
     d.add_argument("--workers", type=int, default=2)
@@ -188,6 +190,7 @@ def _add_models(sub) -> None:
     q = sub.add_parser("quantize", help="write a weight-only int8/int4/NF4 checkpoint")
     _add_model_flag(q)
     q.add_argument("--out", required=True)
+    q.add_argument("--overwrite", action="store_true", help="if --out exists and is not an output of this stage, move it aside")
     q.add_argument("--bits", type=int, choices=[8, 4], default=None)
     q.add_argument("--scheme", choices=["int8", "int4-sym", "int4-asym", "nf4"], default=None)
     q.add_argument("--group-size", type=int, default=32)
@@ -203,11 +206,13 @@ def _add_models(sub) -> None:
     c.add_argument("src", nargs="?", default=None, help="the same as --model (kept for older scripts)")
     _add_model_flag(c, required=False, help_="HF model directory, or llama2.c .bin file")
     c.add_argument("--out", required=True, help="checkpoint directory to write")
+    c.add_argument("--overwrite", action="store_true", help="if --out exists and is not an output of this stage, move it aside")
     c.add_argument("--tokenizer", default=None, help="llama2c: tokenizer .model or tokenizer.bin")
     e = sub.add_parser("export", help="export a model as a Hugging Face dir, GGUF or llama2.c .bin")
     e.add_argument("--format", required=True, choices=["hf", "gguf", "llama2c"])
     _add_model_flag(e)
     e.add_argument("--out", required=True, help="directory (hf) or file (gguf, llama2c) to write")
+    e.add_argument("--overwrite", action="store_true", help="if --out exists and is not an output of this stage, move it aside")
     e.add_argument("--version", type=int, default=0, help="llama2c file version (0 = run.c's, 1)")
     e.add_argument("--dtype", default=None, help="hf: float32|bfloat16|float16; gguf: f32|f16")
     e.add_argument("--tokenizer-out", default=None, help="llama2c: where to write tokenizer.bin")
@@ -329,13 +334,14 @@ def _run(args: argparse.Namespace, rest: list[str], fields: dict) -> int:
             raise ValueError("give at least one input file")
         tok = api.tokenizer_train(inputs, args.out, vocab_size=args.vocab_size,
                                   pattern=resolve_pattern(args.pattern) if args.pattern else None,
-                                  text_field=args.text_field, algorithm=args.algorithm)
+                                  text_field=args.text_field, algorithm=args.algorithm, overwrite=args.overwrite)
         print(f"tokenizer: {args.algorithm}, {tok.vocab_size} tokens → {args.out}")
     elif stage == "data":
         from zerollm.stages.data import prepare_summary
 
         manifest = api.data_prepare(args.inputs, args.tokenizer, args.out, text_field=args.text_field,
-                                    val_fraction=args.val_fraction, num_workers=args.workers)
+                                    val_fraction=args.val_fraction, num_workers=args.workers,
+                                    overwrite=args.overwrite)
         print(prepare_summary(manifest))
     elif stage == "chat":
         api.chat(args.model, system=args.system, device=args.device, max_new_tokens=args.max_new_tokens,
@@ -345,7 +351,7 @@ def _run(args: argparse.Namespace, rest: list[str], fields: dict) -> int:
     elif stage == "quantize":
         out_scheme = None if args.output_scheme == "none" else args.output_scheme
         out = api.quantize(args.model, args.out, scheme=args.scheme, bits=args.bits, group_size=args.group_size,
-                           output_scheme=out_scheme)
+                           output_scheme=out_scheme, overwrite=args.overwrite)
         print(f"wrote {out}")
     elif stage == "memory":
         print(api.memory(params=args.params, model=args.model, context=args.context, batch=args.batch))
@@ -353,11 +359,12 @@ def _run(args: argparse.Namespace, rest: list[str], fields: dict) -> int:
         src = args.model or args.src
         if src is None or (args.model and args.src):
             raise ValueError("give the model to convert once: --model SRC")
-        out = api.convert(src, args.out, from_format=args.from_format, tokenizer=args.tokenizer)
+        out = api.convert(src, args.out, from_format=args.from_format, tokenizer=args.tokenizer,
+                          overwrite=args.overwrite)
         print(f"converted {src} → {out}")
     elif stage == "export":
         out = api.export(args.model, args.out, format=args.format, version=args.version, dtype=args.dtype,
-                         tokenizer_out=args.tokenizer_out)
+                         tokenizer_out=args.tokenizer_out, overwrite=args.overwrite)
         print(f"exported {args.model} → {out} ({args.format})")
     elif stage == "model":
         print(api.model_info(preset=args.preset, model=args.model, seq_len=args.seq_len))
@@ -383,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         set_threads(args.threads)
         return _run(args, rest, fields)
     except (ValueError, FileNotFoundError, FileExistsError, DataError) as e:
-        print(f"zerollm {args.stage}: error: {e}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())  # one line
+        print(f"zerollm {args.stage}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -71,7 +71,6 @@ def plot_metrics(metrics_path: Path, keys: list[str], png: Path, title: str) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     rows = read_metrics(metrics_path)
     series = {k: [(r["step"], r[k]) for r in rows if k in r] for k in keys}
     series = {k: v for k, v in series.items() if v}

@@ -411,10 +411,15 @@ def test_truncated_corrupted_and_unsupported_dtype(good, tmp_path):
 
 def test_bad_input_keeps_an_existing_output(good, tmp_path):
     sd, config = good
+    from zerollm.artifacts import write_manifest
+
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("previous")
     _save_raw(tmp_path / "src", {k: v for k, v in sd.items() if k != "model.norm.weight"}, config)
+    with pytest.raises(FileExistsError, match="not a zerollm artifact"):  # not ours: never replaced
+        convert(tmp_path / "src", out)
+    write_manifest(out, "checkpoint")  # an earlier conversion: replaceable, but only by a good one
     with pytest.raises(InteropError, match="model.norm.weight"):
         convert(tmp_path / "src", out)
     assert (out / "keep.txt").read_text() == "previous" and len(list(tmp_path.iterdir())) == 2

@@ -111,7 +111,6 @@ def gguf_pre_name(pattern: str) -> str:
 def _add_tokenizer(w, tok, vocab_size: int, chat_template: str | None) -> None:
     import gguf
 
-
     if tok.vocab_size > vocab_size:
         raise InteropError(f"tokenizer has {tok.vocab_size} tokens but the model only {vocab_size}")
     if type(tok).__name__ == "BPETokenizer":
@@ -163,7 +162,6 @@ def export_gguf(model, tok, out: str | Path, chat_template: str | None = None, d
                 name: str = "zerollm") -> Path:
     """Write `model` (+ tokenizer metadata) as a GGUF file, atomically. dtype: "f32" or "f16" (2-D weights)."""
     import gguf
-
 
     if dtype not in ("f32", "f16"):
         raise InteropError(f"GGUF dtype {dtype!r}: use f32 or f16")

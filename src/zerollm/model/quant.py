@@ -289,7 +289,6 @@ def load_quantized(ckpt: str | Path, cfg, device="cpu"):
     """Build the model of a quantized checkpoint (quant.json + model.safetensors) and load its tensors."""
     from safetensors.torch import load_file
 
-
     ckpt = Path(ckpt)
     meta = json.loads((ckpt / "quant.json").read_text(encoding="utf-8"))
     model = quantized_structure(Transformer(cfg), meta["modules"], meta["scheme"], meta["group_size"],

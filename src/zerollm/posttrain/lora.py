@@ -236,7 +236,6 @@ def save_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str
     onto the HF export of the base model."""
     from safetensors.torch import save_file
 
-
     mt = _hf_type(model)
     mods = lora_modules(model)
     if not mods:

@@ -152,7 +152,6 @@ def load_nf4_model(path, targets=None, device="cpu", with_tokenizer: bool = True
     Hugging Face and already-quantized checkpoints are loaded whole and then quantized (quantize_nf4)."""
     from safetensors import safe_open
 
-
     targets = DEFAULT_TARGETS if targets is None else targets
     ckpt = resolve_checkpoint(path)
     if is_hf_dir(ckpt) or (ckpt / "quant.json").is_file():

@@ -111,7 +111,6 @@ def init_model_dir(out, tokenizer, seed: int = 0, **model_fields):
     """Write a freshly initialised model (+ tokenizer) as a checkpoint directory; returns its path."""
     import torch
 
-
     torch.manual_seed(seed)
     cfg = ModelConfig(vocab_size=tokenizer.vocab_size, **model_fields)
     return save_checkpoint(out, Transformer(cfg), cfg, tokenizer=tokenizer)

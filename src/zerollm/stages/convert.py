@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from zerollm.artifacts import atomic_dir, atomic_write_json, atomic_write_text, write_manifest
+from zerollm.artifacts import atomic_dir, atomic_write_json, atomic_write_text, prepare_out, write_manifest
 from zerollm.interop.llama2c import export_llama2c, export_tokenizer_bin, load_llama2c, read_tokenizer_bin
 from zerollm.loading import load
 from zerollm.train.checkpoint import save_weights
@@ -26,9 +26,13 @@ EXPORT_FORMATS = ("hf", "gguf", "llama2c")
 FREQ_FILE = "llama2c_freq_cis.safetensors"  # a llama2.c file's RoPE tables, if this platform cannot recompute them
 
 
-def convert(src: str | Path, out: str | Path, from_format: str = "hf", tokenizer: str | Path | None = None) -> Path:
+def convert(src: str | Path, out: str | Path, from_format: str = "hf", tokenizer: str | Path | None = None,
+            overwrite: bool = False) -> Path:
     """Convert `src` (an HF model dir, or a llama2.c `.bin` with `tokenizer` = .model / tokenizer.bin)
-    into a zerollm checkpoint dir at `out`."""
+    into a zerollm checkpoint dir at `out` (which may hold a checkpoint; anything else there is an error
+    unless `overwrite`, which moves it aside)."""
+    if from_format in FROM_FORMATS:
+        prepare_out(out, "checkpoint", overwrite=overwrite, inputs=[src] + ([tokenizer] if tokenizer else []))
     if from_format == "hf":
         from zerollm.interop.hf import convert_hf, is_hf_dir
 
@@ -71,11 +75,17 @@ def _convert_llama2c(src: Path, out: Path, tokenizer: str | Path | None) -> Path
 
 
 def export(model_dir: str | Path, out: str | Path, format: str = "hf", version: int = 0, dtype: str | None = None,
-           tokenizer_out: str | Path | None = None) -> Path:
+           tokenizer_out: str | Path | None = None, overwrite: bool = False) -> Path:
     """Export a zerollm (or HF) model. hf: dtype float32|bfloat16|float16; gguf: dtype f32|f16; llama2c:
-    version 0|1, and a tokenizer.bin (SentencePiece tokenizers) at `tokenizer_out` (default: beside `out`)."""
+    version 0|1, and a tokenizer.bin (SentencePiece tokenizers) at `tokenizer_out` (default: beside `out`).
+    An hf `out` may hold an earlier export (replaced); any other existing path (a .gguf / .bin file too) is an
+    error unless `overwrite`, which moves it aside."""
+    if format in EXPORT_FORMATS:
+        prepare_out(out, "hf_export" if format == "hf" else "file", overwrite=overwrite, inputs=[model_dir])
+        if format == "llama2c":  # tokenizer.bin is written beside the model file
+            tokenizer_out = tokenizer_out or Path(out).with_name("tokenizer.bin")
+            prepare_out(tokenizer_out, "file", overwrite=overwrite, inputs=[model_dir])
     import torch
-
 
     if format not in EXPORT_FORMATS:
         raise ValueError(f"export --format {format!r}: supported formats are {', '.join(EXPORT_FORMATS)}")
@@ -104,7 +114,7 @@ def export(model_dir: str | Path, out: str | Path, format: str = "hf", version: 
         tables = load_file(str(Path(ckpt) / FREQ_FILE))
     export_llama2c(model, out, version=version, freq_tables=tables)
     if tok is not None and hasattr(tok, "table"):
-        export_tokenizer_bin(tok, tokenizer_out or out.with_name("tokenizer.bin"))
+        export_tokenizer_bin(tok, tokenizer_out)
     return out
 
 

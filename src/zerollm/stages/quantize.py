@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from zerollm.artifacts import atomic_dir, atomic_write_text, write_manifest
+from zerollm.artifacts import atomic_dir, atomic_write_text, prepare_out, write_manifest
 from zerollm.loading import load
 from zerollm.model.quant import SCHEMES, quant_manifest, quantize_model, weight_bytes
 
@@ -28,11 +28,11 @@ BITS_DEFAULT_SCHEME = {8: "int8", 4: "int4-sym"}
 
 
 def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits: int | None = None,
-             group_size: int = 32, output_scheme: str | None = "int8") -> Path:
+             group_size: int = 32, output_scheme: str | None = "int8", overwrite: bool = False) -> Path:
     """Quantize every Linear of the checkpoint `model` (the output projection in `output_scheme`; None keeps
-    it float) and save it to `out`; returns `out`."""
+    it float) and save it to `out`; returns `out`. `out` may hold a checkpoint (replaced); anything else there
+    is an error unless `overwrite` (moved aside)."""
     from safetensors.torch import save_file
-
 
     if scheme is None:
         if bits not in BITS_DEFAULT_SCHEME:
@@ -42,6 +42,9 @@ def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits
         raise ValueError(f"unknown scheme {scheme!r} (choose from {', '.join(SCHEMES)})")
     if bits is not None and (bits == 8) != (scheme == "int8"):
         raise ValueError(f"--bits {bits} does not match --scheme {scheme}")
+    if group_size < 1:
+        raise ValueError(f"--group-size must be a positive number of weights, got {group_size}")
+    prepare_out(out, "checkpoint", overwrite=overwrite, inputs=[model])
     loaded = load(model, with_tokenizer=False)
     m, ckpt = loaded.model, loaded.path
     m.optimize_for_decode(False) if hasattr(m, "optimize_for_decode") else None
