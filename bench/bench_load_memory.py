@@ -4,7 +4,7 @@ Each measurement runs in a fresh Python process and reports that process's peak 
 right after the imports (torch alone is ~200 MB), so the figure is what the operation itself adds:
 
     load HF dir        zerollm.loading.load(hf_dir)   (what every --model HF_DIR does)
-    convert            zerollm.convert.convert(hf_dir, out)          (streams tensor by tensor)
+    convert            zerollm.stages.convert.convert(hf_dir, out)          (streams tensor by tensor)
     load converted     load(converted_dir)
     naive reference    safetensors.torch.load_file + Transformer(cfg) + load_state_dict (what we avoid)
 
