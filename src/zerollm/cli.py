@@ -17,8 +17,18 @@ from zerollm.config import parse_overrides
 from zerollm.data.sources import DataError
 from zerollm.engine.generate import GenerationConfig
 from zerollm.runtime import set_threads
+from zerollm.stages.chat import ChatConfig
+from zerollm.stages.convert import ConvertConfig, ExportConfig
+from zerollm.stages.data import DataPrepareConfig, prepare_summary
+from zerollm.stages.generate import GenerateConfig
+from zerollm.stages.model import ModelInfoConfig
 from zerollm.stages.posttrain import DPOConfig, GRPOConfig, PPOConfig, RewardConfig, SFTConfig
 from zerollm.stages.pretrain import PretrainConfig, QuickstartConfig
+from zerollm.stages.quantize import MemoryConfig, QuantizeConfig
+from zerollm.stages.rag import RagAskConfig, RagIndexConfig
+from zerollm.stages.serve import ServeConfig
+from zerollm.stages.tokenizer import TokenizerCompareConfig, TokenizerStatsConfig, TokenizerTrainConfig
+from zerollm.tokenizer.pretokenize import resolve_pattern
 
 
 def _flag_type(f: dataclasses.Field):
@@ -34,23 +44,38 @@ def _flag_type(f: dataclasses.Field):
 
 def config_flags(p: argparse.ArgumentParser, cls, *, skip=(), rename=None, defaults=None, helps=None,
                  unset: bool = False, many=()) -> list[str]:
-    """Add one `--flag` per simple (bool, int, float, str, list) field of dataclass `cls`; returns the field
-    names. `unset`: flags default to None and only given ones count (training stages: defaults < YAML <
-    flags). A list field is a repeatable flag (`many`: also several values after one flag)."""
+    """Add one argument per simple (bool, int, float, str, list) field of dataclass `cls`; returns the field
+    names. A field's metadata may say: "positional" (True, or an nargs such as "+"), "required", "choices",
+    "flag" (another spelling, e.g. "--from"), "help", "metavar". `unset`: flags default to None and only given
+    ones count (training stages: defaults < YAML < flags). A list field is a repeatable flag (`many`: also
+    several values after one flag)."""
     rename, defaults, helps = rename or {}, defaults or {}, helps or {}
     added = []
     for f in dataclasses.fields(cls):
         typ, is_list = _flag_type(f)
         if f.name in skip or typ is None:
             continue
+        meta = f.metadata
         if unset:
             default = None
         elif f.name in defaults:
             default = defaults[f.name]
         else:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kw = {"dest": f.name, "help": helps.get(f.name), "default": default}
-        flag = "--" + rename.get(f.name, f.name).replace("_", "-")
+        kw = {"help": helps.get(f.name, meta.get("help"))}
+        if "choices" in meta:
+            kw["choices"] = meta["choices"]
+        if "metavar" in meta:
+            kw["metavar"] = meta["metavar"]
+        if meta.get("positional"):
+            nargs = meta["positional"] if meta["positional"] is not True else None
+            p.add_argument(f.name, nargs=nargs, default=default, **({} if is_list else {"type": typ}), **kw)
+            added.append(f.name)
+            continue
+        flag = meta.get("flag") or "--" + rename.get(f.name, f.name).replace("_", "-")
+        kw.update(dest=f.name, default=default)
+        if meta.get("required") and not unset:
+            kw["required"] = True
         if typ is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif is_list:
@@ -67,6 +92,16 @@ def _given(args, names: list[str], unset: bool = False) -> dict:
     values = {n: getattr(args, n) for n in names}
     return {n: v for n, v in values.items() if v is not None} if unset else \
         {n: ([] if v is None and n in LIST_FIELDS else v) for n, v in values.items()}
+
+
+def _config(args, cls):
+    """A stage config dataclass from parsed arguments (a repeatable flag never given is its empty list)."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        if hasattr(args, f.name):
+            v = getattr(args, f.name)
+            values[f.name] = [] if v is None and _flag_type(f)[1] else v
+    return cls(**values)
 
 
 LIST_FIELDS = ("corpus", "stop_strings")
@@ -93,140 +128,94 @@ GEN_HELP = {"temperature": "0 = greedy", "num_beams": "> 1: beam search (determi
             "logprobs": "print each token's logprob and the top N", "stop_strings": "stop string (repeatable)"}
 
 
-def _add_training(sub, fields: dict) -> None:
-    for name, (cls, help_) in TRAINING_STAGES.items():
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("--config", default=None, help="YAML config (see configs/)")
-        fields[name] = config_flags(p, cls, unset=True, helps=_TRAIN_HELP)
-        p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4 lora_config.r=16")
+def _tokenizer_train(c: TokenizerTrainConfig) -> None:
+    tok = api.tokenizer_train(c.inputs, c.out, vocab_size=c.vocab_size, text_field=c.text_field,
+                              pattern=resolve_pattern(c.pattern) if c.pattern else None, algorithm=c.algorithm,
+                              overwrite=c.overwrite)
+    print(f"tokenizer: {c.algorithm}, {tok.vocab_size} tokens → {c.out}")
 
 
-def _add_tokenizer_and_data(sub) -> None:
-    p = sub.add_parser("tokenizer", help="train or inspect tokenizers")
-    tsub = p.add_subparsers(dest="action", required=True)
-    t = tsub.add_parser("train", help="train a tokenizer (byte-level BPE, WordPiece, Unigram, SentencePiece-BPE)")
-    t.add_argument("inputs", nargs="*", help="text/.jsonl/.parquet files, directories or globs")
-    t.add_argument("--input", action="append", default=[], help="another input (repeatable)")
-    t.add_argument("--vocab-size", type=int, default=4096)
-    t.add_argument("--algorithm", default="bpe", choices=["bpe", "wordpiece", "unigram", "bpe_sp"],
-                   help="bpe: byte-level BPE (GPT-2/4); wordpiece: BERT; unigram / bpe_sp: SentencePiece-style")
-    t.add_argument("--pattern", default=None, help="pre-tokenization regex, or 'gpt2' / 'gpt4' (bpe only)")
-    t.add_argument("--text-field", default="text")
-    t.add_argument("--out", required=True)
-    t.add_argument("--overwrite", action="store_true", help="if --out exists and is not an output of this stage, move it aside")
-    st = tsub.add_parser("stats", help="tokens per char/byte, vocab usage, top tokens, segmentation")
-    st.add_argument("tokenizer", help="tokenizer directory")
-    st.add_argument("files", nargs="+", help="held-out text files")
-    cmp_ = tsub.add_parser("compare", help="compare tokenizers side by side on the same text")
-    cmp_.add_argument("files", nargs="+", help="held-out text files")
-    cmp_.add_argument("--tokenizer", action="append", required=True, help="tokenizer directory (repeat)")
-    cmp_.add_argument("--html", default=None, help="also write an HTML page with the segmentations")
-    p = sub.add_parser("data", help="prepare token shards")
-    dsub = p.add_subparsers(dest="action", required=True)
-    d = dsub.add_parser("prepare", help="tokenize documents into shards + manifest + validation split")
-    d.add_argument("inputs", nargs="+", help="text/.jsonl/.parquet files, directories or globs")
-    d.add_argument("--tokenizer", required=True, help="tokenizer directory")
-    d.add_argument("--out", required=True)
-    d.add_argument("--overwrite", action="store_true", help="if --out exists and is not an output of this stage, move it aside")
-    d.add_argument("--text-field", default="text")
-    d.add_argument("--val-fraction", type=float, default=0.01)
-    d.add_argument("--workers", type=int, default=2)
+def _data_prepare(c: DataPrepareConfig) -> None:
+    manifest = api.data_prepare(c.inputs, c.tokenizer, c.out, text_field=c.text_field, val_fraction=c.val_fraction,
+                                num_workers=c.workers, overwrite=c.overwrite)
+    print(prepare_summary(manifest))
 
 
-def _add_model_flag(p, required: bool = True, help_: str = "checkpoint, run or Hugging Face model directory"):
-    p.add_argument("--model", required=required, help=help_)
+def _rag_index(c: RagIndexConfig) -> None:
+    if not c.docs and not c.delete:
+        raise ValueError("give documents to index and/or --delete SOURCE")
+    index = api.rag_index(c.docs, c.out, embedder=c.embedder, max_chars=c.chunk_chars, overlap=c.overlap,
+                          delete=c.delete)
+    print(f"index: {len(index)} chunks from {len(index.sources)} sources → {c.out}")
 
 
-def _add_generate(sub, fields: dict) -> None:
-    g = sub.add_parser("generate", help="sample text from a model")
-    _add_model_flag(g)
-    g.add_argument("--prompt", default="", help="prompt text ('-' reads stdin)")
-    fields["generate"] = config_flags(g, GenerationConfig, skip=GEN_SKIP, rename={"stop_strings": "stop"},
-                                      defaults={"max_new_tokens": 200, "temperature": 0.8, "top_k": 0},
-                                      helps=GEN_HELP)
-    g.add_argument("--logit-bias", action="append", default=[], metavar="ID=BIAS", help="repeatable")
-    g.add_argument("--early-stopping", default="false", choices=["true", "false", "never"])
-    g.add_argument("--device", default="auto")
-    g.add_argument("--no-stream", action="store_true")
-    g.add_argument("--json-schema", default=None, help="JSON Schema file: output is valid JSON for it")
-    g.add_argument("--regex", default=None, help="output must match this regex")
-    g.add_argument("--draft", default=None, help="smaller model (same tokenizer) for speculative decoding")
-    g.add_argument("--draft-tokens", type=int, default=4, help="tokens the draft proposes per target forward")
+def _rag_ask(c: RagAskConfig) -> None:
+    result = api.rag_ask(c.index, c.question, model=c.model, k=c.k, mode=c.mode, max_new_tokens=c.max_new_tokens,
+                         device=c.device, stream=(lambda piece: (sys.stdout.write(piece), sys.stdout.flush())))
+    if c.model:
+        print()
+        print("\n".join(f"[{x['n']}] {x['source']}" for x in result.citations))
+    else:
+        print(result.format())
 
 
-def _add_use(sub) -> None:
-    c = sub.add_parser("chat", help="chat with a model in the terminal (streaming; /reset /system /save /load)")
-    _add_model_flag(c)
-    c.add_argument("--system", default=None, help="system prompt")
-    c.add_argument("--max-new-tokens", type=int, default=256)
-    c.add_argument("--temperature", type=float, default=0.7)
-    c.add_argument("--seed", type=int, default=None)
-    c.add_argument("--device", default="auto")
-    r = sub.add_parser("rag", help="retrieval-augmented answers from your documents")
-    rsub = r.add_subparsers(dest="action", required=True)
-    ri = rsub.add_parser("index", help="build or update an index from .txt/.md/.html/.jsonl files or directories")
-    ri.add_argument("docs", nargs="*", help="files or directories to add (re-adding a file replaces it)")
-    ri.add_argument("--out", required=True, help="index directory (updated in place if it exists)")
-    ri.add_argument("--delete", action="append", default=[], help="remove a source from the index (repeatable)")
-    ri.add_argument("--embedder", default=None, help="sentence-transformers or zerollm model dir (dense + hybrid)")
-    ri.add_argument("--chunk-chars", type=int, default=500)
-    ri.add_argument("--overlap", type=int, default=100)
-    ra = rsub.add_parser("ask", help="answer a question with numbered citations")
-    ra.add_argument("index", help="index directory")
-    ra.add_argument("question")
-    _add_model_flag(ra, required=False, help_="model to answer with; without it, print the passages")
-    ra.add_argument("-k", type=int, default=4, help="passages to retrieve")
-    ra.add_argument("--mode", default="auto", choices=["auto", "bm25", "dense", "hybrid"])
-    ra.add_argument("--max-new-tokens", type=int, default=200)
-    ra.add_argument("--device", default="auto")
-    sv = sub.add_parser("serve", help="OpenAI-compatible API + chat page (http://HOST:PORT/)")
-    _add_model_flag(sv)
-    sv.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
-    sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
+def _quantize(c: QuantizeConfig) -> None:
+    out = api.quantize(c.model, c.out, scheme=c.scheme, bits=c.bits, group_size=c.group_size,
+                       output_scheme=None if c.output_scheme == "none" else c.output_scheme, overwrite=c.overwrite)
+    print(f"wrote {out}")
 
 
-def _add_models(sub) -> None:
-    q = sub.add_parser("quantize", help="write a weight-only int8/int4/NF4 checkpoint")
-    _add_model_flag(q)
-    q.add_argument("--out", required=True)
-    q.add_argument("--overwrite", action="store_true", help="if --out exists and is not an output of this stage, move it aside")
-    q.add_argument("--bits", type=int, choices=[8, 4], default=None)
-    q.add_argument("--scheme", choices=["int8", "int4-sym", "int4-asym", "nf4"], default=None)
-    q.add_argument("--group-size", type=int, default=32)
-    q.add_argument("--output-scheme", choices=["int8", "int4-sym", "int4-asym", "nf4", "none"], default="int8",
-                   help="scheme of the output projection (default int8; none keeps it float)")
-    mem = sub.add_parser("memory", help="weight + KV-cache memory for fp32/bf16/int8/int4")
-    mem.add_argument("--params", default=None, help="e.g. 7B, 124M")
-    _add_model_flag(mem, required=False)
-    mem.add_argument("--context", type=int, default=4096)
-    mem.add_argument("--batch", type=int, default=1)
-    c = sub.add_parser("convert", help="convert a Hugging Face dir or llama2.c .bin into a zerollm checkpoint")
-    c.add_argument("--from", dest="from_format", choices=["hf", "llama2c"], default="hf")
-    c.add_argument("src", nargs="?", default=None, help="the same as --model (kept for older scripts)")
-    _add_model_flag(c, required=False, help_="HF model directory, or llama2.c .bin file")
-    c.add_argument("--out", required=True, help="checkpoint directory to write")
-    c.add_argument("--overwrite", action="store_true", help="if --out exists and is not an output of this stage, move it aside")
-    c.add_argument("--tokenizer", default=None, help="llama2c: tokenizer .model or tokenizer.bin")
-    e = sub.add_parser("export", help="export a model as a Hugging Face dir, GGUF or llama2.c .bin")
-    e.add_argument("--format", required=True, choices=["hf", "gguf", "llama2c"])
-    _add_model_flag(e)
-    e.add_argument("--out", required=True, help="directory (hf) or file (gguf, llama2c) to write")
-    e.add_argument("--overwrite", action="store_true", help="if --out exists and is not an output of this stage, move it aside")
-    e.add_argument("--version", type=int, default=0, help="llama2c file version (0 = run.c's, 1)")
-    e.add_argument("--dtype", default=None, help="hf: float32|bfloat16|float16; gguf: f32|f16")
-    e.add_argument("--tokenizer-out", default=None, help="llama2c: where to write tokenizer.bin")
-    info = sub.add_parser("model", help="inspect a model: parameters and FLOPs per token")
-    info.add_argument("action", choices=["info"])
-    info.add_argument("--preset", default=None)
-    _add_model_flag(info, required=False)
-    info.add_argument("--seq-len", type=int, default=None)
-    b = sub.add_parser("bench", help="benchmarks (decode: ours beside transformers generate)")
-    b.add_argument("what", choices=["decode"])
+def _convert(c: ConvertConfig) -> None:
+    src = c.model or c.src
+    if src is None or (c.model and c.src):
+        raise ValueError("give the model to convert once: --model SRC")
+    out = api.convert(src, c.out, from_format=c.from_format, tokenizer=c.tokenizer, overwrite=c.overwrite)
+    print(f"converted {src} → {out}")
+
+
+def _export(c: ExportConfig) -> None:
+    out = api.export(c.model, c.out, format=c.format, version=c.version, dtype=c.dtype,
+                     tokenizer_out=c.tokenizer_out, overwrite=c.overwrite)
+    print(f"exported {c.model} → {out} ({c.format})")
+
+
+# stage → {action (None: no action word) → (config dataclass, what runs it, help)}
+STAGES = {
+    "tokenizer": {"train": (TokenizerTrainConfig, _tokenizer_train,
+                            "train a tokenizer (byte-level BPE, WordPiece, Unigram, SentencePiece-BPE)"),
+                  "stats": (TokenizerStatsConfig, lambda c: api.tokenizer_stats(c.tokenizer, c.files),
+                            "tokens per char/byte, vocab usage, top tokens, segmentation"),
+                  "compare": (TokenizerCompareConfig,
+                              lambda c: api.tokenizer_compare(c.tokenizer, c.files, html_out=c.html),
+                              "compare tokenizers side by side on the same text")},
+    "data": {"prepare": (DataPrepareConfig, _data_prepare,
+                         "tokenize documents into shards + manifest + validation split")},
+    "chat": {None: (ChatConfig, lambda c: api.chat(c.model, system=c.system, device=c.device, seed=c.seed,
+                                                   max_new_tokens=c.max_new_tokens, temperature=c.temperature),
+                    "chat with a model in the terminal (streaming; /reset /system /save /load)")},
+    "rag": {"index": (RagIndexConfig, _rag_index,
+                      "build or update an index from .txt/.md/.html/.jsonl files or directories"),
+            "ask": (RagAskConfig, _rag_ask, "answer a question with numbered citations")},
+    "serve": {None: (ServeConfig, lambda c: api.serve(c.model, host=c.host, port=c.port, api_key=c.api_key),
+                     "OpenAI-compatible API + chat page (http://HOST:PORT/)")},
+    "quantize": {None: (QuantizeConfig, _quantize, "write a weight-only int8/int4/NF4 checkpoint")},
+    "memory": {None: (MemoryConfig, lambda c: print(api.memory(params=c.params, model=c.model, context=c.context,
+                                                               batch=c.batch)),
+                      "weight + KV-cache memory for fp32/bf16/int8/int4")},
+    "convert": {None: (ConvertConfig, _convert,
+                       "convert a Hugging Face dir or llama2.c .bin into a zerollm checkpoint")},
+    "export": {None: (ExportConfig, _export, "export a model as a Hugging Face dir, GGUF or llama2.c .bin")},
+    "model": {"info": (ModelInfoConfig, lambda c: print(api.model_info(preset=c.preset, model=c.model,
+                                                                       seq_len=c.seq_len)),
+                       "a model's architecture, parameters and FLOPs per token")},
+}
+GROUP_HELP = {"tokenizer": "train or inspect tokenizers", "data": "prepare token shards",
+              "rag": "retrieval-augmented answers from your documents",
+              "model": "inspect a model: parameters and FLOPs per token"}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    """The parser, and per config-built stage the [(field, dest)] its flags fill."""
+    """The parser, and per config-built stage the fields its flags fill."""
     parser = argparse.ArgumentParser(prog="zerollm", description="build, train and use your own language models")
     parser.add_argument("--version", action="store_true")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
@@ -235,14 +224,29 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
                              "slowest thread")
     sub = parser.add_subparsers(dest="stage")
     fields: dict = {}
-    _add_tokenizer_and_data(sub)
-    _add_training(sub, fields)
-    _add_generate(sub, fields)
-    _add_use(sub)
-    _add_models(sub)
+    for name, (cls, help_) in TRAINING_STAGES.items():
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", default=None, help="YAML config (see configs/)")
+        fields[name] = config_flags(p, cls, unset=True, helps=_TRAIN_HELP)
+        p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4 lora_config.r=16")
+    g = sub.add_parser("generate", help="sample text from a model")
+    config_flags(g, GenerateConfig)
+    fields["generate"] = config_flags(g, GenerationConfig, skip=GEN_SKIP, rename={"stop_strings": "stop"},
+                                      defaults={"max_new_tokens": 200, "temperature": 0.8, "top_k": 0},
+                                      helps=GEN_HELP)
     qs = sub.add_parser("quickstart", help="tokenizer + data + pretrain + samples in ~5 minutes")
     fields["quickstart"] = config_flags(qs, QuickstartConfig, many=("corpus",), helps={
         "corpus": "your own text files instead of the Python docs"})
+    for stage, actions in STAGES.items():
+        if None in actions:
+            cls, _, help_ = actions[None]
+            config_flags(sub.add_parser(stage, help=help_), cls)
+            continue
+        group = sub.add_parser(stage, help=GROUP_HELP[stage]).add_subparsers(dest="action", required=True)
+        for action, (cls, _, help_) in actions.items():
+            config_flags(group.add_parser(action, help=help_), cls)
+    b = sub.add_parser("bench", help="benchmarks (decode: ours beside transformers generate)")
+    b.add_argument("what", choices=["decode"])
     return parser, fields
 
 
@@ -257,45 +261,27 @@ def _run_training(args, rest: list[str], fields: dict) -> int:
 
 
 def _run_generate(args, fields: dict) -> int:
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    c = _config(args, GenerateConfig)
+    prompt = sys.stdin.read() if c.prompt == "-" else c.prompt
     kw = _given(args, fields["generate"])
     try:
-        bias = {int(k): float(v) for k, v in (x.split("=") for x in args.logit_bias)} or None
+        bias = {int(k): float(v) for k, v in (x.split("=") for x in c.logit_bias)} or None
     except ValueError:
-        raise ValueError(f"--logit-bias takes ID=BIAS, got {args.logit_bias}") from None
-    kw.update(device=args.device, logit_bias=bias, json_schema=args.json_schema, regex=args.regex,
-              early_stopping={"true": True, "false": False}.get(args.early_stopping, "never"))
-    if args.draft:
-        kw.update(draft=args.draft, draft_tokens=args.draft_tokens)
+        raise ValueError(f"--logit-bias takes ID=BIAS, got {c.logit_bias}") from None
+    kw.update(device=c.device, logit_bias=bias, json_schema=c.json_schema, regex=c.regex,
+              early_stopping={"true": True, "false": False}.get(c.early_stopping, "never"))
+    if c.draft:
+        kw.update(draft=c.draft, draft_tokens=c.draft_tokens)
     whole = (kw["num_beams"] > 1 or kw["num_return_sequences"] > 1 or kw["logprobs"] is not None
-             or args.json_schema or args.regex or args.draft)  # these print whole completions
-    if args.no_stream or whole:
-        print(prompt + api.generate(args.model, prompt, **kw))
+             or c.json_schema or c.regex or c.draft)  # these print whole completions
+    if not c.stream or whole:
+        print(prompt + api.generate(c.model, prompt, **kw))
         return 0
     sys.stdout.write(prompt)
-    for piece in api.generate(args.model, prompt, stream=True, **kw):
+    for piece in api.generate(c.model, prompt, stream=True, **kw):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
-    return 0
-
-
-def _run_rag(args) -> int:
-    if args.action == "index":
-        if not args.docs and not args.delete:
-            raise ValueError("give documents to index and/or --delete SOURCE")
-        index = api.rag_index(args.docs, args.out, embedder=args.embedder, max_chars=args.chunk_chars,
-                              overlap=args.overlap, delete=args.delete)
-        print(f"index: {len(index)} chunks from {len(index.sources)} sources → {args.out}")
-        return 0
-    result = api.rag_ask(args.index, args.question, model=args.model, k=args.k, mode=args.mode,
-                         max_new_tokens=args.max_new_tokens, device=args.device,
-                         stream=(lambda piece: (sys.stdout.write(piece), sys.stdout.flush())))
-    if args.model:
-        print()
-        print("\n".join(f"[{c['n']}] {c['source']}" for c in result.citations))
-    else:
-        print(result.format())
     return 0
 
 
@@ -313,63 +299,17 @@ def _run_bench(args, rest: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace, rest: list[str], fields: dict) -> int:
-    stage = args.stage
-    if stage in TRAINING_STAGES:
+    if args.stage in TRAINING_STAGES:
         return _run_training(args, rest, fields)
-    if stage == "generate":
+    if args.stage == "generate":
         return _run_generate(args, fields)
-    if stage == "rag":
-        return _run_rag(args)
-    if stage == "bench":
+    if args.stage == "bench":
         return _run_bench(args, rest)
-    if stage == "tokenizer" and args.action == "stats":
-        api.tokenizer_stats(args.tokenizer, args.files)
-    elif stage == "tokenizer" and args.action == "compare":
-        api.tokenizer_compare(args.tokenizer, args.files, html_out=args.html)
-    elif stage == "tokenizer":
-        from zerollm.tokenizer.pretokenize import resolve_pattern
-
-        inputs = list(args.inputs) + list(args.input)
-        if not inputs:
-            raise ValueError("give at least one input file")
-        tok = api.tokenizer_train(inputs, args.out, vocab_size=args.vocab_size,
-                                  pattern=resolve_pattern(args.pattern) if args.pattern else None,
-                                  text_field=args.text_field, algorithm=args.algorithm, overwrite=args.overwrite)
-        print(f"tokenizer: {args.algorithm}, {tok.vocab_size} tokens → {args.out}")
-    elif stage == "data":
-        from zerollm.stages.data import prepare_summary
-
-        manifest = api.data_prepare(args.inputs, args.tokenizer, args.out, text_field=args.text_field,
-                                    val_fraction=args.val_fraction, num_workers=args.workers,
-                                    overwrite=args.overwrite)
-        print(prepare_summary(manifest))
-    elif stage == "chat":
-        api.chat(args.model, system=args.system, device=args.device, max_new_tokens=args.max_new_tokens,
-                 temperature=args.temperature, seed=args.seed)
-    elif stage == "serve":
-        api.serve(args.model, host=args.host, port=args.port, api_key=args.api_key)
-    elif stage == "quantize":
-        out_scheme = None if args.output_scheme == "none" else args.output_scheme
-        out = api.quantize(args.model, args.out, scheme=args.scheme, bits=args.bits, group_size=args.group_size,
-                           output_scheme=out_scheme, overwrite=args.overwrite)
-        print(f"wrote {out}")
-    elif stage == "memory":
-        print(api.memory(params=args.params, model=args.model, context=args.context, batch=args.batch))
-    elif stage == "convert":
-        src = args.model or args.src
-        if src is None or (args.model and args.src):
-            raise ValueError("give the model to convert once: --model SRC")
-        out = api.convert(src, args.out, from_format=args.from_format, tokenizer=args.tokenizer,
-                          overwrite=args.overwrite)
-        print(f"converted {src} → {out}")
-    elif stage == "export":
-        out = api.export(args.model, args.out, format=args.format, version=args.version, dtype=args.dtype,
-                         tokenizer_out=args.tokenizer_out, overwrite=args.overwrite)
-        print(f"exported {args.model} → {out} ({args.format})")
-    elif stage == "model":
-        print(api.model_info(preset=args.preset, model=args.model, seq_len=args.seq_len))
-    elif stage == "quickstart":
+    if args.stage == "quickstart":
         api.quickstart(api.QuickstartConfig(**_given(args, fields["quickstart"])))
+        return 0
+    cls, run, _ = STAGES[args.stage][getattr(args, "action", None)]
+    run(_config(args, cls))
     return 0
 
 

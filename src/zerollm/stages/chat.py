@@ -7,9 +7,20 @@ chat/conversation.py; the chat format in chat/format.py.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zerollm.chat.repl import chat_main
+
+
+@dataclass
+class ChatConfig:
+    model: str = field(default="", metadata={"required": True, "help": "checkpoint, run or Hugging Face model directory"})
+    system: str | None = field(default=None, metadata={"help": "system prompt"})
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    seed: int | None = None
+    device: str = "auto"
 
 
 def chat(model: str | Path, system: str | None = None, device: str = "auto", **kwargs) -> None:

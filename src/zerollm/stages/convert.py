@@ -14,6 +14,7 @@ input leaves no partial directory or file behind.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zerollm.artifacts import atomic_dir, atomic_write_json, atomic_write_text, prepare_out, write_manifest
@@ -24,6 +25,27 @@ from zerollm.train.checkpoint import save_weights
 FROM_FORMATS = ("hf", "llama2c")
 EXPORT_FORMATS = ("hf", "gguf", "llama2c")
 FREQ_FILE = "llama2c_freq_cis.safetensors"  # a llama2.c file's RoPE tables, if this platform cannot recompute them
+
+
+@dataclass
+class ConvertConfig:
+    from_format: str = field(default="hf", metadata={"flag": "--from", "choices": FROM_FORMATS})
+    src: str | None = field(default=None, metadata={"positional": "?", "help": "the same as --model (older scripts)"})
+    model: str | None = field(default=None, metadata={"help": "HF model directory, or llama2.c .bin file"})
+    out: str = field(default="", metadata={"required": True, "help": "checkpoint directory to write"})
+    tokenizer: str | None = field(default=None, metadata={"help": "llama2c: tokenizer .model or tokenizer.bin"})
+    overwrite: bool = field(default=False, metadata={"help": "if --out holds something else, move it aside"})
+
+
+@dataclass
+class ExportConfig:
+    format: str = field(default="", metadata={"required": True, "choices": EXPORT_FORMATS})
+    model: str = field(default="", metadata={"required": True, "help": "checkpoint, run or HF directory"})
+    out: str = field(default="", metadata={"required": True, "help": "directory (hf) or file (gguf, llama2c) to write"})
+    version: int = field(default=0, metadata={"help": "llama2c file version (0 = run.c's, 1)"})
+    dtype: str | None = field(default=None, metadata={"help": "hf: float32|bfloat16|float16; gguf: f32|f16"})
+    tokenizer_out: str | None = field(default=None, metadata={"help": "llama2c: where to write tokenizer.bin"})
+    overwrite: bool = field(default=False, metadata={"help": "if --out holds something else, move it aside"})
 
 
 def convert(src: str | Path, out: str | Path, from_format: str = "hf", tokenizer: str | Path | None = None,

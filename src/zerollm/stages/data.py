@@ -4,11 +4,23 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zerollm.artifacts import prepare_out
 from zerollm.data import prepare
 from zerollm.data.prepare import prepare_summary
+
+
+@dataclass
+class DataPrepareConfig:
+    inputs: list = field(default_factory=list, metadata={"positional": "+", "help": "text/.jsonl/.parquet files, directories or globs"})
+    tokenizer: str = field(default="", metadata={"required": True, "help": "tokenizer directory"})
+    out: str = field(default="", metadata={"required": True})
+    text_field: str = "text"
+    val_fraction: float = 0.01
+    workers: int = 2
+    overwrite: bool = field(default=False, metadata={"help": "if --out holds something else, move it aside"})
 
 
 def data_prepare(inputs, tokenizer, out: str | Path, *, overwrite: bool = False, **kwargs) -> dict:

@@ -9,12 +9,28 @@ and speculative decoding (engine/speculative.py) are the two other decoders.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from zerollm.engine.constrained import JSONSchemaConstraint, RegexConstraint
 from zerollm.engine.generate import GenerationConfig, generate_text
 from zerollm.loading import load_for_use
+
+
+@dataclass
+class GenerateConfig:
+    """The generate stage's own options; the sampling options are engine.config.GenerationConfig's."""
+    model: str = field(default="", metadata={"required": True, "help": "checkpoint, run or Hugging Face model directory"})
+    prompt: str = field(default="", metadata={"help": "prompt text ('-' reads stdin)"})
+    logit_bias: list = field(default_factory=list, metadata={"metavar": "ID=BIAS", "help": "repeatable"})
+    early_stopping: str = field(default="false", metadata={"choices": ("true", "false", "never")})
+    device: str = "auto"
+    stream: bool = field(default=True, metadata={"help": "print text as it is generated (--no-stream: at the end)"})
+    json_schema: str | None = field(default=None, metadata={"help": "JSON Schema file: output is valid JSON for it"})
+    regex: str | None = field(default=None, metadata={"help": "output must match this regex"})
+    draft: str | None = field(default=None, metadata={"help": "smaller model (same tokenizer) for speculative decoding"})
+    draft_tokens: int = field(default=4, metadata={"help": "tokens the draft proposes per target forward"})
 
 
 def generate(model: str | Path, prompt: str, *, stream: bool = False, device: str = "auto",

@@ -5,9 +5,18 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from zerollm.config import model_config_from_preset
 from zerollm.loading import load
 from zerollm.model.transformer import Transformer
+
+
+@dataclass
+class ModelInfoConfig:
+    preset: str | None = None
+    model: str | None = None
+    seq_len: int | None = None
 
 
 def model_info(preset: str | None = None, model: str | None = None, seq_len: int | None = None) -> str:

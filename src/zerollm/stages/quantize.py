@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +26,26 @@ from zerollm.loading import load
 from zerollm.model.quant import SCHEMES, quant_manifest, quantize_model, weight_bytes
 
 BITS_DEFAULT_SCHEME = {8: "int8", 4: "int4-sym"}
+
+
+@dataclass
+class QuantizeConfig:
+    model: str = field(default="", metadata={"required": True, "help": "checkpoint, run or Hugging Face model directory"})
+    out: str = field(default="", metadata={"required": True})
+    bits: int | None = field(default=None, metadata={"choices": (8, 4)})
+    scheme: str | None = field(default=None, metadata={"choices": SCHEMES})
+    group_size: int = 32
+    output_scheme: str = field(default="int8", metadata={"choices": SCHEMES + ("none",),
+                               "help": "scheme of the output projection (default int8; none keeps it float)"})
+    overwrite: bool = field(default=False, metadata={"help": "if --out holds something else, move it aside"})
+
+
+@dataclass
+class MemoryConfig:
+    params: str | None = field(default=None, metadata={"help": "e.g. 7B, 124M"})
+    model: str | None = None
+    context: int = 4096
+    batch: int = 1
 
 
 def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits: int | None = None,

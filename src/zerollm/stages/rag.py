@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zerollm.loading import load_for_use
@@ -12,6 +13,27 @@ from zerollm.rag.answer import Answer, answer
 from zerollm.rag.embed import load_embedder
 from zerollm.rag.index import RAGIndex, build_index
 from zerollm.rag.retrieve import Retriever
+
+
+@dataclass
+class RagIndexConfig:
+    docs: list = field(default_factory=list, metadata={"positional": "*", "help": "files or directories to add (re-adding a file replaces it)"})
+    out: str = field(default="", metadata={"required": True, "help": "index directory (updated in place if it exists)"})
+    delete: list = field(default_factory=list, metadata={"help": "remove a source from the index (repeatable)"})
+    embedder: str | None = field(default=None, metadata={"help": "sentence-transformers or zerollm model dir (dense + hybrid)"})
+    chunk_chars: int = 500
+    overlap: int = 100
+
+
+@dataclass
+class RagAskConfig:
+    index: str = field(default="", metadata={"positional": True, "help": "index directory"})
+    question: str = field(default="", metadata={"positional": True})
+    model: str | None = field(default=None, metadata={"help": "model to answer with; without it, print the passages"})
+    k: int = field(default=4, metadata={"flag": "-k", "help": "passages to retrieve"})
+    mode: str = field(default="auto", metadata={"choices": ("auto", "bm25", "dense", "hybrid")})
+    max_new_tokens: int = 200
+    device: str = "auto"
 
 
 def rag_index(docs: list[str], out: str | Path, embedder: str | None = None, max_chars: int = 500,

@@ -4,7 +4,16 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+
+
+@dataclass
+class ServeConfig:
+    model: str = field(default="", metadata={"required": True, "help": "checkpoint, run or Hugging Face model directory"})
+    host: str = field(default="127.0.0.1", metadata={"help": "bind address (default loopback only)"})
+    port: int = 8000
+    api_key: str | None = field(default=None, metadata={"help": "require 'Authorization: Bearer KEY' on /v1"})
 
 
 def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None) -> None:

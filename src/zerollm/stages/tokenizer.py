@@ -9,6 +9,7 @@ directory format is tokenizer/base.py's.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zerollm.artifacts import prepare_out
@@ -16,6 +17,31 @@ from zerollm.data.sources import iter_documents
 from zerollm.tokenizer.stats import tokenizer_compare, tokenizer_stats
 
 ALGORITHMS = ("bpe", "wordpiece", "unigram", "bpe_sp")
+
+
+@dataclass
+class TokenizerTrainConfig:
+    inputs: list = field(default_factory=list, metadata={"positional": "+", "help": "text/.jsonl/.parquet files, directories or globs"})
+    out: str = field(default="", metadata={"required": True})
+    vocab_size: int = 4096
+    algorithm: str = field(default="bpe", metadata={"choices": ALGORITHMS, "help": "bpe: byte-level BPE (GPT-2/4); "
+                           "wordpiece: BERT; unigram / bpe_sp: SentencePiece-style"})
+    pattern: str | None = field(default=None, metadata={"help": "pre-tokenization regex, or 'gpt2' / 'gpt4' (bpe only)"})
+    text_field: str = "text"
+    overwrite: bool = field(default=False, metadata={"help": "if --out holds something else, move it aside"})
+
+
+@dataclass
+class TokenizerStatsConfig:
+    tokenizer: str = field(default="", metadata={"positional": True, "help": "tokenizer directory"})
+    files: list = field(default_factory=list, metadata={"positional": "+", "help": "held-out text files"})
+
+
+@dataclass
+class TokenizerCompareConfig:
+    files: list = field(default_factory=list, metadata={"positional": "+", "help": "held-out text files"})
+    tokenizer: list = field(default_factory=list, metadata={"required": True, "help": "tokenizer directory (repeat)"})
+    html: str | None = field(default=None, metadata={"help": "also write an HTML page with the segmentations"})
 
 
 def tokenizer_train(inputs: list[str], out: str | Path, vocab_size: int = 4096, pattern: str | None = None,
