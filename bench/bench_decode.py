@@ -28,6 +28,7 @@ from zerollm.config import model_config_from_preset
 from zerollm.engine.generate import GenerationConfig, generate
 from zerollm.interop.hf import to_hf_model
 from zerollm.model import Transformer
+from zerollm.engine.native import optimize_for_decode
 
 
 def copy_bandwidth(nbytes: int = 512 * 2**20, reps: int = 5) -> float:
@@ -95,8 +96,8 @@ def main() -> None:
     theirs = to_hf_model(ours)  # same weights, HF module layout
     import copy
 
-    mkl = copy.deepcopy(ours).optimize_for_decode(native=False)  # torch matmuls, column-major widening weights
-    ours.optimize_for_decode()  # same values; native GEMV kernels when they build (see its docstring)
+    mkl = optimize_for_decode(copy.deepcopy(ours), native=False)  # torch matmuls, column-major widening weights
+    optimize_for_decode(ours)  # same values; native GEMV kernels when they build (see its docstring)
     prompt = torch.randint(0, ours.cfg.vocab_size, (1, args.prompt)).tolist()[0]
     gen_cfg = GenerationConfig(max_new_tokens=args.new, temperature=0, stop_token_ids=[])
 
@@ -154,7 +155,7 @@ def engine_variants(ours, prompt, gen_cfg, args, bw, ref_tokens) -> None:
     from zerollm.engine.engine import Engine
     from zerollm.model.quant import quantize_model
 
-    base = copy.deepcopy(ours).optimize_for_decode(False)
+    base = optimize_for_decode(copy.deepcopy(ours), False)
     rows = []
     # "native": zerollm.kernels GEMV on the codes (the default); "cached": a dequantized fp32 copy through
     # F.linear (the fallback without a compiler); "aten": torch's int8 weight-only kernel
@@ -169,7 +170,7 @@ def engine_variants(ours, prompt, gen_cfg, args, bw, ref_tokens) -> None:
                               ("int8", dict(kernel="dequant", cache="dequant"), "int8 cached"),
                               ("int8", dict(kernel="aten"), "int8 aten")):
         m = copy.deepcopy(base) if scheme is None else quantize_model(copy.deepcopy(base), scheme, **kw).eval()
-        m.optimize_for_decode()  # the native decode step where it can
+        optimize_for_decode(m)  # the native decode step where it can
         if "py blocks" in label:
             m._decode_plan = None
         n_new = min(args.new, 32) if "aten" in label else args.new  # slow kernel: fewer tokens

@@ -28,6 +28,7 @@ from zerollm.config import model_config_from_preset  # noqa: E402
 from zerollm.engine.generate import GenerationConfig, generate  # noqa: E402
 from zerollm.model import Transformer  # noqa: E402
 from zerollm.model.quant import quantize_model  # noqa: E402
+from zerollm.engine.native import optimize_for_decode  # noqa: E402
 
 GPT2_BPE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gpt2_bpe"
 
@@ -42,9 +43,9 @@ def main() -> None:
     prompt = torch.randint(0, model.cfg.vocab_size, (1, args.prompt)).tolist()[0]
     gen_cfg = GenerationConfig(max_new_tokens=args.new, temperature=0, stop_token_ids=[])
 
-    ours = {"fp32": copy.deepcopy(model).optimize_for_decode()}
+    ours = {"fp32": optimize_for_decode(copy.deepcopy(model))}
     for scheme, label in (("int8", "int8"), ("int4-sym", "int4 (g32 sym)")):
-        ours[label] = quantize_model(copy.deepcopy(model), scheme, 32, kernel="native").eval().optimize_for_decode()
+        ours[label] = optimize_for_decode(quantize_model(copy.deepcopy(model), scheme, 32, kernel="native").eval())
 
     theirs = {}
     try:

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import torch
+from zerollm.engine.native import optimize_for_decode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine  # noqa: E402
@@ -159,8 +160,8 @@ def main() -> None:
 
     target, tok = loaded.model, loaded.tokenizer
     draft = load(draft_dir, with_tokenizer=False).model
-    target.optimize_for_decode()
-    draft.optimize_for_decode()
+    optimize_for_decode(target)
+    optimize_for_decode(draft)
     print(f"target: {target.describe()}\ndraft:  {draft.describe()}")
     prompts = held_out_prompts(out, tok, args.prompts, args.prompt)
     ks = [int(k) for k in args.ks.split(",")]

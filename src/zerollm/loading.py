@@ -30,6 +30,7 @@ from zerollm.interop.hf import is_hf_dir, load_hf
 from zerollm.interop.hf_tokenizer import load_chat_template
 from zerollm.interop.weights import empty_model, load_safetensors_into
 from zerollm.runtime import pick_device
+from zerollm.engine.native import optimize_for_decode
 
 
 @dataclass
@@ -146,7 +147,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", *, with_tokenizer
 
             tokenizer = load_tokenizer(ckpt / "tokenizer")
     if for_decode:
-        model = model.optimize_for_decode()
+        model = optimize_for_decode(model)
     return Loaded(model, tokenizer, Path(ckpt), model_chat_template(ckpt) if tokenizer is not None else None,
                   end_token_ids(ckpt, tokenizer))
 

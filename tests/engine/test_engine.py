@@ -14,6 +14,7 @@ from zerollm.engine.generate import GenerationConfig, generate, stream
 from zerollm.engine.reference import reference_generate
 from zerollm.engine.sampling import (apply_presence_frequency, banned_ngram_tokens, min_p_filter, process_logits,
                                      sample_next)
+from zerollm.engine.native import optimize_for_decode
 
 
 @pytest.fixture
@@ -118,7 +119,7 @@ def test_generate_and_stream_equal_the_reference_loop(tiny, byte_tokenizer):
     """generate() / stream() (a one-request Engine, with the native decode step when attached) against the
     plain loop: greedy, seeded sampling with every processor, a stop string, and a prompt that fills the window."""
     tok = byte_tokenizer
-    for m in (tiny(), tiny(1, norm="layernorm", mlp="gelu", position="learned", bias=True).optimize_for_decode()):
+    for m in (tiny(), optimize_for_decode(tiny(1, norm="layernorm", mlp="gelu", position="learned", bias=True))):
         sampled = GenerationConfig(max_new_tokens=20, temperature=0.9, top_k=40, top_p=0.9, min_p=0.02, seed=3,
                                    repetition_penalty=1.3, presence_penalty=0.4, frequency_penalty=0.2,
                                    no_repeat_ngram_size=2)

@@ -18,6 +18,7 @@ from zerollm.engine.decode_plan import DecodePlan
 from zerollm.model.kv_cache import KVCache
 from zerollm.model.quant import quantize_model
 from zerollm.model.transformer import Transformer
+from zerollm.engine.native import optimize_for_decode
 
 ARCHS = {  # each switch of ModelConfig that changes a block
     "gpt2": dict(norm="layernorm", mlp="gelu", position="learned", bias=True),
@@ -79,7 +80,7 @@ def _decode(m: Transformer, steps: int = 4) -> torch.Tensor:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_fp32_step_equals_the_python_blocks(arch, native, monkeypatch):
     ref = _model(arch)
-    fast = copy.deepcopy(ref).optimize_for_decode()
+    fast = optimize_for_decode(copy.deepcopy(ref))
     assert fast._decode_plan is not None
     count = _Counter(monkeypatch)
     y_fast = _decode(fast)
@@ -94,7 +95,7 @@ def test_fp32_step_equals_the_python_blocks(arch, native, monkeypatch):
 def test_quantized_step_equals_the_python_blocks(arch, scheme, native, monkeypatch):
     # the Python path runs the same GEMV kernels layer by layer (QuantLinear "native")
     ref = quantize_model(_model(arch), scheme, 32, kernel="native")
-    fast = copy.deepcopy(ref).optimize_for_decode()
+    fast = optimize_for_decode(copy.deepcopy(ref))
     count = _Counter(monkeypatch)
     y_fast = _decode(fast)
     assert count.calls == 6
@@ -107,7 +108,7 @@ def test_quantized_step_equals_the_python_blocks(arch, scheme, native, monkeypat
 
 def test_engine_batches_and_beam_search_agree(native, monkeypatch):
     ref = _model("llama-gqa")
-    fast = copy.deepcopy(ref).optimize_for_decode()
+    fast = optimize_for_decode(copy.deepcopy(ref))
     count = _Counter(monkeypatch)
     prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11]]
     cfg = GenerationConfig(max_new_tokens=6, temperature=0, stop_token_ids=[])
@@ -124,7 +125,7 @@ def test_speculative_decoding_agrees(native, monkeypatch):
     from zerollm.engine.speculative import speculative_generate
 
     target, draft = _model("llama-gqa"), _model("gpt2")
-    fast_t, fast_d = copy.deepcopy(target).optimize_for_decode(), copy.deepcopy(draft).optimize_for_decode()
+    fast_t, fast_d = optimize_for_decode(copy.deepcopy(target)), optimize_for_decode(copy.deepcopy(draft))
     count = _Counter(monkeypatch)
     cfg = GenerationConfig(max_new_tokens=12, temperature=0, stop_token_ids=[])
     ids = speculative_generate(fast_t, fast_d, [5, 6, 7], cfg, num_draft=3)
@@ -134,7 +135,7 @@ def test_speculative_decoding_agrees(native, monkeypatch):
 
 
 def test_plan_steps_aside_when_it_cannot_apply(native, monkeypatch):
-    m = _model("gpt2").optimize_for_decode()
+    m = optimize_for_decode(_model("gpt2"))
     count = _Counter(monkeypatch)
     cache = KVCache.for_model(m, 1, 48)
     run(m, torch.tensor([[1, 2]]), cache)  # a prompt with grad enabled: Python blocks
@@ -163,7 +164,7 @@ def test_plan_steps_aside_when_it_cannot_apply(native, monkeypatch):
         ref._decode_plan = None
         assert torch.allclose(run(m, torch.tensor([[5]]), c1), run(ref, torch.tensor([[5]]), c2), atol=1e-6)
         assert count.calls == 1
-        m.optimize_for_decode()  # rebuilding the plan picks the new module up
+        optimize_for_decode(m)  # rebuilding the plan picks the new module up
         run(m, torch.tensor([[6]]), c1)
         assert count.calls == 2
-    assert m.optimize_for_decode(False)._decode_plan is None
+    assert optimize_for_decode(m, False)._decode_plan is None

@@ -9,6 +9,7 @@ import torch
 
 from zerollm.config import ModelConfig, model_config_from_preset
 from zerollm.model import KVCache, Transformer
+from zerollm.engine.native import optimize_for_decode
 
 # tiny versions of every variant the config can describe
 VARIANTS = {
@@ -262,15 +263,15 @@ def test_optimize_for_decode_changes_layout_not_values():
     idx = torch.randint(0, 97, (1, 9))
     ref = model(idx)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    model.optimize_for_decode(native=False)  # MKL layout: widening weights column-major
+    optimize_for_decode(model, native=False)  # MKL layout: widening weights column-major
     q, down = model.blocks[0].attn.q_proj.weight, model.blocks[0].mlp.down_proj.weight
     assert q.stride() == (1, q.shape[0]) and down.is_contiguous()  # widening: column-major; narrowing: as is
     torch.testing.assert_close(model(idx), ref, atol=1e-5, rtol=1e-5)
-    model.optimize_for_decode(native=True)  # native GEMV (falls back to F.linear if it cannot build)
+    optimize_for_decode(model, native=True)  # native GEMV (falls back to F.linear if it cannot build)
     assert type(model.blocks[0].attn.q_proj) is DecodeLinear and q.is_contiguous()
     torch.testing.assert_close(model(idx), ref, atol=1e-5, rtol=1e-5)  # 9 rows: the GEMV path
     torch.testing.assert_close(model(idx[:, :1]), ref[:, :1], atol=1e-5, rtol=1e-5)
-    model.optimize_for_decode(False)
+    optimize_for_decode(model, False)
     assert type(model.blocks[0].attn.q_proj) is torch.nn.Linear
     assert all(p.is_contiguous() for p in model.parameters())
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())

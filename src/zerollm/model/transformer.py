@@ -113,13 +113,6 @@ class Transformer(nn.Module):
             return F.linear(hidden, self.tok_emb.weight).float()
         return self.lm_head(hidden).float()  # a Linear, or a QuantLinear (model/quant.py)
 
-    def optimize_for_decode(self, enable: bool = True, native: bool | None = None) -> "Transformer":
-        """Fast batch-1 decoding on the CPU (native GEMV kernels / weight layout, and the native decode step
-        the engine runs); values, shapes and the state dict are unchanged. See engine/native.py."""
-        from zerollm.engine.native import optimize_for_decode
-
-        return optimize_for_decode(self, enable, native)
-
     # ------------------------------------------------------------------------------------------------------
 
     def num_params(self, non_embedding: bool = False) -> int:

@@ -24,6 +24,7 @@ import torch
 from zerollm.artifacts import atomic_dir, atomic_write_text, prepare_out, write_manifest
 from zerollm.loading import load
 from zerollm.model.quant import SCHEMES, quant_manifest, quantize_model, weight_bytes
+from zerollm.engine.native import optimize_for_decode
 
 BITS_DEFAULT_SCHEME = {8: "int8", 4: "int4-sym"}
 
@@ -68,7 +69,7 @@ def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits
     prepare_out(out, "checkpoint", overwrite=overwrite, inputs=[model])
     loaded = load(model, with_tokenizer=False)
     m, ckpt = loaded.model, loaded.path
-    m.optimize_for_decode(False) if hasattr(m, "optimize_for_decode") else None
+    optimize_for_decode(m, False)  # plain weights before quantizing
     quantize_model(m, scheme, group_size, output_scheme=output_scheme)
     meta = quant_manifest(m)
     state = {k: v.contiguous() for k, v in m.state_dict().items()}
