@@ -93,22 +93,20 @@ def artifact_kind(path: str | Path) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def _refuse(path: Path, kind: str | None) -> FileExistsError:
-    what = "a file" if path.is_file() else f"a zerollm {artifact_kind(path)}" if artifact_kind(path) else \
-        "not a zerollm artifact"
-    want = f"a zerollm {kind}" if kind else "a zerollm artifact of the same kind"
-    return FileExistsError(f"{path} already exists and is {what}, not {want}: choose another --out, or pass "
-                           f"--overwrite to move it aside")
+def _refuse(path: Path, kind: str, hint: str = "choose another path") -> FileExistsError:
+    found = artifact_kind(path)
+    what = "a file" if path.is_file() else f"a zerollm {found}" if found else "not a zerollm artifact"
+    return FileExistsError(f"{path} already exists and is {what}, not a zerollm {kind}: {hint}")
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path, kind: str | None = None) -> Iterator[Path]:
+def atomic_dir(path: str | Path, kind: str) -> Iterator[Path]:
     """Build a directory at a temporary sibling, then swap it into place in one rename. An existing `path`
-    is replaced only if it is a zerollm artifact of the same kind: `kind`, checked before any work, or else
-    the kind of the manifest the block wrote. If the block raises, the temporary directory is removed and
-    `path` is untouched."""
+    is replaced only if it is a zerollm artifact of the same `kind` (its manifest says so), checked before
+    any work and again at the swap. If the block raises, the temporary directory is removed and `path` is
+    untouched."""
     path = Path(path)
-    if path.exists() and (kind is None and not path.is_dir() or kind is not None and artifact_kind(path) != kind):
+    if path.exists() and artifact_kind(path) != kind:
         raise _refuse(path, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -116,9 +114,8 @@ def atomic_dir(path: str | Path, kind: str | None = None) -> Iterator[Path]:
         _public(tmp, is_dir=True)
         yield tmp
         if path.exists():
-            new_kind = artifact_kind(tmp)
-            if new_kind is None or artifact_kind(path) != new_kind:
-                raise _refuse(path, new_kind)
+            if artifact_kind(path) != kind:  # something else appeared there meanwhile
+                raise _refuse(path, kind)
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
             os.replace(tmp, path)
@@ -144,7 +141,8 @@ def move_aside(path: str | Path) -> Path:
 
 def prepare_out(out: str | Path, kind: str, *, overwrite: bool = False, inputs=()) -> Path:
     """Check a stage's `--out` before any work: no input may lie inside it; an existing path that is not a
-    zerollm `kind` is an error, or with `overwrite` is moved aside (nothing is deleted)."""
+    zerollm `kind` is an error, or with `overwrite` is moved aside (nothing is deleted). Single-file outputs
+    (GGUF, llama2.c .bin) pass kind "file": no existing file is ever of that kind, so none is replaced."""
     out = Path(out)
     target = out.resolve()
     for item in inputs:
@@ -154,7 +152,7 @@ def prepare_out(out: str | Path, kind: str, *, overwrite: bool = False, inputs=(
                              f"another --out")
     if out.exists() and artifact_kind(out) != kind:
         if not overwrite:
-            raise _refuse(out, kind)
+            raise _refuse(out, kind, "choose another --out, or pass --overwrite to move it aside")
         print(f"moved {out} aside to {move_aside(out)}")
     return out
 

@@ -87,24 +87,20 @@ def config_flags(p: argparse.ArgumentParser, cls, *, skip=(), rename=None, defau
     return added
 
 
-def _given(args, names: list[str], unset: bool = False) -> dict:
-    """The values of config-built flags (`unset`: only those given on the command line)."""
-    values = {n: getattr(args, n) for n in names}
-    return {n: v for n, v in values.items() if v is not None} if unset else \
-        {n: ([] if v is None and n in LIST_FIELDS else v) for n, v in values.items()}
+def _given(args, names: list[str]) -> dict:
+    """The training-stage flags given on the command line (built with `unset=True`: the rest are None)."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
-def _config(args, cls):
-    """A stage config dataclass from parsed arguments (a repeatable flag never given is its empty list)."""
+def _config(args, cls, names=None):
+    """A stage config dataclass from parsed arguments (`names`: only those fields; a repeatable flag never
+    given is its empty list)."""
     values = {}
     for f in dataclasses.fields(cls):
-        if hasattr(args, f.name):
+        if hasattr(args, f.name) and (names is None or f.name in names):
             v = getattr(args, f.name)
             values[f.name] = [] if v is None and _flag_type(f)[1] else v
     return cls(**values)
-
-
-LIST_FIELDS = ("corpus", "stop_strings")
 
 
 # ---- stages --------------------------------------------------------------------------------------------------
@@ -235,7 +231,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
                                       defaults={"max_new_tokens": 200, "temperature": 0.8, "top_k": 0},
                                       helps=GEN_HELP)
     qs = sub.add_parser("quickstart", help="tokenizer + data + pretrain + samples in ~5 minutes")
-    fields["quickstart"] = config_flags(qs, QuickstartConfig, many=("corpus",), helps={
+    config_flags(qs, QuickstartConfig, many=("corpus",), helps={
         "corpus": "your own text files instead of the Python docs"})
     for stage, actions in STAGES.items():
         if None in actions:
@@ -253,7 +249,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 # ---- dispatch ------------------------------------------------------------------------------------------------
 
 def _run_training(args, rest: list[str], fields: dict) -> int:
-    overrides = {**_given(args, fields[args.stage], unset=True), **parse_overrides(list(rest) + list(args.overrides))}
+    overrides = {**_given(args, fields[args.stage]), **parse_overrides(list(rest) + list(args.overrides))}
     summary = getattr(api, args.stage)(args.config, overrides)
     if summary.get("run_dir"):
         print(f"run: {summary['run_dir']}/report.md")
@@ -263,7 +259,8 @@ def _run_training(args, rest: list[str], fields: dict) -> int:
 def _run_generate(args, fields: dict) -> int:
     c = _config(args, GenerateConfig)
     prompt = sys.stdin.read() if c.prompt == "-" else c.prompt
-    kw = _given(args, fields["generate"])
+    sampling = _config(args, GenerationConfig, fields["generate"])  # validated here, passed on as keywords
+    kw = {name: getattr(sampling, name) for name in fields["generate"]}
     try:
         bias = {int(k): float(v) for k, v in (x.split("=") for x in c.logit_bias)} or None
     except ValueError:
@@ -306,7 +303,7 @@ def _run(args: argparse.Namespace, rest: list[str], fields: dict) -> int:
     if args.stage == "bench":
         return _run_bench(args, rest)
     if args.stage == "quickstart":
-        api.quickstart(api.QuickstartConfig(**_given(args, fields["quickstart"])))
+        api.quickstart(_config(args, QuickstartConfig))
         return 0
     cls, run, _ = STAGES[args.stage][getattr(args, "action", None)]
     run(_config(args, cls))

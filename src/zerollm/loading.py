@@ -80,10 +80,11 @@ def load_model_config(ckpt: str | Path) -> ModelConfig:
         raise ValueError(f"{path}: invalid model config ({e})") from None
 
 
-def load_weights(model: torch.nn.Module, path: str | Path) -> None:
+def load_weights(model: torch.nn.Module, path: str | Path, fills: dict | None = None) -> None:
     """Load safetensors into `model`'s parameters in place, a few tensors mapped at a time (no second copy
-    of the weights); missing, unexpected or mis-shaped tensors raise a ValueError naming file and tensor."""
-    load_safetensors_into(model, path)
+    of the weights); missing, unexpected or mis-shaped tensors raise a ValueError naming file and tensor.
+    `fills`: tensors the model stores in another form (interop.weights.load_safetensors_into)."""
+    load_safetensors_into(model, path, fills=fills)
 
 
 def end_token_ids(model_dir: str | Path, tokenizer) -> list[int]:
@@ -109,7 +110,7 @@ def model_chat_template(model_dir: str | Path) -> str | None:
     return template if template and template != CHATML_TEMPLATE else None
 
 
-def _build_model(ckpt: Path, device, value_head: bool) -> torch.nn.Module:
+def _build_model(ckpt: Path, device, value_head: bool, prepare) -> torch.nn.Module:
     read_manifest(ckpt, "checkpoint")
     cfg = load_model_config(ckpt)
     if (ckpt / "quant.json").is_file():  # weight-only quantized (zerollm quantize; model/quant.py)
@@ -122,15 +123,17 @@ def _build_model(ckpt: Path, device, value_head: bool) -> torch.nn.Module:
             from zerollm.objectives import add_value_head
 
             add_value_head(model)
-        load_weights(model, ckpt / "model.safetensors")
+        load_weights(model, ckpt / "model.safetensors", prepare(model) if prepare else None)
     return model.to(device).eval()
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", *, with_tokenizer: bool = True,
-         value_head: bool = False, for_decode: bool = False) -> Loaded:
+         value_head: bool = False, for_decode: bool = False, prepare=None) -> Loaded:
     """Load any `--model DIR` (see the module docstring). `device` may be "auto". `value_head`: a reward
     model saved by the `reward` stage (a run dir's `model/` is used when present). `for_decode`: lay the
-    weights out for fast batch-1 decoding (values unchanged; not for training)."""
+    weights out for fast batch-1 decoding (values unchanged; not for training). `prepare(model) -> fills`:
+    reshape the empty model before any weight is read and say which tensors it stores in another form
+    (QLoRA's NF4 layers, posttrain/qlora.py); zerollm checkpoints only."""
     device = pick_device(device) if isinstance(device, str) else device
     if value_head and (Path(path) / "model").is_dir():
         path = Path(path) / "model"
@@ -140,7 +143,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", *, with_tokenizer
             raise ValueError(f"{ckpt}: a Hugging Face directory is not a zerollm reward model")
         model, tokenizer, ckpt = load_hf(ckpt, device=device, with_tokenizer=with_tokenizer)
     else:
-        model = _build_model(ckpt, device, value_head)
+        model = _build_model(ckpt, device, value_head, prepare)
         tokenizer = None
         if with_tokenizer and (ckpt / "tokenizer").is_dir():
             from zerollm.tokenizer.base import load_tokenizer

@@ -91,3 +91,17 @@ def test_repl_session(tok, tmp_path, tiny_model):
     assert session.conv.system == "日本語で" and [m["role"] for m in session.conv.messages] == ["user", "assistant"]
     session.max_new_tokens = 120  # leaves 8 tokens for the prompt: the message cannot fit
     assert session.reply("a long message " * 5, out) == "" and "error:" in out.getvalue()
+
+
+def test_a_reply_ends_on_the_models_own_end_ids(tmp_path, tiny_bpe_tokenizer, tiny_model):
+    """One definition of end-of-turn (chat.format.stop_token_ids) plus the model's own end ids from its
+    generation_config.json (loading.Loaded.stop_ids): the REPL used to keep its own list and miss the latter."""
+    from zerollm.chat.repl import load_session
+    from zerollm.train.checkpoint import save_checkpoint
+
+    tok = tiny_bpe_tokenizer
+    m = tiny_model(vocab_size=tok.vocab_size)
+    ck = save_checkpoint(tmp_path / "ck", m, m.cfg, tokenizer=tok)
+    (ck / "generation_config.json").write_text(json.dumps({"eos_token_id": [tok.eos_id, 42]}))
+    stops = load_session(str(ck), device="cpu").stops()
+    assert stops[0] == tok.special_tokens["<|im_end|>"] and tok.eos_id in stops and 42 in stops

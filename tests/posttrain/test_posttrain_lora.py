@@ -174,7 +174,7 @@ def test_nf4_streaming_load_matches_quantize_and_backward_needs_no_fp32_weight(t
 
     model = _model(LLAMA)
     save_checkpoint(tmp_path / "ck", model, model.cfg)
-    streamed, _, _ = load_nf4_model(tmp_path / "ck")
+    streamed = load_nf4_model(tmp_path / "ck").model
     quantize_nf4(model)
     a, b = dict(model.named_buffers()), dict(streamed.named_buffers())
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

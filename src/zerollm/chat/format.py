@@ -318,11 +318,16 @@ def render(messages: Sequence[dict], tokenizer, *, template: str | None = None, 
                            train_on=train_on)
 
 
-def stop_token_ids(tokenizer) -> list[int]:
-    """End-of-turn ids generation should stop on: <|im_end|> and the tokenizer's eos."""
-    ids = [tokenizer.special_tokens[IM_END]] if IM_END in tokenizer.special_tokens else []
-    if tokenizer.eos_id is not None and tokenizer.eos_id not in ids:
-        ids.append(tokenizer.eos_id)
+END_OF_TURN = (IM_END, "<|eot_id|>", "<|endoftext|>")  # ChatML (ours, Qwen), Llama 3, GPT-2 / base models
+
+
+def stop_token_ids(tokenizer, also: Sequence[int] = ()) -> list[int]:
+    """End-of-turn ids a reply stops on: the END_OF_TURN tokens the tokenizer has (<|im_end|> first when it
+    has it), its eos, and `also` (a model's own end ids: loading.Loaded.stop_ids, from generation_config)."""
+    ids = [tokenizer.special_tokens[t] for t in END_OF_TURN if t in tokenizer.special_tokens]
+    for i in [tokenizer.eos_id, *also]:
+        if i is not None and i not in ids:
+            ids.append(i)
     return ids
 
 

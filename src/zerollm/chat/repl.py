@@ -18,10 +18,12 @@ from __future__ import annotations
 import sys
 from typing import Callable, TextIO
 
+from zerollm.engine.engine import Engine
 from zerollm.engine.generate import GenerationConfig
 from zerollm.loading import load_for_use
 
 from .conversation import ContextTooLong, Conversation
+from .format import stop_token_ids
 
 HELP = "commands: /reset  /system TEXT  /save FILE  /load FILE  /quit (or exit); end a line with \\ to continue"
 
@@ -58,8 +60,10 @@ class ChatSession:
     """The REPL's state and one-step logic, separate from the terminal so tests can drive it."""
 
     def __init__(self, model, tokenizer, system: str | None = None, template: str | None = None,
-                 max_new_tokens: int = 256, temperature: float = 0.7, top_p: float = 0.95, seed: int | None = None):
+                 max_new_tokens: int = 256, temperature: float = 0.7, top_p: float = 0.95, seed: int | None = None,
+                 stop_ids=()):
         self.model, self.tok, self.template = model, tokenizer, template
+        self.stop_ids = list(stop_ids)  # the model's own end ids (loading.Loaded.stop_ids)
         self.conv = Conversation(system)
         self.max_new_tokens, self.temperature, self.top_p, self.seed = max_new_tokens, temperature, top_p, seed
         self._engine = None  # one Engine for the session, made on the first reply
@@ -67,16 +71,11 @@ class ChatSession:
     @property
     def engine(self):
         if self._engine is None:
-            from zerollm.engine.engine import Engine
             self._engine = Engine(self.model, self.tok, max_batch_size=1)
         return self._engine
 
     def stops(self) -> list[int]:
-        sp = self.tok.special_tokens
-        ids = [sp[s] for s in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>") if s in sp]
-        if self.tok.eos_id is not None:
-            ids.append(self.tok.eos_id)
-        return sorted(set(ids))
+        return stop_token_ids(self.tok, self.stop_ids)
 
     def command(self, line: str, out: TextIO) -> bool:
         """Handle a /command; returns False when the session should end."""
@@ -156,7 +155,7 @@ def load_session(model_dir: str, system: str | None = None, device: str = "auto"
     if template is None and "<|im_start|>" not in tok.special_tokens:
         raise ValueError(f"{model_dir}: no chat template (chat_template.jinja / tokenizer_config.json) and the "
                          f"tokenizer has no <|im_start|>/<|im_end|> tokens for zerollm's ChatML")
-    return ChatSession(model, tok, system, template, **kw)
+    return ChatSession(model, tok, system, template, stop_ids=loaded.stop_ids, **kw)
 
 
 def chat_main(model_dir: str, system: str | None = None, device: str = "auto", **kw) -> None:

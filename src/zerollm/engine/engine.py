@@ -25,8 +25,8 @@ whole cache is shifted (`_rebase`) — rare, O(cache) copy. Active rows are kept
 
 Sampling goes through `sampling.sample_next` per row with the row's own config, generator (seeded
 requests reproduce: sequence i of a request with seed s uses seed s + i) and history, so each request's
-output equals what the plain loop of reference.py produces for it alone (tests/test_engine.py). A plain greedy batch (no processors, no
-constraint, no logprobs) takes one batched argmax.
+output equals what the plain loop of reference.py produces for it alone (tests/engine/test_engine.py). A
+plain greedy batch (no processors, no constraint, no logprobs) takes one batched argmax.
 
 Threading: `step()` may be called from any one thread at a time (a lock guards it). `start()` runs steps
 in a background thread; without it, iterating a handle drives `step()` itself (the REPL), or the owner's

@@ -18,7 +18,10 @@ from typing import Iterator, Protocol, Sequence
 
 import torch
 
+from .beam import beam_search
 from .config import GenerationConfig, first_stop, stop_ids
+from .engine import Engine, Request
+from .speculative import speculative_generate
 
 __all__ = ["GenerationConfig", "TextStream", "generate", "stream", "generate_text"]
 
@@ -30,8 +33,6 @@ class TokenizerLike(Protocol):
 
 def _submit(model, tokenizer, prompt_ids, gen_cfg: GenerationConfig):
     """A one-request Engine sized for this prompt; returns the request's handle (nothing runs yet)."""
-    from .engine import Engine
-
     if gen_cfg.num_return_sequences != 1 or gen_cfg.num_beams != 1:  # one sampled sequence, as documented
         gen_cfg = replace(gen_cfg, num_return_sequences=1, num_beams=1)
     ids = prompt_ids.view(-1).tolist() if isinstance(prompt_ids, torch.Tensor) else list(prompt_ids)
@@ -86,7 +87,6 @@ def generate(model, tokenizer: TokenizerLike | None, prompt_ids: Sequence[int] |
     the stop string). `tokenizer` is only used for stop strings and the default eos id (may be None)."""
     gen_cfg = gen_cfg or GenerationConfig()
     if gen_cfg.num_beams > 1:  # deterministic beam search; returns the best beam
-        from .beam import beam_search
         return beam_search(model, prompt_ids, gen_cfg, tokenizer)[0]
     if [s for s in gen_cfg.stop_strings if s]:
         if tokenizer is None:
@@ -112,7 +112,6 @@ def generate_text(model, tokenizer, prompt_ids: Sequence[int], gen_cfg: Generati
     if draft_model is not None:
         text = _speculative_text(model, draft_model, tokenizer, ids, gen_cfg, draft_tokens)
     elif gen_cfg.num_beams > 1:
-        from .beam import beam_search
         text = "\n---\n".join(tokenizer.decode(s) for s in beam_search(model, ids, gen_cfg, tokenizer))
     elif constraint is not None or gen_cfg.num_return_sequences > 1 or gen_cfg.logprobs is not None:
         return _completions_text(model, tokenizer, ids, gen_cfg, constraint)
@@ -123,8 +122,6 @@ def generate_text(model, tokenizer, prompt_ids: Sequence[int], gen_cfg: Generati
 
 
 def _speculative_text(model, draft_model, tokenizer, ids, gen_cfg, draft_tokens: int) -> str:
-    from .speculative import speculative_generate
-
     if draft_model.cfg.vocab_size != model.cfg.vocab_size:
         raise ValueError(f"the draft model has vocabulary {draft_model.cfg.vocab_size}, the target has "
                          f"{model.cfg.vocab_size}: speculative decoding needs the same tokenizer")
@@ -136,8 +133,6 @@ def _speculative_text(model, draft_model, tokenizer, ids, gen_cfg, draft_tokens:
 
 def _completions_text(model, tokenizer, ids, gen_cfg, constraint) -> str:
     """Several sequences, logprobs or constrained output: whole completions from the Engine, as text."""
-    from .engine import Engine, Request
-
     engine = Engine(model, tokenizer, max_batch_size=gen_cfg.num_return_sequences)
     out = []
     for c in engine.submit(Request(ids, gen_cfg, constraint=constraint)).results():

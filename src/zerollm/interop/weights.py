@@ -341,13 +341,16 @@ def load_into(model: torch.nn.Module, produce: Iterable[tuple[str, torch.Tensor]
 
 
 def load_safetensors_into(model: torch.nn.Module, path: str | Path, aliases: Callable[[str], bool] | None = None,
-                          batch_bytes: int = 64 * 2**20) -> None:
+                          batch_bytes: int = 64 * 2**20, fills: dict | None = None) -> None:
     """Fill `model` from a zerollm `model.safetensors` (our names), mapping at most ~`batch_bytes` at a
-    time. Raises InteropError naming the file and tensor for missing, extra or mis-shaped tensors."""
+    time. `fills`: {tensor name: (shape, fn)} for tensors the model keeps in another form, e.g. QLoRA's NF4
+    layers: fn(tensor) stores it (quantizes it) instead of a copy into the state dict. Raises InteropError
+    naming the file and tensor for missing, extra or mis-shaped tensors."""
     path = Path(path)
     src = SafetensorsSource([path])
-    expected = model.state_dict()
-    params = dict(model.named_parameters())
+    fills = fills or {}
+    expected = {**model.state_dict(), **{n: torch.zeros(()).expand(shape) for n, (shape, _) in fills.items()}}
+    params = [n for n, _ in model.named_parameters()] + list(fills)
     extra = [n for n in src.names if n not in expected]
     if extra:
         raise InteropError(f"{path}: unexpected tensor {extra[0]!r} (weights do not match the model config; "
@@ -376,4 +379,7 @@ def load_safetensors_into(model: torch.nn.Module, path: str | Path, aliases: Cal
         for batch in batches():
             with src.read(batch) as tensors:
                 for n, t in tensors.items():
-                    expected[n].copy_(t)
+                    if n in fills:
+                        fills[n][1](t)
+                    else:
+                        expected[n].copy_(t)

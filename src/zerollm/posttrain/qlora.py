@@ -17,16 +17,12 @@ layer's fp32 weight from forward to backward — the whole fp32 base again.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zerollm.artifacts import read_manifest
-from zerollm.interop.hf import is_hf_dir
-from zerollm.interop.weights import empty_model
-from zerollm.loading import load, load_model_config, resolve_checkpoint
+from zerollm.loading import Loaded, load
 from zerollm.model.quant import NF4_BLOCK, buffer_shapes, dequantize_weight, quantize_weight
 from zerollm.posttrain.lora import DEFAULT_TARGETS, LORA_LAYERS, LoRAMixin, _set_module, matches
 
@@ -143,56 +139,25 @@ def nf4_bytes(model: nn.Module) -> int:
     return sum(b.numel() * b.element_size() for n, b in model.named_buffers() if n.rsplit(".", 1)[-1] in _BUFFERS)
 
 
-def load_nf4_model(path, targets=None, device="cpu", with_tokenizer: bool = True):
-    """(model, tokenizer, checkpoint dir) like zerollm.loading.load, with the matching linear layers
-    NF4 from the start: the model is allocated uninitialized (its pages are not resident until written),
-    the target layers are swapped for empty NF4Linear before any weight is read, and the safetensors file is
-    read one tensor at a time — a target weight is quantized into its NF4 buffers and dropped. Peak memory
-    is the 4-bit base + the non-quantized tensors + one fp32 tensor. Everything is frozen.
-    Hugging Face and already-quantized checkpoints are loaded whole and then quantized (quantize_nf4)."""
-    from safetensors import safe_open
-
+def load_nf4_model(path, targets=None, device="cpu", with_tokenizer: bool = True) -> Loaded:
+    """`zerollm.loading.load` with the matching linear layers NF4 from the start: the model is allocated
+    uninitialized (its pages are not resident until written), the target layers are swapped for empty
+    NF4Linear before any weight is read, and each target weight is quantized into its NF4 buffers as the
+    loader streams it (a few tensors mapped at a time). Peak memory is the 4-bit base + the other tensors +
+    one read batch. Everything is frozen. Hugging Face and already-quantized checkpoints are loaded whole
+    and then quantized (quantize_nf4)."""
     targets = DEFAULT_TARGETS if targets is None else targets
-    ckpt = resolve_checkpoint(path)
-    if is_hf_dir(ckpt) or (ckpt / "quant.json").is_file():
-        loaded = load(ckpt, device, with_tokenizer=with_tokenizer)
-        model, tok, ckpt = loaded.model, loaded.tokenizer, loaded.path
-        quantize_nf4(model, targets)
-        return model, tok, ckpt
-    read_manifest(ckpt, "checkpoint")
-    model = empty_model(load_model_config(ckpt))
-    names = [n for n, m in model.named_modules() if type(m) is nn.Linear and matches(n, targets)]
-    for n in names:
-        lin = model.get_submodule(n)
-        _set_module(model, n, NF4Linear(in_features=lin.in_features, out_features=lin.out_features,
-                                        bias=lin.bias is not None))
-    nf4 = {n + ".weight": n for n in names}
-    params = dict(model.named_parameters())
-    aliases = set(model.state_dict()) - set(params)  # tied weights saved under a second name
-    file = ckpt / "model.safetensors"
-    filled = set()
-    with torch.no_grad(), safe_open(str(file), framework="pt") as f:
-        for key in f.keys():
-            t = f.get_tensor(key)
-            if key in nf4:
-                mod = model.get_submodule(nf4[key])
-                mod.load_weight(t)
-            elif key in params:
-                if tuple(t.shape) != tuple(params[key].shape):
-                    raise ValueError(f"{file}: tensor {key!r} has shape {tuple(t.shape)}, the model expects "
-                                     f"{tuple(params[key].shape)}")
-                params[key].copy_(t)
-            elif key not in aliases:
-                raise ValueError(f"{file}: unexpected tensor {key!r} (weights do not match the model config)")
-            filled.add(key)
-            del t
-    missing = [k for k in list(params) + list(nf4) if k not in filled]
-    if missing:
-        raise ValueError(f"{file}: missing tensor(s) {missing[:5]}")
-    model.requires_grad_(False)
-    tok = None
-    if with_tokenizer and (ckpt / "tokenizer").is_dir():
-        from zerollm.tokenizer.base import load_tokenizer
 
-        tok = load_tokenizer(ckpt / "tokenizer")
-    return model.to(device).eval(), tok, Path(ckpt)
+    def to_nf4(model) -> dict:  # before any weight is read: matching Linear → empty NF4Linear, filled per tensor
+        fills = {}
+        for n in [n for n, m in model.named_modules() if type(m) is nn.Linear and matches(n, targets)]:
+            lin = model.get_submodule(n)
+            nf4 = NF4Linear(in_features=lin.in_features, out_features=lin.out_features, bias=lin.bias is not None)
+            _set_module(model, n, nf4)
+            fills[n + ".weight"] = ((lin.out_features, lin.in_features), nf4.load_weight)
+        return fills
+
+    loaded = load(path, device, with_tokenizer=with_tokenizer, prepare=to_nf4)
+    quantize_nf4(loaded.model, targets)  # HF or quantized checkpoints (loaded whole); a no-op after to_nf4
+    loaded.model.requires_grad_(False)
+    return loaded

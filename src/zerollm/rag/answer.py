@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from zerollm.chat.format import prompt_ids
+from zerollm.chat.format import prompt_ids, stop_token_ids
 from zerollm.engine.engine import Engine
 from zerollm.engine.generate import GenerationConfig
 
@@ -70,8 +70,7 @@ def answer(question: str, retriever, model, tokenizer, k: int = 4, mode: str = "
     hits = retriever.search(question, k=k, mode=mode)
     messages, used = build_messages(question, hits, tokenizer, ctx - max_new_tokens, template)
     ids = prompt_ids(messages, tokenizer, template=template)
-    end = tokenizer.special_tokens.get("<|im_end|>")
-    stops = [i for i in (end, tokenizer.eos_id) if i is not None]
+    stops = stop_token_ids(tokenizer)
     gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, stop_token_ids=stops)
     pieces = []
     for piece in Engine(model, tokenizer, max_batch_size=1).submit(ids, gen).texts():

@@ -126,9 +126,12 @@ class Backend:
     """A model + tokenizer served by one worker thread (see the module docstring)."""
 
     def __init__(self, model, tokenizer, model_id: str = "zerollm", max_batch: int = 32, max_waiting: int = 512,
-                 chat_template: str | None = None):
+                 chat_template: str | None = None, stop_ids=None):
         self.model, self.tokenizer, self.model_id = model.eval(), tokenizer, model_id
         self.chat_template = chat_template  # the model's own (loading.Loaded); None = zerollm's ChatML
+        # ids that end a completion: the model's own (loading.Loaded.stop_ids), else the tokenizer's eos
+        self.stop_ids = list(stop_ids) if stop_ids is not None else \
+            ([tokenizer.eos_id] if tokenizer.eos_id is not None else [])
         self.ctx = model.cfg.max_seq_len
         self.device = next(model.parameters()).device
         self.max_batch, self.max_waiting = max_batch, max_waiting
@@ -153,7 +156,7 @@ class Backend:
 
         loaded = load_for_use(model_dir, setup_runtime(device))
         return cls(loaded.model, loaded.tokenizer, model_id=kwargs.pop("model_id", None) or _model_id(model_dir),
-                   chat_template=loaded.chat_template, **kwargs)
+                   chat_template=loaded.chat_template, stop_ids=loaded.stop_ids, **kwargs)
 
     # ---- the interface used by the API layer ------------------------------------------------------------
 

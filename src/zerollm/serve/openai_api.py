@@ -342,7 +342,7 @@ class _API:
             if body.stream:
                 return StreamingResponse(self.replay_chat(head, choices, body, usage), media_type="text/event-stream")
             return {**head, "choices": choices, "usage": usage}
-        stops = stop_token_ids(self.tok)
+        stops = stop_token_ids(self.tok, self.b.stop_ids)
         if tools:
             stops.append(self.tok.special_tokens[TOOL_CALL])
         reqs = self.gen_requests(body, prompt, budget, stops, want_lp)
@@ -493,7 +493,7 @@ class _API:
         self.check_model(body.model)
         prompts = self.prompts(body)
         budgets = [self.budget(len(p), body.max_tokens, default=16) for p in prompts]
-        eos = [self.tok.eos_id] if self.tok.eos_id is not None else []
+        eos = self.b.stop_ids
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": rid, "object": "text_completion", "created": created, "model": self.b.model_id}
         echoes = []  # per prompt: (text, logprobs of the prompt tokens or None)

@@ -15,7 +15,8 @@ from zerollm.chat.repl import chat_main
 
 @dataclass
 class ChatConfig:
-    model: str = field(default="", metadata={"required": True, "help": "checkpoint, run or Hugging Face model directory"})
+    model: str = field(default="",
+                       metadata={"required": True, "help": "checkpoint, run or Hugging Face model directory"})
     system: str | None = field(default=None, metadata={"help": "system prompt"})
     max_new_tokens: int = 256
     temperature: float = 0.7

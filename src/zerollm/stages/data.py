@@ -14,7 +14,8 @@ from zerollm.data.prepare import prepare_summary
 
 @dataclass
 class DataPrepareConfig:
-    inputs: list = field(default_factory=list, metadata={"positional": "+", "help": "text/.jsonl/.parquet files, directories or globs"})
+    inputs: list = field(default_factory=list,
+                         metadata={"positional": "+", "help": "text/.jsonl/.parquet files, directories or globs"})
     tokenizer: str = field(default="", metadata={"required": True, "help": "tokenizer directory"})
     out: str = field(default="", metadata={"required": True})
     text_field: str = "text"

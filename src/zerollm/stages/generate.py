@@ -21,7 +21,8 @@ from zerollm.loading import load_for_use
 @dataclass
 class GenerateConfig:
     """The generate stage's own options; the sampling options are engine.config.GenerationConfig's."""
-    model: str = field(default="", metadata={"required": True, "help": "checkpoint, run or Hugging Face model directory"})
+    model: str = field(default="",
+                       metadata={"required": True, "help": "checkpoint, run or Hugging Face model directory"})
     prompt: str = field(default="", metadata={"help": "prompt text ('-' reads stdin)"})
     logit_bias: list = field(default_factory=list, metadata={"metavar": "ID=BIAS", "help": "repeatable"})
     early_stopping: str = field(default="false", metadata={"choices": ("true", "false", "never")})
@@ -29,7 +30,8 @@ class GenerateConfig:
     stream: bool = field(default=True, metadata={"help": "print text as it is generated (--no-stream: at the end)"})
     json_schema: str | None = field(default=None, metadata={"help": "JSON Schema file: output is valid JSON for it"})
     regex: str | None = field(default=None, metadata={"help": "output must match this regex"})
-    draft: str | None = field(default=None, metadata={"help": "smaller model (same tokenizer) for speculative decoding"})
+    draft: str | None = field(default=None,
+                              metadata={"help": "smaller model (same tokenizer) for speculative decoding"})
     draft_tokens: int = field(default=4, metadata={"help": "tokens the draft proposes per target forward"})
 
 
@@ -43,6 +45,8 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
     draft, draft_tokens = gen_kwargs.pop("draft", None), gen_kwargs.pop("draft_tokens", 4)
     loaded = load_for_use(model, device)
     m, tok = loaded.model, loaded.tokenizer
+    if json_schema and regex:
+        raise ValueError("give --json-schema or --regex, not both")
     constraint = None
     if json_schema:
         constraint = JSONSchemaConstraint(json.loads(Path(json_schema).read_text(encoding="utf-8")), tok)
@@ -50,11 +54,9 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
         constraint = RegexConstraint(regex, tok)
     stops = list(gen_kwargs.pop("stop_token_ids", []) or [])
     stops += [i for i in loaded.stop_ids if i not in stops]
-    ids = tok.encode(prompt)
-    if not ids:  # an empty prompt starts a fresh document: our shards put <|eos|> before every document
-        ids = [tok.eos_id if tok.eos_id is not None else tok.bos_id]
-    return generate_text(m, tok, ids, GenerationConfig(stop_token_ids=stops, **gen_kwargs), constraint=constraint,
-                         draft_model=load_for_use(draft, device).model if draft else None,
+    # an empty prompt starts a fresh document (generate_text: eos, else bos), as our shards do
+    return generate_text(m, tok, tok.encode(prompt), GenerationConfig(stop_token_ids=stops, **gen_kwargs),
+                         constraint=constraint, draft_model=load_for_use(draft, device).model if draft else None,
                          draft_tokens=draft_tokens, stream=stream)
 
 

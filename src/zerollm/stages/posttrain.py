@@ -15,8 +15,8 @@ from Hugging Face keeps its tokenizer's Jinja `chat_template`; loading.Loaded.ch
 ChatML otherwise; the loss mask covers assistant tokens and their end-of-turn token either way.
 
 `--lora` freezes the base and trains LoRA adapters (lora.py); `--qlora` first quantizes the frozen base
-linear layers to NF4 (posttrain/qlora.py over model/quant.py's codec). RL stages (grpo, ppo) produce their batches by sampling the current policy
-through `engine.generate` (rl.py), so they run in the same loop with the same checkpoints.
+linear layers to NF4 (posttrain/qlora.py over model/quant.py's codec). RL stages (grpo, ppo) produce their
+batches by sampling the current policy through the Engine (rl.py), so they run in the same loop with the same checkpoints.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import torch
 
 from zerollm.chat.format import prompt_ids
 from zerollm.config import load_config
-from zerollm.loading import Loaded, load, model_chat_template
+from zerollm.loading import load
 from zerollm.objectives import (
     DPOObjective,
     GRPOObjective,
@@ -149,8 +149,7 @@ class Ctx:
         if cfg.qlora:  # NF4 base built tensor by tensor: the fp32 base is never resident as a whole
             from zerollm.posttrain.qlora import load_nf4_model
 
-            model, tok, ckpt = load_nf4_model(cfg.model, cfg.lora_config.targets, device=self.device)
-            loaded = Loaded(model, tok, ckpt, model_chat_template(ckpt))
+            loaded = load_nf4_model(cfg.model, cfg.lora_config.targets, device=self.device)
         else:
             loaded = load(cfg.model, self.device)
         self.model, self.tok = loaded.model, loaded.tokenizer
@@ -349,7 +348,9 @@ def grpo(cfg: GRPOConfig | str | None = None, overrides=None) -> dict:
                         drop_uniform=cfg.drop_uniform, chat_template=ctx.chat_template)
 
     def evaluate(m):
-        return {"exact_match": exact_match(m, ctx.tok, answers, cfg.max_new_tokens, ctx.chat_template)} if answers else {}
+        if not answers:
+            return {}
+        return {"exact_match": exact_match(m, ctx.tok, answers, cfg.max_new_tokens, ctx.chat_template)}
 
     summary = ctx.train(GRPOObjective(cfg.clip, cfg.beta, GRPORollouts.stat_names, cfg.temperature, cfg.loss_norm,
                                       cfg.max_new_tokens), data, evaluate)

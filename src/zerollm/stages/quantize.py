@@ -31,7 +31,8 @@ BITS_DEFAULT_SCHEME = {8: "int8", 4: "int4-sym"}
 
 @dataclass
 class QuantizeConfig:
-    model: str = field(default="", metadata={"required": True, "help": "checkpoint, run or Hugging Face model directory"})
+    model: str = field(default="",
+                       metadata={"required": True, "help": "checkpoint, run or Hugging Face model directory"})
     out: str = field(default="", metadata={"required": True})
     bits: int | None = field(default=None, metadata={"choices": (8, 4)})
     scheme: str | None = field(default=None, metadata={"choices": SCHEMES})

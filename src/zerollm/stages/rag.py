@@ -17,10 +17,13 @@ from zerollm.rag.retrieve import Retriever
 
 @dataclass
 class RagIndexConfig:
-    docs: list = field(default_factory=list, metadata={"positional": "*", "help": "files or directories to add (re-adding a file replaces it)"})
+    docs: list = field(default_factory=list,
+                       metadata={"positional": "*", "help": "files or directories to add (re-adding a file replaces "
+                                 "it)"})
     out: str = field(default="", metadata={"required": True, "help": "index directory (updated in place if it exists)"})
     delete: list = field(default_factory=list, metadata={"help": "remove a source from the index (repeatable)"})
-    embedder: str | None = field(default=None, metadata={"help": "sentence-transformers or zerollm model dir (dense + hybrid)"})
+    embedder: str | None = field(default=None,
+                                 metadata={"help": "sentence-transformers or zerollm model dir (dense + hybrid)"})
     chunk_chars: int = 500
     overlap: int = 100
 

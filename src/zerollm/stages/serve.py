@@ -10,7 +10,8 @@ from pathlib import Path
 
 @dataclass
 class ServeConfig:
-    model: str = field(default="", metadata={"required": True, "help": "checkpoint, run or Hugging Face model directory"})
+    model: str = field(default="",
+                       metadata={"required": True, "help": "checkpoint, run or Hugging Face model directory"})
     host: str = field(default="127.0.0.1", metadata={"help": "bind address (default loopback only)"})
     port: int = 8000
     api_key: str | None = field(default=None, metadata={"help": "require 'Authorization: Bearer KEY' on /v1"})

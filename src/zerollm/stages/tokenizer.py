@@ -21,12 +21,14 @@ ALGORITHMS = ("bpe", "wordpiece", "unigram", "bpe_sp")
 
 @dataclass
 class TokenizerTrainConfig:
-    inputs: list = field(default_factory=list, metadata={"positional": "+", "help": "text/.jsonl/.parquet files, directories or globs"})
+    inputs: list = field(default_factory=list,
+                         metadata={"positional": "+", "help": "text/.jsonl/.parquet files, directories or globs"})
     out: str = field(default="", metadata={"required": True})
     vocab_size: int = 4096
     algorithm: str = field(default="bpe", metadata={"choices": ALGORITHMS, "help": "bpe: byte-level BPE (GPT-2/4); "
                            "wordpiece: BERT; unigram / bpe_sp: SentencePiece-style"})
-    pattern: str | None = field(default=None, metadata={"help": "pre-tokenization regex, or 'gpt2' / 'gpt4' (bpe only)"})
+    pattern: str | None = field(default=None,
+                                metadata={"help": "pre-tokenization regex, or 'gpt2' / 'gpt4' (bpe only)"})
     text_field: str = "text"
     overwrite: bool = field(default=False, metadata={"help": "if --out holds something else, move it aside"})
 

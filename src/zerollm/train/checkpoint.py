@@ -48,8 +48,8 @@ def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None
 
 
 def save_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, model_cfg: ModelConfig, *,
-                    tokenizer: Any = None, chat_template: str | None = None, trainer_state: dict | None = None, config_yaml: str | None = None,
-                    step: int = 0, tokens_seen: int = 0, extra: dict | None = None) -> Path:
+                    tokenizer: Any = None, chat_template: str | None = None, trainer_state: dict | None = None,
+                    config_yaml: str | None = None, step: int = 0, tokens_seen: int = 0, extra: dict | None = None) -> Path:
     ckpt_dir = Path(ckpt_dir)
     with atomic_dir(ckpt_dir, "checkpoint") as tmp:
         atomic_write_text(tmp / "config.json", json.dumps(model_cfg.to_dict(), indent=2) + "\n")

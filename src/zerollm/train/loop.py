@@ -91,7 +91,8 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, run_dir: str | Path, *,
-          model_cfg: Any, tokenizer: Any = None, chat_template: str | None = None, evaluate: Callable[[torch.nn.Module], dict] | None = None,
+          model_cfg: Any, tokenizer: Any = None, chat_template: str | None = None,
+          evaluate: Callable[[torch.nn.Module], dict] | None = None,
           resume_from: str | Path | None = None, config_yaml: str | None = None,
           dist_info: DistInfo | None = None, tokens_per_batch: int | None = None) -> dict:
     """Train `model` in place; returns a summary dict. `model` must already be on the target device.
