@@ -44,8 +44,9 @@ from zerollm.rundir import finish_report, holds_run, start_run
 from zerollm.runtime import setup_runtime
 from zerollm.tokenizer.base import load_tokenizer
 from zerollm.tokenizer.bpe import train_bpe
-from zerollm.train.distributed import cleanup, init_distributed
+from zerollm.train.distributed import cleanup, failure_guard, init_distributed
 from zerollm.train.loop import TrainConfig, train
+from zerollm.train.parallel import full_model
 
 
 @dataclass
@@ -89,7 +90,7 @@ def pretrain(cfg: PretrainConfig | str | None = None, overrides: list[str] | dic
     if not cfg.data:
         raise ValueError("pretrain: no data given (set data=SHARDS_DIR or --data)")
     tc = cfg.train
-    info = init_distributed(tc.device)
+    info = init_distributed(tc.device, tc.dist_timeout_s)
     shards = read_manifest(cfg.data, "shards")
     tokenizer = load_tokenizer(Path(cfg.data) / "tokenizer")
     if shards.get("tokenizer_hash") and shards["tokenizer_hash"] != tokenizer.hash:
@@ -118,8 +119,10 @@ def pretrain(cfg: PretrainConfig | str | None = None, overrides: list[str] | dic
 
     before = samples_text(model, tokenizer, cfg.sample_prompts, cfg.sample_tokens) if (
         info.is_main and cfg.sample_tokens and resume_from is None) else []
-    summary = train(model, LMObjective(), loader, tc, run_dir, model_cfg=model_cfg, tokenizer=tokenizer,
-                    evaluate=evaluate, resume_from=resume_from, config_yaml=run.config_yaml, dist_info=info)
+    with failure_guard(info, tc.dist_timeout_s):
+        summary = train(model, LMObjective(), loader, tc, run_dir, model_cfg=model_cfg, tokenizer=tokenizer,
+                        evaluate=evaluate, resume_from=resume_from, config_yaml=run.config_yaml, dist_info=info)
+        model = full_model(model)  # train.parallel=fsdp: gather the shards (all ranks) for samples and report
     if info.is_main:
         after = samples_text(model, tokenizer, cfg.sample_prompts, cfg.sample_tokens) if cfg.sample_tokens else []
         summary.update(samples_before=before, samples_after=after, run_dir=str(run_dir),

@@ -30,10 +30,10 @@ from typing import Any, Callable
 
 import torch
 
-from zerollm.loading import load_weights
-from zerollm.train.checkpoint import load_trainer_state, prune_checkpoints, save_checkpoint
-from zerollm.train.distributed import DistInfo, all_reduce_mean, barrier
+from zerollm.train.checkpoint import prune_checkpoints, restore_checkpoint, save_checkpoint, save_sharded_checkpoint
+from zerollm.train.distributed import DistInfo, all_gather_objects, all_reduce_mean, barrier
 from zerollm.train.optim import build_adamw
+from zerollm.train.parallel import full_model, wrap
 from zerollm.train.report import MetricsLog, peak_flops
 from zerollm.train.schedule import lr_at
 
@@ -64,11 +64,11 @@ class TrainConfig:
     device: str = "auto"
     max_minutes: float = 0.0  # 0 = no time budget
     progress: bool = True
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    model = getattr(model, "module", model)  # DDP
-    return getattr(model, "_orig_mod", model)  # torch.compile
+    # under torchrun (train/parallel.py, docs/distributed.md): ddp | fsdp | auto (fsdp when it does not fit)
+    parallel: str = "ddp"
+    activation_checkpointing: bool = False  # recompute each block's activations in backward
+    cpu_offload: bool = False  # fsdp: shards and optimizer state in host memory
+    dist_timeout_s: float = 600.0  # a collective waiting this long (a rank died or hung) ends the job
 
 
 def _autocast(device: torch.device):
@@ -103,29 +103,23 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
     ckpt_root = run_dir / "checkpoints"
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=info.is_main)
 
-    base = _unwrap(model)
+    wrapped = wrap(model, cfg, info)  # DDP / FSDP2 / one process; FSDP shards in place, before the optimizer
+    base, train_model = wrapped.base, wrapped.model
     opt = build_adamw(base, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
     start_step, tokens_seen, total_steps = 0, 0, cfg.steps
     calibrated = cfg.max_minutes <= 0
     if resume_from is not None:
-        state = load_trainer_state(resume_from)
-        load_weights(base, Path(resume_from) / "model.safetensors")
-        opt.load_state_dict(state["optimizer"])
-        data.load_state_dict(state["data"])
-        _set_rng_state(state["rng"], device)
+        state = restore_checkpoint(resume_from, base, opt)  # any checkpoint format into any wrapping
+        ranks = state.get("ranks")  # each rank's own data position and RNG when the world size is unchanged
+        mine = ranks[info.rank] if ranks and len(ranks) == info.world_size else state
+        data.load_state_dict(mine["data"])
+        _set_rng_state(mine["rng"], device)
         start_step, tokens_seen = int(state["step"]), int(state["tokens_seen"])
         total_steps, calibrated = int(state["total_steps"]), True
         log.truncate_after(start_step)
     else:
         torch.manual_seed(cfg.seed + info.rank)
 
-    train_model = model
-    if cfg.compile:
-        train_model = torch.compile(train_model)
-    if info.enabled:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        train_model = DDP(train_model, device_ids=[device.index] if device.type == "cuda" else None)
 
     flops_per_token = base.flops_per_token(cfg.seq_len) if hasattr(base, "flops_per_token") else 0.0
     peak = peak_flops(device) if flops_per_token else 0.0
@@ -136,19 +130,27 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
     def run_eval(step: int) -> dict:
         if evaluate is None:
             return {}
-        result = evaluate(base)
+        result = evaluate(full_model(train_model))  # FSDP: a gathered copy (decoding needs whole weights)
         if result:
             log.write({"step": step, **result, "elapsed_s": round(time.perf_counter() - t_start, 2)})
         return result
 
     def checkpoint(step: int) -> Path | None:
         path = None
-        if info.is_main:
-            state = {"optimizer": opt.state_dict(), "data": data.state_dict(), "rng": _rng_state(device),
-                     "step": step, "tokens_seen": tokens_seen, "total_steps": total_steps}
+        ranks = all_gather_objects({"data": data.state_dict(), "rng": _rng_state(device)}, info)
+        state = {**ranks[0], "ranks": ranks if info.enabled else None, "step": step, "tokens_seen": tokens_seen,
+                 "total_steps": total_steps}
+        if wrapped.kind == "fsdp":
+            path = save_sharded_checkpoint(ckpt_root / f"step-{step:08d}", base, opt, model_cfg, is_main=info.is_main,
+                                           tokenizer=tokenizer, chat_template=chat_template, trainer_state=state,
+                                           config_yaml=config_yaml, step=step, tokens_seen=tokens_seen,
+                                           world_size=info.world_size)
+        elif info.is_main:
+            state["optimizer"] = opt.state_dict()
             path = save_checkpoint(ckpt_root / f"step-{step:08d}", base, model_cfg, tokenizer=tokenizer,
                                    chat_template=chat_template, trainer_state=state, config_yaml=config_yaml, step=step,
                                    tokens_seen=tokens_seen)
+        if info.is_main:
             prune_checkpoints(ckpt_root, cfg.keep_last)
         barrier(info)
         return path
@@ -181,16 +183,13 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
         for micro in range(cfg.grad_accum):
             batch = tuple(t.to(device, non_blocking=True) for t in data.next_batch())
             step_tokens += tokens_per_batch or batch[0].numel()
-            sync = (not info.enabled) or micro == cfg.grad_accum - 1
-            ctx = contextlib.nullcontext() if sync else train_model.no_sync()
-            with ctx, _autocast(device):
+            with wrapped.sync(micro == cfg.grad_accum - 1), _autocast(device):
                 loss, metrics = objective.loss(train_model, batch)
                 (loss / cfg.grad_accum).backward()
             loss_sum += loss.detach()
             for k, v in metrics.items():
                 metric_sums[k] = metric_sums.get(k, 0.0) + float(v)
-        grad_norm = torch.nn.utils.clip_grad_norm_(base.parameters(), cfg.grad_clip if cfg.grad_clip > 0
-                                                   else float("inf"))
+        grad_norm = wrapped.clip_grad_norm(cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
