@@ -104,7 +104,10 @@ def is_sharded_checkpoint(ckpt: str | Path) -> bool:
 
 
 def _dcp_state(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
 
     return {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)}
 
@@ -163,8 +166,11 @@ def restore_checkpoint(ckpt: str | Path, model: torch.nn.Module, opt: torch.opti
     """Load weights and optimizer state from any checkpoint (sharded DCP or single-file) into `model` as it is
     wrapped now (plain, DDP's module, or FSDP-sharded) and `opt`; returns the trainer state (step, data, RNG)."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                         set_optimizer_state_dict)
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
 
     state = load_trainer_state(ckpt)
     if is_sharded_checkpoint(ckpt):  # DCP reshards to whatever this process holds

@@ -30,8 +30,18 @@ from typing import Any, Callable
 
 import torch
 
-from zerollm.train.checkpoint import prune_checkpoints, restore_checkpoint, save_checkpoint, save_sharded_checkpoint
-from zerollm.train.distributed import DistInfo, all_gather_objects, all_reduce_mean, barrier
+from zerollm.train.checkpoint import (
+    prune_checkpoints,
+    restore_checkpoint,
+    save_checkpoint,
+    save_sharded_checkpoint,
+)
+from zerollm.train.distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_mean,
+    barrier,
+)
 from zerollm.train.optim import build_adamw
 from zerollm.train.parallel import full_model, wrap
 from zerollm.train.report import MetricsLog, peak_flops

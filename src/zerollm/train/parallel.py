@@ -41,7 +41,7 @@ from torch.utils.checkpoint import checkpoint
 from zerollm.train.distributed import DistInfo
 
 PARALLEL_MODES = ("ddp", "fsdp", "auto")
-_SHADOWS: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
+_SHADOWS: weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -133,8 +133,12 @@ def wrap(model: torch.nn.Module, cfg, info: DistInfo) -> Wrapped:
     if getattr(cfg, "activation_checkpointing", False):
         activation_checkpointing(base)
     if kind == "fsdp":
-        from torch.distributed.fsdp import (CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard,
-                                            register_fsdp_forward_method)
+        from torch.distributed.fsdp import (
+            CPUOffloadPolicy,
+            MixedPrecisionPolicy,
+            fully_shard,
+            register_fsdp_forward_method,
+        )
 
         if any(p.dtype not in (torch.float32, torch.bfloat16, torch.float16) for p in base.parameters()):
             raise ValueError("train.parallel=fsdp: the model has non-float (quantized) weights; QLoRA trains "
@@ -173,7 +177,10 @@ def full_model(model: torch.nn.Module) -> torch.nn.Module:
     base = _unwrap(model)
     if not is_sharded(base):
         return base
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+    )
 
     state = get_model_state_dict(base, options=StateDictOptions(full_state_dict=True))
     copy_ = copy.deepcopy(_SHADOWS[base])  # meta parameters: nothing allocated
