@@ -274,6 +274,13 @@ class _Shuffled:
             raise DataError("no training examples")
         self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
         self.epoch, self.pos = 0, 0
+        self.rank, self.world_size = 0, 1
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Under DDP/FSDP: draw global batches of batch_size × world_size items and keep rows
+        [rank·B, (rank+1)·B). The position (epoch, pos) is global, the same on every rank, so a run resumes
+        exactly at any world size that keeps the global batch."""
+        self.rank, self.world_size = rank, world_size
 
     def _order(self) -> list[int]:
         if not self.shuffle:
@@ -283,14 +290,14 @@ class _Shuffled:
 
     def next_indices(self) -> list[int]:
         out: list[int] = []
-        while len(out) < self.batch_size:
+        while len(out) < self.batch_size * self.world_size:
             order = self._order()
-            take = order[self.pos:self.pos + self.batch_size - len(out)]
+            take = order[self.pos:self.pos + self.batch_size * self.world_size - len(out)]
             out += take
             self.pos += len(take)
             if self.pos >= self.n:
                 self.epoch, self.pos = self.epoch + 1, 0
-        return out
+        return out[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}

@@ -32,6 +32,7 @@ from zerollm.objectives import (
 )
 from zerollm.posttrain.data import _Shuffled, pad_batch
 from zerollm.posttrain.lora import lora_modules
+from zerollm.train.parallel import all_reduce_, full_model
 
 
 @contextlib.contextmanager
@@ -130,12 +131,19 @@ class GRPORollouts(_Shuffled):
         self.scale_rewards, self.drop_uniform, self.max_resample = scale_rewards, drop_uniform, max_resample
         self.rollouts, self.uses, self.buffer = 0, 0, None
 
-    def _sample_groups(self) -> list[tuple[list[tuple[list[int], list[int]]], list[float], list[float], list[int]]]:
-        """One set of prompts → per group: (x, y) rows, rewards, accuracies, completion lengths."""
+    def _seeds(self, n: int) -> list[int]:
+        """Sampling seed of each prompt of this rollout, numbered across all ranks (this rank's share of the
+        global rollout starts at rank × prompts_per_step), so N ranks sample what one process would."""
+        first = self.rank * self.batch_size
+        return [self.seed * 1_000_003 + self.rollouts * 10_007 + (first + j) * 101 for j in range(n)]
+
+    def _sample_groups(self, gen) -> list[tuple[list[tuple[list[int], list[int]]], list[float], list[float], list[int]]]:
+        """One set of prompts → per group: (x, y) rows, rewards, accuracies, completion lengths. `gen` is the
+        policy with whole weights (parallel.full_model: under FSDP a gathered copy) that the Engine decodes."""
         picked = [self.prompts[i] for i in self.next_indices()]
         pids = [prompt_ids(msgs, self.tok, template=self.chat_template) for msgs, _ in picked]
-        seeds = [self.seed * 1_000_003 + self.rollouts * 10_007 + j * 101 for j in range(len(picked))]
-        groups = sample_many(self.policy, self.tok, pids, self.G, self.max_new, self.temperature, seeds)
+        seeds = self._seeds(len(picked))
+        groups = sample_many(gen, self.tok, pids, self.G, self.max_new, self.temperature, seeds)
         self.rollouts += 1
         out = []
         for (msgs, rec), p, comps in zip(picked, pids, groups):
@@ -147,16 +155,17 @@ class GRPORollouts(_Shuffled):
     @torch.no_grad()
     def _rollout(self) -> tuple[torch.Tensor, ...]:
         device = next(self.policy.parameters()).device
-        sampled = self._sample_groups()
+        gen = full_model(self.policy)  # every rank generates its own share of the rollout
+        sampled = self._sample_groups(gen)
         everything = list(sampled)
         if self.drop_uniform:
             kept = [g for g in sampled if max(g[1]) > min(g[1])]
             for _ in range(self.max_resample):
-                if kept:
-                    break
-                more = self._sample_groups()
+                if not all_reduce_(torch.tensor([float(not kept)]), "sum").item():  # ranks resample together,
+                    break  # so the global prompt position stays the same on every rank
+                more = self._sample_groups(gen)
                 everything += more
-                kept = [g for g in more if max(g[1]) > min(g[1])]
+                kept = kept or [g for g in more if max(g[1]) > min(g[1])]
             sampled = kept or sampled  # nothing informative at all: train on the KL term only
         rows = [row for g in sampled for row in g[0]]
         pad = self.tok.pad_id if self.tok.pad_id is not None else 0
@@ -173,7 +182,9 @@ class GRPORollouts(_Shuffled):
         informative = sum(max(g[1]) > min(g[1]) for g in everything) / len(everything)
         stats = torch.tensor([[r_all.mean().item(), sum(accs) / len(accs), sum(lens) / len(lens),
                                r_all.std(-1).mean().item(), informative]], device=device)
-        return x, y, old, ref, adv, stats
+        # advantages are per prompt group, which lives on one rank: only the logged statistics need the mean
+        # over ranks (each rank holds the same number of groups, so the mean of rank means is the global mean)
+        return x, y, old, ref, adv, all_reduce_(stats)
 
     def next_batch(self):
         if self.buffer is None or self.uses >= self.mu:
@@ -215,8 +226,8 @@ class PPORollouts(GRPORollouts):
         rows, rm_rows, lens, props = [], [], [], []
         picked = [self.prompts[i] for i in self.next_indices()]
         pids = [prompt_ids(msgs, self.tok, template=self.chat_template) for msgs, _ in picked]
-        seeds = [self.seed * 1_000_003 + self.rollouts * 10_007 + j * 101 for j in range(len(picked))]
-        groups = sample_many(self.policy, self.tok, pids, 1, self.max_new, self.temperature, seeds)
+        seeds = self._seeds(len(picked))
+        groups = sample_many(full_model(self.policy), self.tok, pids, 1, self.max_new, self.temperature, seeds)
         for (msgs, _), p, (c,) in zip(picked, pids, groups):
             rows += rows_for(p, [c])
             text = completion_text(self.tok, c)
@@ -237,9 +248,11 @@ class PPORollouts(GRPORollouts):
         rewards, kl = kl_shaped_rewards(score, old, ref, mask, self.kl_coef)
         adv, ret = gae(rewards, values, mask, self.gamma, self.lam)
         m = mask.float()
-        mean = (adv * m).sum() / m.sum()
-        std = (((adv - mean) ** 2 * m).sum() / m.sum()).sqrt()
+        # whitening statistics over the global batch: sums reduced across ranks (no-op in one process)
+        sums = all_reduce_(torch.stack([(adv * m).sum(), m.sum()]), "sum")
+        mean = sums[0] / sums[1]
+        std = (all_reduce_(((adv - mean) ** 2 * m).sum(), "sum") / sums[1]).sqrt()
         adv = (adv - mean) / (std + 1e-8) * m  # whitened advantages
-        stats = torch.tensor([[score.mean().item(), kl.mean().item(), sum(lens) / len(lens),
-                               sum(props) / len(props)]], device=device)
+        stats = all_reduce_(torch.tensor([[score.mean().item(), kl.mean().item(), sum(lens) / len(lens),
+                                           sum(props) / len(props)]], device=device))
         return x, y, m, old, values, adv, ret, stats

@@ -47,7 +47,9 @@ from zerollm.posttrain.rl import GRPORollouts, PPORollouts, Reference, completio
 from zerollm.rundir import fenced, finish_report, plot_metrics, start_run
 from zerollm.runtime import setup_runtime
 from zerollm.train.checkpoint import save_checkpoint
+from zerollm.train.distributed import barrier, cleanup, failure_guard, init_distributed
 from zerollm.train.loop import TrainConfig, train
+from zerollm.train.parallel import full_model
 
 
 def _post_train_defaults() -> TrainConfig:
@@ -145,6 +147,10 @@ class Ctx:
             raise ValueError(f"{stage}: no starting model (set model=DIR or --model)")
         self.cfg, self.stage = cfg, stage
         self.device = setup_runtime(cfg.train.device)
+        # under torchrun: one process group; every rank trains on its slice of each global batch
+        # (train.parallel=ddp|fsdp|auto, docs/distributed.md); files are written by rank 0 only
+        self.info = init_distributed(cfg.train.device, cfg.train.dist_timeout_s)
+        self.device = self.info.device
         torch.manual_seed(cfg.train.seed)
         if cfg.qlora:  # NF4 base built tensor by tensor: the fp32 base is never resident as a whole
             from zerollm.posttrain.qlora import load_nf4_model
@@ -172,7 +178,8 @@ class Ctx:
                 add_value_head(self.model)
             self.model.value_head.requires_grad_(True)
         self.run = start_run(cfg.out, stage, cfg, resume=cfg.resume, overwrite=cfg.overwrite, model=str(cfg.model),
-                             lora=self.lora)
+                             lora=self.lora, write=self.info.is_main)
+        barrier(self.info)
         self.run_dir, self.resume_from = self.run.dir, self.run.resume_from
         self.trainable, self.total = trainable_share(self.model)
 
@@ -181,13 +188,21 @@ class Ctx:
         return prompt_ids(messages, self.tok, template=self.chat_template)
 
     def train(self, objective, data, evaluate=None) -> dict:
-        return train(self.model, objective, data, self.cfg.train, self.run_dir, model_cfg=self.model.cfg,
-                     tokenizer=self.tok, chat_template=self.chat_template, evaluate=evaluate,
-                     resume_from=self.resume_from, config_yaml=self.run.config_yaml)
+        if hasattr(data, "shard"):  # batch sources draw global batches; this rank takes its rows
+            data.shard(self.info.rank, self.info.world_size)
+        with failure_guard(self.info, self.cfg.train.dist_timeout_s):
+            summary = train(self.model, objective, data, self.cfg.train, self.run_dir, model_cfg=self.model.cfg,
+                            tokenizer=self.tok, chat_template=self.chat_template, evaluate=evaluate,
+                            resume_from=self.resume_from, config_yaml=self.run.config_yaml, dist_info=self.info)
+            self.model = full_model(self.model)  # train.parallel=fsdp: the gathered weights, for samples and saving
+        return summary
 
     def finish(self, summary: dict, plots: list[tuple[str, list[str]]], lines: list[str],
                samples: list[tuple[str, str]] | None = None, keep_head: bool = False) -> dict:
         model, cfg = self.model, self.cfg
+        if not self.info.is_main:  # rank 0 writes the model, adapter, plots and report
+            cleanup(self.info)
+            return summary
         if self.lora:
             save_adapter(model, self.run_dir / "adapter", base_model_name_or_path=str(cfg.model))
             summary["adapter"] = str(self.run_dir / "adapter")
@@ -213,6 +228,7 @@ class Ctx:
             sections.append((title, fenced(text)))
         summary.update(run_dir=str(self.run_dir), trainable_params=self.trainable, total_params=self.total)
         finish_report(self.run_dir, self.stage, model, cfg.train, summary, extra_sections=sections)
+        cleanup(self.info)
         return summary
 
 
