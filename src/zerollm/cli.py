@@ -21,6 +21,7 @@ from zerollm.stages.chat import ChatConfig
 from zerollm.stages.convert import ConvertConfig, ExportConfig
 from zerollm.stages.data import DataPrepareConfig, prepare_summary
 from zerollm.stages.generate import GenerateConfig
+from zerollm.stages.checkpoint import ConsolidateConfig
 from zerollm.stages.model import ModelInfoConfig
 from zerollm.stages.posttrain import DPOConfig, GRPOConfig, PPOConfig, RewardConfig, SFTConfig
 from zerollm.stages.pretrain import PretrainConfig, QuickstartConfig
@@ -204,10 +205,14 @@ STAGES = {
     "model": {"info": (ModelInfoConfig, lambda c: print(api.model_info(preset=c.preset, model=c.model,
                                                                        seq_len=c.seq_len)),
                        "a model's architecture, parameters and FLOPs per token")},
+    "checkpoint": {"consolidate": (ConsolidateConfig, lambda c: print(
+        f"consolidated → {api.checkpoint_consolidate(c.path, c.out, overwrite=c.overwrite)}"),
+        "a sharded (FSDP) checkpoint → one model.safetensors for the engine, export and HF")},
 }
 GROUP_HELP = {"tokenizer": "train or inspect tokenizers", "data": "prepare token shards",
               "rag": "retrieval-augmented answers from your documents",
-              "model": "inspect a model: parameters and FLOPs per token"}
+              "model": "inspect a model: parameters and FLOPs per token",
+              "checkpoint": "sharded checkpoints of distributed runs"}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -51,6 +51,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
         return path
     if (path / "model.safetensors").is_file() and (path / "config.json").is_file():
         return path
+    if (path / "dcp").is_dir() and (path / "config.json").is_file():  # sharded (FSDP): resumable, not loadable
+        return path
     for ckdir in (path / "checkpoints", path):
         latest = ckdir / "latest"
         if latest.is_file():
@@ -138,6 +140,9 @@ def load(path: str | Path, device: str | torch.device = "cpu", *, with_tokenizer
     if value_head and (Path(path) / "model").is_dir():
         path = Path(path) / "model"
     ckpt = resolve_checkpoint(path)
+    if (ckpt / "dcp").is_dir() and not (ckpt / "model.safetensors").is_file():  # train.parallel=fsdp
+        raise ValueError(f"{ckpt}: a sharded checkpoint; make one model.safetensors first with "
+                         f"`zerollm checkpoint consolidate {path} --out DIR`")
     if is_hf_dir(ckpt):
         if value_head:
             raise ValueError(f"{ckpt}: a Hugging Face directory is not a zerollm reward model")
