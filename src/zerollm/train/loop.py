@@ -240,7 +240,9 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
             record = {"step": step, "loss": round(loss_value, 5), "lr": lr, "tokens": tokens_seen,
                       "tok_per_s": round(rate, 1), "mfu": round(mfu, 4), "grad_norm": round(float(grad_norm), 4),
                       "elapsed_s": round(time.perf_counter() - t_start, 2)}
-            record.update({k: round(v / cfg.grad_accum, 5) for k, v in metric_sums.items()})
+            means = all_reduce_mean(torch.tensor(list(metric_sums.values()), dtype=torch.float64,
+                                                device=device if device.type == "cuda" else "cpu"), info)
+            record.update({k: round(float(v) / cfg.grad_accum, 5) for k, v in zip(metric_sums, means)})  # all ranks
             log.write(record)
             if bar is not None:
                 bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:,.0f}", mfu=f"{mfu:.1%}", lr=f"{lr:.2e}")
