@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import warnings
 import weakref
 from dataclasses import dataclass
 
@@ -153,6 +154,8 @@ def wrap(model: torch.nn.Module, cfg, info: DistInfo) -> Wrapped:
             fully_shard(block, **kw)
         if hasattr(base, "value_head"):
             fully_shard(base.value_head, **kw)
+            # its (B, T, 1) output is a view; objectives only squeeze it out of place (objectives/base.py)
+            warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
         fully_shard(base, **kw)
         register_fsdp_forward_method(base, "logits")  # PPO calls model.logits(hidden) after a forward
         model = base
