@@ -49,5 +49,6 @@ def test_wrap_in_one_process_and_auto_choice(monkeypatch):
     assert choose_parallel("auto", m, two) == "fsdp"  # 16n > 0.6 × 20n
     m.requires_grad_(False)
     assert choose_parallel("auto", m, two) == "ddp"  # frozen weights: no gradients, no optimizer state
-    with pytest.raises(ValueError, match="train.parallel='zero3'"):
-        choose_parallel("zero3", m, two)
+    for info in (two, DistInfo()):  # a typo is an error in one process too, not only under torchrun
+        with pytest.raises(ValueError, match="train.parallel='zero3'"):
+            choose_parallel("zero3", m, info)

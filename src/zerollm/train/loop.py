@@ -5,7 +5,7 @@ their batch source; everything else lives here once:
 
     for each optimizer step:
         lr ← schedule(step)
-        for each of `grad_accum` micro-batches:            (DDP syncs gradients only on the last one)
+        for each of `grad_accum` micro-batches:            (DDP/FSDP sync gradients only on the last one)
             loss ← objective.loss(model, batch)            (bf16 autocast on CUDA; fp32 on CPU)
             (loss / grad_accum).backward()
         clip ‖g‖ to grad_clip; AdamW step
