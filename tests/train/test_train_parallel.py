@@ -11,7 +11,12 @@ from zerollm.config import ModelConfig
 from zerollm.model.transformer import Transformer
 from zerollm.train.distributed import DistInfo
 from zerollm.train.loop import TrainConfig
-from zerollm.train.parallel import activation_checkpointing, choose_parallel, training_state_bytes, wrap
+from zerollm.train.parallel import (
+    activation_checkpointing,
+    choose_parallel,
+    training_state_bytes,
+    wrap,
+)
 
 
 def _model() -> Transformer:

@@ -130,6 +130,7 @@ class GRPORollouts(_Shuffled):
         self.G, self.max_new, self.temperature, self.mu = group_size, max_new_tokens, temperature, updates_per_rollout
         self.scale_rewards, self.drop_uniform, self.max_resample = scale_rewards, drop_uniform, max_resample
         self.rollouts, self.uses, self.buffer = 0, 0, None
+        self.gen = policy
 
     def _seeds(self, n: int) -> list[int]:
         """Sampling seed of each prompt of this rollout, numbered across all ranks (this rank's share of the
@@ -137,13 +138,13 @@ class GRPORollouts(_Shuffled):
         first = self.rank * self.batch_size
         return [self.seed * 1_000_003 + self.rollouts * 10_007 + (first + j) * 101 for j in range(n)]
 
-    def _sample_groups(self, gen) -> list[tuple[list[tuple[list[int], list[int]]], list[float], list[float], list[int]]]:
-        """One set of prompts → per group: (x, y) rows, rewards, accuracies, completion lengths. `gen` is the
-        policy with whole weights (parallel.full_model: under FSDP a gathered copy) that the Engine decodes."""
+    def _sample_groups(self) -> list[tuple[list[tuple[list[int], list[int]]], list[float], list[float], list[int]]]:
+        """One set of prompts → per group: (x, y) rows, rewards, accuracies, completion lengths. `self.gen` is
+        the policy with whole weights (parallel.full_model: under FSDP a gathered copy) that the Engine decodes."""
         picked = [self.prompts[i] for i in self.next_indices()]
         pids = [prompt_ids(msgs, self.tok, template=self.chat_template) for msgs, _ in picked]
         seeds = self._seeds(len(picked))
-        groups = sample_many(gen, self.tok, pids, self.G, self.max_new, self.temperature, seeds)
+        groups = sample_many(self.gen, self.tok, pids, self.G, self.max_new, self.temperature, seeds)
         self.rollouts += 1
         out = []
         for (msgs, rec), p, comps in zip(picked, pids, groups):
@@ -155,18 +156,19 @@ class GRPORollouts(_Shuffled):
     @torch.no_grad()
     def _rollout(self) -> tuple[torch.Tensor, ...]:
         device = next(self.policy.parameters()).device
-        gen = full_model(self.policy)  # every rank generates its own share of the rollout
-        sampled = self._sample_groups(gen)
+        self.gen = full_model(self.policy)  # every rank generates its own share of the rollout
+        sampled = self._sample_groups()
         everything = list(sampled)
         if self.drop_uniform:
             kept = [g for g in sampled if max(g[1]) > min(g[1])]
             for _ in range(self.max_resample):
                 if not all_reduce_(torch.tensor([float(not kept)]), "sum").item():  # ranks resample together,
                     break  # so the global prompt position stays the same on every rank
-                more = self._sample_groups(gen)
+                more = self._sample_groups()
                 everything += more
                 kept = kept or [g for g in more if max(g[1]) > min(g[1])]
             sampled = kept or sampled  # nothing informative at all: train on the KL term only
+        self.gen = self.policy  # let the gathered copy go before the training step
         rows = [row for g in sampled for row in g[0]]
         pad = self.tok.pad_id if self.tok.pad_id is not None else 0
         x, y = pad_batch(rows, pad)
