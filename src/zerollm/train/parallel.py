@@ -148,7 +148,7 @@ def wrap(model: torch.nn.Module, cfg, info: DistInfo) -> Wrapped:
         kw: dict = {}
         if info.device.type == "cuda":  # bf16 compute, fp32 gradient reduction
             kw["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-        if getattr(cfg, "cpu_offload", False):
+        if getattr(cfg, "cpu_offload", False) and info.device.type != "cpu":  # on CPU everything is host memory
             kw["offload_policy"] = CPUOffloadPolicy()
         for block in base.blocks:
             fully_shard(block, **kw)
