@@ -57,3 +57,5 @@ def test_wrap_in_one_process_and_auto_choice(monkeypatch):
     for info in (two, DistInfo()):  # a typo is an error in one process too, not only under torchrun
         with pytest.raises(ValueError, match="train.parallel='zero3'"):
             choose_parallel("zero3", m, info)
+    with pytest.raises(ValueError, match="expected one of ddp, fsdp, auto"):  # at config time, before any run dir
+        TrainConfig(parallel="zero3")

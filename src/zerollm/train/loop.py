@@ -43,7 +43,7 @@ from zerollm.train.distributed import (
     barrier,
 )
 from zerollm.train.optim import build_adamw
-from zerollm.train.parallel import full_model, wrap
+from zerollm.train.parallel import PARALLEL_MODES, full_model, wrap
 from zerollm.train.report import MetricsLog, peak_flops
 from zerollm.train.schedule import lr_at
 
@@ -79,6 +79,10 @@ class TrainConfig:
     activation_checkpointing: bool = False  # recompute each block's activations in backward
     cpu_offload: bool = False  # fsdp: shards and optimizer state in host memory
     dist_timeout_s: float = 600.0  # a collective waiting this long (a rank died or hung) ends the job
+
+    def __post_init__(self):
+        if self.parallel not in PARALLEL_MODES:  # before any run directory is written
+            raise ValueError(f"train.parallel={self.parallel!r}: expected one of {', '.join(PARALLEL_MODES)}")
 
 
 def _autocast(device: torch.device):
