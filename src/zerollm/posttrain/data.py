@@ -216,13 +216,15 @@ def to_preference(rec: dict, where: str = "record") -> tuple[list[dict], list[di
 
 
 def _text_field(rec: dict, key: str, where: str):
-    """A response/prompt field: a non-empty string or a list of messages, else a DataError naming it."""
+    """A response/prompt field: a non-empty string, a message or a list of messages, else a DataError naming it."""
     if key not in rec:
         raise DataError(f"{where}: field {key!r} is missing")
     v = rec[key]
-    if isinstance(v, str) and v.strip() or isinstance(v, list) and v and all(isinstance(m, dict) for m in v):
+    if isinstance(v, str) and v.strip() or isinstance(v, dict) and v \
+            or isinstance(v, list) and v and all(isinstance(m, dict) for m in v):
         return v
-    raise DataError(f"{where}: field {key!r} must be a non-empty string or a list of messages, got {v!r:.60}")
+    raise DataError(f"{where}: field {key!r} must be a non-empty string, a message or a list of messages, "
+                    f"got {v!r:.60}")
 
 
 def _prompt_of(rec: dict, where: str) -> list[dict]:
@@ -293,7 +295,8 @@ def encode_alpaca(rec: dict, tokenizer, max_len: int, where: str = "record") -> 
     inp = rec.get("input") or ""
     if not isinstance(inp, str):
         raise DataError(f"{where}: field 'input' must be a string")
-    prompt = tokenizer.encode(alpaca_prompt(rec["instruction"], inp))
+    bos = list(getattr(tokenizer, "affixes", ((), ()))[0])  # a Llama-2 tokenizer's BOS, as transformers adds it
+    prompt = bos + tokenizer.encode(alpaca_prompt(rec["instruction"], inp))
     answer = tokenizer.encode(rec["output"]) + ([tokenizer.eos_id] if tokenizer.eos_id is not None else [])
     ids = (prompt + answer)[:max_len + 1]
     mask = ([False] * len(prompt) + [True] * len(answer))[:max_len + 1]
