@@ -102,3 +102,32 @@ def test_chat_template_with_bos_token_is_not_given_a_second_bos(tmp_path):
     theirs = transformers.AutoTokenizer.from_pretrained(str(d)).apply_chat_template(msgs, tokenize=True)
     theirs = list(theirs["input_ids"] if hasattr(theirs, "keys") else theirs)
     assert ids[0] == 0 and ids[1] != 0 and ids == theirs
+
+
+def test_generate_gives_a_llama2_model_its_bos_once(llama_model, tmp_path, monkeypatch):
+    """`zerollm generate` on an HF Llama-2-style directory, and on its converted checkpoint, feeds the model
+    transformers' ids for the prompt: BOS first (add_bos_token), no EOS after the prompt."""
+    import torch
+
+    from zerollm.config import ModelConfig
+    from zerollm.interop.hf import convert_hf, export_hf
+    from zerollm.loading import load
+    from zerollm.model.transformer import Transformer
+    from zerollm.stages import generate as gen_stage
+
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=300, n_layer=1, d_model=32, n_head=2, max_seq_len=64, position="rope",
+                                    norm="rmsnorm", mlp="swiglu", bias=False, tie_embeddings=False))
+    hf_dir = export_hf(model, None, tmp_path / "hf")
+    (hf_dir / "tokenizer.model").write_bytes(llama_model.read_bytes())
+    (hf_dir / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>",
+                                                              "eos_token": "</s>", "add_bos_token": True,
+                                                              "add_eos_token": True}))
+    convert_hf(hf_dir, tmp_path / "ckpt")
+    expected = transformers.AutoTokenizer.from_pretrained(str(hf_dir))("hello world").input_ids[:-1]  # minus EOS
+    seen = []
+    monkeypatch.setattr(gen_stage, "generate_text", lambda m, tok, ids, *a, **k: seen.append(list(ids)) or "")
+    monkeypatch.setattr(gen_stage, "load_for_use", lambda path, device: load(path, "cpu"))  # no decode layout
+    for where in (hf_dir, tmp_path / "ckpt"):
+        gen_stage.generate(str(where), "hello world", max_new_tokens=1)
+    assert seen == [expected, expected] and expected[0] == 1 and expected.count(1) == 1

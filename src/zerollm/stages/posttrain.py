@@ -348,6 +348,8 @@ def dpo(cfg: DPOConfig | str | None = None, overrides=None) -> dict:
 def grpo(cfg: GRPOConfig | str | None = None, overrides=None) -> dict:
     """GRPO on verifiable rewards: group sampling, group-normalized advantages, k3 KL to the start model."""
     cfg = _resolve(GRPOConfig, cfg, overrides)
+    if cfg.epochs:
+        raise ValueError("grpo: epochs is for sft, reward and dpo (RL samples its data); set train.steps")
     if cfg.reward not in REWARDS:
         raise ValueError(f"grpo: unknown reward {cfg.reward!r}; known: {', '.join(REWARDS)}")
     ctx = Ctx(cfg, "grpo")
@@ -382,6 +384,8 @@ def grpo(cfg: GRPOConfig | str | None = None, overrides=None) -> dict:
 def ppo(cfg: PPOConfig | str | None = None, overrides=None, property_fn=None) -> dict:
     """PPO (RLHF): policy + value head, frozen reference, per-token KL penalty, GAE, reward-model score."""
     cfg = _resolve(PPOConfig, cfg, overrides)
+    if cfg.epochs:
+        raise ValueError("ppo: epochs is for sft, reward and dpo (RL samples its data); set train.steps")
     if not cfg.reward_model:
         raise ValueError("ppo: no reward model (set reward_model=DIR from `zerollm reward`)")
     ctx = Ctx(cfg, "ppo", value_head=True)
