@@ -74,5 +74,8 @@ def test_fused_target_shares_one_A_and_our_names_still_work():
     model2 = Transformer(ModelConfig(**GPT2))
     apply_lora(model2, LoRAConfig(r=4, targets=["q_proj", "k_proj", "v_proj"]))
     assert model2.blocks[0].attn.q_proj.lora_A is not model2.blocks[0].attn.k_proj.lora_A
+    # from the CLI, lora_config.targets=all-linear arrives as a one-element list
+    model3 = Transformer(ModelConfig(**GPT2))
+    assert len(apply_lora(model3, LoRAConfig(r=4, targets=["all-linear"]))) == 2 * 6
     with pytest.raises(ValueError, match="match no linear layer"):
         apply_lora(Transformer(ModelConfig(**GPT2)), LoRAConfig(targets=["query_key_value"]))

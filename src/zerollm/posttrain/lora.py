@@ -143,7 +143,7 @@ def resolve_targets(model: nn.Module, targets) -> tuple[list[str], list[list[str
     linear = [n for n, m in model.named_modules()
               if isinstance(m, tuple(LORA_LAYERS)) and not isinstance(m, LoRAMixin)]
     hf = hf_names(model)
-    if targets == "all-linear":  # PEFT: all linear layers except the output layer
+    if targets == "all-linear" or targets == ["all-linear"]:  # PEFT: all linear layers but the output layer
         names = [n for n in linear if n.startswith("blocks.")]
         via_hf = set(names)
     else:
