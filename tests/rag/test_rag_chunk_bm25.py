@@ -38,7 +38,8 @@ def test_chunk_hard_cut_and_bad_args():
 
 
 def test_term_splitting():
-    assert tokenize_for_bm25("北海道とPython3.11") == ["北海", "海道", "北", "海", "道", "と", "python3", "11"]
+    # bigrams run across kanji/kana inside a Japanese run (道と); Latin/digits are words of their own
+    assert tokenize_for_bm25("北海道とPython3.11") == ["北海", "海道", "道と", "北", "海", "道", "python3", "11"]
     assert tokenize_for_bm25("ＡＢＣ　カタカナ") == ["abc", "カタ", "タカ", "カナ"]  # NFKC + lower
 
 

@@ -56,6 +56,7 @@ from zerollm.interop.weights import (
     load_into,
     write_safetensors,
 )
+from zerollm.tokenizer.base import save_affixes
 
 OPTIONAL_PREFIXES = ("transformer.", "model.", "gpt_neox.")  # some Hub files omit them (openai-community/gpt2)
 
@@ -213,6 +214,7 @@ def convert_hf(src: str | Path, out: str | Path) -> Path:
         write_safetensors(tmp / "model.safetensors", specs, plan.tensors(), metadata={"format": "pt"})
         if tok is not None:
             tok.save(tmp / "tokenizer")
+            save_affixes(tok, tmp / "tokenizer")  # the BOS/EOS transformers adds to a text
             template = load_chat_template(src)
             if template:
                 atomic_write_text(tmp / "tokenizer" / CHAT_TEMPLATE_FILE, template)

@@ -140,6 +140,20 @@ def rules_for(model_type: str, cfg: ModelConfig) -> list[Rule]:
     return R
 
 
+def hf_module_names(model_type: str, cfg: ModelConfig) -> dict[str, str]:
+    """Each of our weight-bearing modules -> the HF module holding its weight, read off `rules_for` (one
+    table for weights and module names): `blocks.0.attn.q_proj` -> `transformer.h.0.attn.c_attn` (GPT-2,
+    fused with k and v), `model.layers.0.self_attn.q_proj` (Llama), `gpt_neox.layers.0.attention.
+    query_key_value` (NeoX, fused). LoRA (posttrain/lora.py) matches PEFT's `target_modules` against these."""
+    out: dict[str, str] = {}
+    for rule in rules_for(model_type, cfg):
+        (theirs,) = rule.theirs
+        if theirs.endswith(".weight") and all(o.endswith(".weight") for o in rule.ours):
+            for o in rule.ours:
+                out[o[:-len(".weight")]] = theirs[:-len(".weight")]
+    return out
+
+
 def tied_head_name(model_type: str) -> str:
     """The HF name of the output projection, which a tied checkpoint may carry as a redundant copy."""
     return "embed_out.weight" if model_type == "gpt_neox" else "lm_head.weight"

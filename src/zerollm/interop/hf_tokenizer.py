@@ -14,6 +14,13 @@ Import (`load_hf_tokenizer(dir)`):
   `vocab.json` + `merges.txt` alone is read as GPT-2's format.
 - `tokenizer_config.json` gives the roles (bos/eos/pad token strings) and the chat template; a
   `chat_template.jinja` file wins over the inline template (as in transformers 5).
+- BOS/EOS around a text (`Tokenizer.affixes`, used by `encode_special`; `special_affixes`): what
+  transformers' `tokenizer(text)` adds, which depends on the `tokenizer_class` (measured on transformers
+  5.25): the Llama family builds its post-processor from `add_bos_token` / `add_eos_token` in
+  tokenizer_config.json (absent: nothing, also for a bare `tokenizer.model`); GPTNeoXTokenizer rebuilds
+  itself from vocab + merges and adds nothing, whatever the flags or tokenizer.json say; any other class
+  (PreTrainedTokenizerFast, none) runs tokenizer.json's post-processor: the `single` template of a
+  `TemplateProcessing` (alone or in a `Sequence`; BERT/RoBERTa processors: cls … sep).
 
 Export (`write_hf_tokenizer(tok, dir, ...)`): our BPE as `tokenizer.json` (a `Split` with our regex, then
 `ByteLevel`; vocab in the byte map; merges derived from the ranks: every split of a token into two tokens,
@@ -266,9 +273,57 @@ def _decoder_types(dec: dict | None) -> set[str]:
     return {dec.get("type")}
 
 
+# how transformers 5 decides the specials around a text, by tokenizer_class (default: the post-processor)
+_AFFIX_RULE = {**dict.fromkeys(("LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer", "CodeLlamaTokenizerFast"),
+                               "flags"),
+               **dict.fromkeys(("GPTNeoXTokenizer", "GPTNeoXTokenizerFast"), "none")}
+
+
+def special_affixes(config: dict, data: dict | None, tok: Tokenizer) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(prefix ids, suffix ids) transformers puts around one text (module docstring)."""
+    rule = _AFFIX_RULE.get(str(config.get("tokenizer_class")), "post_processor")
+    if rule == "none":
+        return (), ()
+    flags = {k: config[k] for k in ("add_bos_token", "add_eos_token") if isinstance(config.get(k), bool)}
+    if rule == "flags":
+        ids = {}
+        for flag, role in (("add_bos_token", "bos"), ("add_eos_token", "eos")):
+            tid = getattr(tok, f"{role}_id")
+            if tid is None and hasattr(tok, "model"):  # a bare SentencePiece model: its trainer's <s> / </s>
+                tid = tok.model.trainer(f"{role}_id")
+                tid = tid if tid is not None and tid >= 0 else None
+            if flags.get(flag) and tid is None:
+                raise InteropError(f"tokenizer_config.json: {flag} is true but the tokenizer has no {role} token")
+            ids[role] = (tid,) if flags.get(flag) else ()
+        return ids["bos"], ids["eos"]
+    proc = (data or {}).get("post_processor") or {}
+    for p in proc.get("processors", []) if proc.get("type") == "Sequence" else [proc]:
+        if p.get("type") == "TemplateProcessing":
+            ids = {k: v["ids"] for k, v in (p.get("special_tokens") or {}).items()}
+            prefix, suffix, seen_text = [], [], False
+            for piece in p.get("single", []):
+                if "Sequence" in piece:
+                    seen_text = True
+                elif "SpecialToken" in piece:
+                    (suffix if seen_text else prefix).extend(int(i) for i in ids[piece["SpecialToken"]["id"]])
+            return tuple(prefix), tuple(suffix)
+        if p.get("type") in ("BertProcessing", "RobertaProcessing"):
+            return (int(p["cls"][1]),), (int(p["sep"][1]),)
+    return (), ()
+
+
 def load_hf_tokenizer(directory: str | Path) -> Tokenizer | None:
-    """The tokenizer of an HF model directory (see module docstring), or None if it has none."""
-    directory = Path(directory)
+    """The tokenizer of an HF model directory (see module docstring), or None if it has none; its
+    `affixes` are the BOS/EOS transformers adds to a text (`special_affixes`)."""
+    tok, data = _load_hf_tokenizer(Path(directory))
+    if tok is not None:
+        config = read_json(Path(directory) / "tokenizer_config.json") \
+            if (Path(directory) / "tokenizer_config.json").is_file() else {}
+        tok.affixes = special_affixes(config, data, tok)
+    return tok
+
+
+def _load_hf_tokenizer(directory: Path) -> tuple[Tokenizer | None, dict | None]:
     config = read_json(directory / "tokenizer_config.json") if (directory / "tokenizer_config.json").is_file() else {}
     tj = directory / "tokenizer.json"
     if tj.is_file():
@@ -278,20 +333,20 @@ def load_hf_tokenizer(directory: str | Path) -> Tokenizer | None:
         except ValueError as e:
             raise InteropError(f"{tj}: invalid JSON ({e})") from None
         try:
-            return bpe_from_tokenizer_json(data, config)
+            return bpe_from_tokenizer_json(data, config), data
         except NotByteLevelBPE:
             specials = [a["content"] for a in data.get("added_tokens") or [] if a.get("special")]
-            return HFTokenizer(text, roles_from_config(config, specials))
+            return HFTokenizer(text, roles_from_config(config, specials)), data
     if (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
         from zerollm.tokenizer.gpt2 import load_gpt2_bpe
 
-        return load_gpt2_bpe(directory / "vocab.json", directory / "merges.txt")
+        return load_gpt2_bpe(directory / "vocab.json", directory / "merges.txt"), None
     for name in ("tokenizer.model", "spiece.model"):  # Llama-2 style; rinna's GPT-NeoX uses spiece.model
         if (directory / name).is_file():
             from zerollm.tokenizer.spm import import_sentencepiece
 
-            return import_sentencepiece(directory / name, special_tokens={})
-    return None
+            return import_sentencepiece(directory / name, special_tokens={}), None
+    return None, None
 
 
 def load_chat_template(directory: str | Path) -> str | None:

@@ -2,13 +2,16 @@
 
 Reward     Bradley–Terry pairwise loss (InstructGPT, Ouyang et al. 2022, eq. 1):
                loss = −log σ(r(x, y⁺) − r(x, y⁻)),   r = value_head(hidden at the last response token)
+           Pairs carry a weight w: 1 for a chosen/rejected record, 1/C(K,2) for each of the C(K,2) pairs of a
+           ranking of K answers (eq. 1's per-prompt normalization), and a batch's loss is Σ w·loss / Σ w,
+           so every prompt counts once however many answers it ranked (the plain mean when all w = 1).
 DPO        (Rafailov et al. 2023, eq. 7), with h = [log π(y⁺) − log π_ref(y⁺)] − [log π(y⁻) − log π_ref(y⁻)]:
                sigmoid: −(1−ε) log σ(β h) − ε log σ(−β h)      (ε = label smoothing: cDPO / robust DPO)
                ipo:     (h − 1/(2β))²                           (Azar et al. 2023, eq. 17)
            π_ref's log-probabilities are computed once, before training (`reference_logps`).
 
-Batches (posttrain/data.PreferenceData): (x (2B, T), y, index (B,)), the B chosen rows first, then the B
-rejected rows in the same order; index numbers the pairs.
+Batches (posttrain/data.PreferenceData): (x (2B, T), y, index (B,), w (B,)), the B chosen rows first, then
+the B rejected rows in the same order; index numbers the pairs, w weighs them (DPO uses the same weighted mean).
 """
 from __future__ import annotations
 
@@ -36,13 +39,22 @@ def scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return v.gather(1, last_target_index(y).unsqueeze(1)).squeeze(1)
 
 
-def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
-    """InstructGPT eq. 1: −log σ(r⁺ − r⁻), averaged over pairs."""
-    return -F.logsigmoid(r_chosen - r_rejected).mean()
+def weighted_mean(losses: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Σ w·loss / Σ w over the pairs of a batch (the plain mean without weights)."""
+    if weight is None:
+        return losses.mean()
+    weight = weight.to(losses)
+    return (weight * losses).sum() / weight.sum()
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor,
+                       weight: torch.Tensor | None = None) -> torch.Tensor:
+    """InstructGPT eq. 1: −log σ(r⁺ − r⁻), averaged over pairs (weighted by 1/C(K,2) for rankings)."""
+    return weighted_mean(-F.logsigmoid(r_chosen - r_rejected), weight)
 
 
 class RewardObjective:
-    """Batch = (x (2B, T), y, index): chosen rows first, then rejected."""
+    """Batch = (x (2B, T), y, index[, w]): chosen rows first, then rejected."""
 
     name = "reward"
 
@@ -52,7 +64,7 @@ class RewardObjective:
         B = x.shape[0] // 2
         rc, rr = r[:B], r[B:]
         d = (rc - rr).detach()
-        return bradley_terry_loss(rc, rr), {"accuracy": float((d > 0).float().mean()), "margin": float(d.mean())}
+        return bradley_terry_loss(rc, rr, batch[3] if len(batch) > 3 else None), {"accuracy": float((d > 0).float().mean()), "margin": float(d.mean())}
 
 
 @torch.no_grad()
@@ -62,7 +74,7 @@ def evaluate_pairs(model, data, batch_size: int, score_fn) -> dict:
     model.eval()
     device = next(model.parameters()).device
     acc, margin, n = 0.0, 0.0, 0
-    for x, y, idx in data.iter_all(batch_size):
+    for x, y, idx, *_ in data.iter_all(batch_size):
         m = score_fn(model, x.to(device), y.to(device), idx.to(device))
         acc += float((m > 0).sum() + 0.5 * (m == 0).sum())  # a tie (e.g. a zero-initialised head) is a coin flip
         margin += float(m.sum())
@@ -82,7 +94,7 @@ def reward_margin(model, x, y, idx):
 
 
 def dpo_loss(pi_chosen, pi_rejected, ref_chosen, ref_rejected, beta: float = 0.1, loss_type: str = "sigmoid",
-             label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+             label_smoothing: float = 0.0, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Rafailov et al. 2023 eq. 7 (and variants) from summed log-probs (B,) → (mean loss, β·h per pair)."""
     h = (pi_chosen - ref_chosen) - (pi_rejected - ref_rejected)
     if loss_type == "sigmoid":
@@ -91,7 +103,7 @@ def dpo_loss(pi_chosen, pi_rejected, ref_chosen, ref_rejected, beta: float = 0.1
         losses = (h - 1 / (2 * beta)) ** 2
     else:
         raise ValueError(f"unknown DPO loss_type {loss_type!r} (sigmoid | ipo)")
-    return losses.mean(), beta * h
+    return weighted_mean(losses, weight), beta * h
 
 
 @torch.no_grad()
@@ -101,7 +113,7 @@ def reference_logps(model: nn.Module, data, batch_size: int = 8) -> torch.Tensor
     model.eval()
     device = next(model.parameters()).device
     out = torch.zeros(len(data.pairs), 2, device=device)
-    for x, y, idx in data.iter_all(batch_size):
+    for x, y, idx, *_ in data.iter_all(batch_size):
         lp = sequence_logps(model, x.to(device), y.to(device))
         B = idx.numel()
         out[idx.to(device), 0], out[idx.to(device), 1] = lp[:B], lp[B:]
@@ -126,7 +138,8 @@ class DPOObjective:
     def loss(self, model, batch):
         x, y, idx = batch[0], batch[1], batch[2]
         pc, pr, rc, rr = self.margins(model, x, y, idx)
-        loss, bh = dpo_loss(pc, pr, rc, rr, self.beta, self.loss_type, self.label_smoothing)
+        loss, bh = dpo_loss(pc, pr, rc, rr, self.beta, self.loss_type, self.label_smoothing,
+                            batch[3] if len(batch) > 3 else None)
         bh, pc, pr = bh.detach(), pc.detach(), pr.detach()
         return loss, {"reward_accuracy": float((bh > 0).float().mean()), "reward_margin": float(bh.mean()),
                       "chosen_reward": float((self.beta * (pc - rc)).mean()),

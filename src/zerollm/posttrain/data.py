@@ -7,22 +7,37 @@
 
 A record may also carry `tools` (OpenAI's fine-tuning format): they are rendered into its prompt as at inference.
 
-Formats (interop.md §5), detected by key in this order: `messages` / `conversations` (ShareGPT, from/value)
-/ `chosen`+`rejected` / `prompt`+`completion` / `instruction` (Alpaca) / `text`. Preference records come as
-standard strings, conversational message lists, LLaMA-Factory's ShareGPT form (`conversations` + `chosen`
-/`rejected` messages) or the implicit-prompt form (whole dialogues in chosen/rejected, e.g. hh-rlhf's
-"\\n\\nHuman: …\\n\\nAssistant: …" strings; the shared prefix is the prompt).
+Formats (interop.md §5), detected by key in this order: `chosen`+`rejected` / `response_1`+`response_2`
+(+`preference`) / `responses`+`ranking` / `messages` / `conversations` (ShareGPT, from/value) /
+`prompt`+`completion` / `instruction` (Alpaca) / `text`. Preference records come as standard strings,
+conversational message lists, LLaMA-Factory's ShareGPT form (`conversations` + `chosen`/`rejected` messages)
+or the implicit-prompt form (whole dialogues in chosen/rejected, e.g. hh-rlhf's
+"\\n\\nHuman: …\\n\\nAssistant: …" strings; the shared prefix is the prompt), and in the books' two other forms:
+
+    {"prompt", "response_1", "response_2", "preference": 1 | 2}     preference names the better response
+    {"prompt", "responses": [y0, …, y(K-1)], "ranking": [i, j, …]}  ranking = indices of responses, best first
+
+A ranking of K responses becomes all K·(K−1)/2 (better, worse) pairs, each weighted 1/C(K,2) so every
+prompt weighs the same in the loss however many answers it ranked (InstructGPT, Ouyang et al. 2022, eq. 1:
+loss = −1/C(K,2) · E[log σ(r(x, y_w) − r(x, y_l))], all pairs of a prompt counted together); a pair
+record weighs 1. Malformed records raise DataError naming file:line and the field.
+
+SFT text is the model's chat template (ChatML unless the model brought its own), or with
+`template="alpaca"` the raw Stanford Alpaca prompt (chat/templates/alpaca*.txt via chat.prompts.alpaca_prompt)
+followed by the output and EOS, loss on the output and EOS only, as tatsu-lab/stanford_alpaca trains.
 
 Batches (all tensors, so the loop can move them to the device):
     SFTData        (x, y)           x (B, T) ids, y (B, T) next-token labels, -100 = no loss
                    (x, y, seg)      with packing: seg (B, T) document ids (attention and positions reset per
                                     document, model/layers.document_mask)
-    PreferenceData (x, y, index)    x (2B, T): chosen rows then rejected rows; index (B,) example numbers
+    PreferenceData (x, y, index, w) x (2B, T): chosen rows then rejected rows; index (B,) pair numbers;
+                                    w (B,) pair weights (1, or 1/C(K,2) for a pair from a ranking of K)
 Both shuffle with a per-epoch seeded permutation and resume exactly from (epoch, position).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -90,6 +105,10 @@ def _read_file(path: Path) -> Iterator[tuple[Any, str]]:
 def detect_format(rec: dict, where: str = "record") -> str:
     if "chosen" in rec and "rejected" in rec:
         return "preference"
+    if "response_1" in rec and "response_2" in rec:
+        return "pairwise"
+    if "responses" in rec and "ranking" in rec:
+        return "ranking"
     if "messages" in rec:
         return "messages"
     if "conversations" in rec:
@@ -101,7 +120,8 @@ def detect_format(rec: dict, where: str = "record") -> str:
     if "text" in rec:
         return "text"
     raise DataError(f"{where}: cannot tell the format from keys {sorted(rec)}; expected messages, conversations, "
-                    f"chosen+rejected, prompt+completion, instruction or text")
+                    f"chosen+rejected, response_1+response_2+preference, responses+ranking, prompt+completion, "
+                    f"instruction or text")
 
 
 def _as_messages(value: Any, role: str) -> list[dict]:
@@ -195,6 +215,60 @@ def to_preference(rec: dict, where: str = "record") -> tuple[list[dict], list[di
     return prompt, chosen, rejected
 
 
+def _text_field(rec: dict, key: str, where: str):
+    """A response/prompt field: a non-empty string, a message or a list of messages, else a DataError naming it."""
+    if key not in rec:
+        raise DataError(f"{where}: field {key!r} is missing")
+    v = rec[key]
+    if isinstance(v, str) and v.strip() or isinstance(v, dict) and v \
+            or isinstance(v, list) and v and all(isinstance(m, dict) for m in v):
+        return v
+    raise DataError(f"{where}: field {key!r} must be a non-empty string, a message or a list of messages, "
+                    f"got {v!r:.60}")
+
+
+def _prompt_of(rec: dict, where: str) -> list[dict]:
+    if "prompt" not in rec and "conversations" in rec:
+        return _as_messages(_text_field(rec, "conversations", where), "user")
+    return _as_messages(_text_field(rec, "prompt", where), "user")
+
+
+def preference_pairs(rec: dict, where: str = "record") -> list[tuple[list[dict], list[dict], list[dict], float]]:
+    """(prompt, better, worse, weight) pairs of one preference record of any form (module docstring)."""
+    fmt = detect_format(rec, where)
+    if fmt == "preference":
+        for key in ("chosen", "rejected"):
+            _text_field(rec, key, where)
+        return [(*to_preference(rec, where), 1.0)]
+    if fmt == "pairwise":
+        prompt = _prompt_of(rec, where)
+        r1, r2 = _text_field(rec, "response_1", where), _text_field(rec, "response_2", where)
+        pref = rec.get("preference")
+        better = {1: 1, 2: 2, "1": 1, "2": 2, "response_1": 1, "response_2": 2}.get(pref) \
+            if not isinstance(pref, bool) else None
+        if better is None:
+            raise DataError(f"{where}: field 'preference' must be 1 or 2 (the better response), got {pref!r}")
+        won, lost = (r1, r2) if better == 1 else (r2, r1)
+        return [(prompt, _as_messages(won, "assistant"), _as_messages(lost, "assistant"), 1.0)]
+    if fmt == "ranking":
+        prompt = _prompt_of(rec, where)
+        responses, ranking = rec["responses"], rec["ranking"]
+        if not isinstance(responses, list) or len(responses) < 2:
+            raise DataError(f"{where}: field 'responses' must be a list of at least 2 responses")
+        for i in range(len(responses)):
+            _text_field({f"responses[{i}]": responses[i]}, f"responses[{i}]", where)
+        K = len(responses)
+        if not isinstance(ranking, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in ranking) \
+                or sorted(ranking) != list(range(K)):
+            raise DataError(f"{where}: field 'ranking' must list each index 0..{K - 1} of 'responses' once, best "
+                            f"first, got {ranking!r}")
+        weight = 1.0 / math.comb(K, 2)  # InstructGPT eq. 1: the C(K,2) pairs of a prompt share one unit of weight
+        ranked = [_as_messages(responses[i], "assistant") for i in ranking]
+        return [(prompt, ranked[a], ranked[b], weight) for a in range(K) for b in range(a + 1, K)]
+    raise DataError(f"{where}: not a preference record (needs chosen+rejected, response_1+response_2+preference "
+                    f"or responses+ranking)")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # tokenizing
 
@@ -207,6 +281,26 @@ def encode_sft(messages: list[dict], tokenizer, max_len: int, template: str | No
     ids, mask = r.ids[:max_len + 1], r.mask[:max_len + 1]
     labels = [t if m else IGNORE_INDEX for t, m in zip(ids[1:], mask[1:])]
     return ids[:-1], labels
+
+
+def encode_alpaca(rec: dict, tokenizer, max_len: int, where: str = "record") -> tuple[list[int], list[int]]:
+    """The raw Stanford Alpaca example (no chat template): prompt (chat/templates/alpaca*.txt) + output + EOS;
+    labels on the output and EOS only. Length ≤ max_len (the prompt's start is kept, the output cut)."""
+    from zerollm.chat.prompts import alpaca_prompt
+
+    for key in ("instruction", "output"):
+        if not isinstance(rec.get(key), str) or (key == "instruction" and not rec[key].strip()):
+            raise DataError(f"{where}: field {key!r} must be a string" + (" (--template alpaca needs Alpaca "
+                            "records: instruction, optional input, output)" if key not in rec else ""))
+    inp = rec.get("input") or ""
+    if not isinstance(inp, str):
+        raise DataError(f"{where}: field 'input' must be a string")
+    bos = list(getattr(tokenizer, "affixes", ((), ()))[0])  # a Llama-2 tokenizer's BOS, as transformers adds it
+    prompt = bos + tokenizer.encode(alpaca_prompt(rec["instruction"], inp))
+    answer = tokenizer.encode(rec["output"]) + ([tokenizer.eos_id] if tokenizer.eos_id is not None else [])
+    ids = (prompt + answer)[:max_len + 1]
+    mask = ([False] * len(prompt) + [True] * len(answer))[:max_len + 1]
+    return ids[:-1], [t if m else IGNORE_INDEX for t, m in zip(ids[1:], mask[1:])]
 
 
 def encode_pair(prompt: list[dict], completion: list[dict], tokenizer, max_len: int,
@@ -329,14 +423,16 @@ class PreferenceData(_Shuffled):
     """Batch source of (chosen, rejected) pairs: x (2B, T) chosen rows then rejected rows, y labels, index."""
 
     def __init__(self, pairs, batch_size: int, pad_id: int, seed: int = 0, shuffle: bool = True):
-        self.pairs = list(pairs)  # [((ids, labels) chosen, (ids, labels) rejected)]
+        self.pairs = list(pairs)  # [((ids, labels) chosen, (ids, labels) rejected[, weight])]
+        self.weights = torch.tensor([p[2] if len(p) > 2 else 1.0 for p in self.pairs], dtype=torch.float32)
         self.pad_id = pad_id
         super().__init__(len(self.pairs), batch_size, seed, shuffle)
 
-    def batch_of(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch_of(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         rows = [self.pairs[i][0] for i in idx] + [self.pairs[i][1] for i in idx]
         x, y = pad_batch(rows, self.pad_id)
-        return x, y, torch.tensor(list(idx), dtype=torch.long)
+        index = torch.tensor(list(idx), dtype=torch.long)
+        return x, y, index, self.weights[index]
 
     def next_batch(self):
         return self.batch_of(self.next_indices())
@@ -346,11 +442,18 @@ class PreferenceData(_Shuffled):
             yield self.batch_of(range(i, min(i + batch_size, len(self.pairs))))
 
 
-def load_sft_examples(paths, tokenizer, max_len: int, limit: int | None = None, template: str | None = None):
-    """Read any SFT format and tokenize; examples without a single target token are dropped."""
+def load_sft_examples(paths, tokenizer, max_len: int, limit: int | None = None, template: str | None = None,
+                      prompt_format: str = "chat"):
+    """Read any SFT format and tokenize; examples without a single target token are dropped.
+    prompt_format "chat": the chat template (`template`, None = ChatML); "alpaca": the raw Alpaca prompt."""
+    if prompt_format not in ("chat", "alpaca"):
+        raise ValueError(f"unknown SFT prompt format {prompt_format!r} (chat | alpaca)")
     out = []
     for rec, where in read_records(paths, limit):
-        ex = encode_sft(to_messages(rec, where=where), tokenizer, max_len, template, record_tools(rec, where))
+        if prompt_format == "alpaca":
+            ex = encode_alpaca(rec, tokenizer, max_len, where)
+        else:
+            ex = encode_sft(to_messages(rec, where=where), tokenizer, max_len, template, record_tools(rec, where))
         if any(t != IGNORE_INDEX for t in ex[1]):
             out.append(ex)
     if not out:
@@ -359,17 +462,22 @@ def load_sft_examples(paths, tokenizer, max_len: int, limit: int | None = None, 
 
 
 def load_preference_pairs(paths, tokenizer, max_len: int, limit: int | None = None, template: str | None = None):
-    """Read preference records → [((chosen ids, labels), (rejected ids, labels))]."""
+    """Read preference records of any form → [((better ids, labels), (worse ids, labels), weight)]."""
     out = []
     for rec, where in read_records(paths, limit):
-        if detect_format(rec, where) != "preference":
-            raise DataError(f"{where}: not a preference record (needs chosen and rejected)")
-        prompt, chosen, rejected = to_preference(rec, where)
-        c = encode_pair(prompt, chosen, tokenizer, max_len, template)
-        r = encode_pair(prompt, rejected, tokenizer, max_len, template)
-        if any(t != IGNORE_INDEX for t in c[1]) and any(t != IGNORE_INDEX for t in r[1]):
-            out.append((c, r))
+        for prompt, chosen, rejected, weight in preference_pairs(rec, where):
+            c = encode_pair(prompt, chosen, tokenizer, max_len, template)
+            r = encode_pair(prompt, rejected, tokenizer, max_len, template)
+            if any(t != IGNORE_INDEX for t in c[1]) and any(t != IGNORE_INDEX for t in r[1]):
+                out.append((c, r, weight))
     return out
+
+
+def steps_for_epochs(epochs: float, n_items: int, batch_size: int) -> int:
+    """Optimizer steps for `epochs` passes over n_items training rows (examples, packed rows or pairs)."""
+    if epochs <= 0:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    return max(1, math.ceil(epochs * n_items / batch_size))
 
 
 def load_prompts(paths, limit: int | None = None) -> list[tuple[list[dict], dict]]:
@@ -401,6 +509,7 @@ def write_jsonl(path: str | Path, records: Sequence[dict]) -> Path:
     return path
 
 
-__all__ = ["read_records", "detect_format", "to_messages", "record_tools", "to_preference", "encode_sft", "encode_pair", "pack",
+__all__ = ["read_records", "detect_format", "to_messages", "record_tools", "to_preference", "preference_pairs",
+           "encode_sft", "encode_alpaca", "encode_pair", "pack", "steps_for_epochs",
            "pad_batch", "SFTData", "PreferenceData", "load_sft_examples", "load_preference_pairs", "load_prompts",
            "content_text", "write_jsonl", "IGNORE_INDEX"]

@@ -9,10 +9,15 @@ Math (Hu et al. 2021, eq. 3): a frozen weight W (out, in) gets a trainable low-r
 so training starts at the base model. Merging folds the update into the weight, W ← W + s·B A (inference
 costs nothing extra); unmerging subtracts it again (equal to the original up to float rounding, ~1e-7).
 
-Targets are module-name patterns: a name matches a pattern when it equals it or ends with "." + it
-(`["q_proj", "v_proj"]`, `["attn.o_proj", "mlp.fc"]`), or a single regex string matched against the whole
-name (`"blocks\\.[01]\\..*"`). Our module names (model/transformer.py) are
-`blocks.{i}.attn.{q,k,v,o}_proj` and `blocks.{i}.mlp.{fc,proj}` | `{gate,up,down}_proj`.
+Targets are module-name patterns, matched the way PEFT matches `target_modules`: a name matches a pattern
+when it equals it or ends with "." + it, or a single regex string is matched against the whole name. Both
+our names (model/transformer.py: `blocks.{i}.attn.{q,k,v,o}_proj`, `blocks.{i}.mlp.{fc,proj}` |
+`{gate,up,down}_proj`) and the architecture's Hugging Face names are accepted (`["c_attn", "c_proj"]` on
+GPT-2, `["query_key_value", "dense"]` on NeoX, `["q_proj", "o_proj"]` on Llama); the HF name of each of our
+modules comes from interop/hf_arch.py's weight table (`hf_module_names`). `"all-linear"` is PEFT's: every
+linear layer of the blocks, not the output head. A fused HF layer targeted by its HF name (GPT-2 `c_attn`,
+NeoX `query_key_value`) gets what PEFT gives it, one rank-r adapter: our q, k, v adapters share one A
+(r, D) and keep their own B, so trainable counts equal PEFT's (r·D + 3·D·r) — see "Fused q/k/v" below.
 
 PEFT files (interop.md §2): `adapter_config.json` + `adapter_model.safetensors` with keys
 `base_model.model.<HF module>.lora_{A,B}.weight`. Our module ↔ HF module:
@@ -45,7 +50,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from zerollm.artifacts import atomic_dir, atomic_write_text, write_manifest
-from zerollm.interop.hf_arch import _neox_qkv, hf_model_type
+from zerollm.interop.hf_arch import _neox_qkv, hf_model_type, hf_module_names
+from zerollm.interop.weights import InteropError
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "fc", "proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -55,7 +61,7 @@ class LoRAConfig:
     r: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
-    targets: list = field(default_factory=lambda: list(DEFAULT_TARGETS))  # or a regex string
+    targets: list = field(default_factory=lambda: list(DEFAULT_TARGETS))  # or a regex string, or "all-linear"
     rslora: bool = False
     train_head: bool = False  # also train extra heads (value/reward) — they are always trainable
 
@@ -117,9 +123,48 @@ LORA_LAYERS: dict[type[nn.Module], type[nn.Module]] = {nn.Linear: LoRALinear}
 
 
 def matches(name: str, targets) -> bool:
+    """PEFT's rule: a list entry matches a name equal to it or ending in "." + it; a string is a full regex."""
     if isinstance(targets, str):
         return re.fullmatch(targets, name) is not None
     return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def hf_names(model: nn.Module) -> dict[str, str]:
+    """Our module name -> its Hugging Face module name (empty when no HF architecture runs this config)."""
+    try:
+        return hf_module_names(hf_model_type(model.cfg), model.cfg)
+    except (InteropError, AttributeError):
+        return {}
+
+
+def resolve_targets(model: nn.Module, targets) -> tuple[list[str], list[list[str]]]:
+    """(our linear layers that `targets` picks, groups of them that share one A). A target matches a layer by
+    our name or by its HF name; a fused HF layer picked by its HF name (or by "all-linear") is one group."""
+    linear = [n for n, m in model.named_modules()
+              if isinstance(m, tuple(LORA_LAYERS)) and not isinstance(m, LoRAMixin)]
+    hf = hf_names(model)
+    if targets == "all-linear" or targets == ["all-linear"]:  # PEFT: all linear layers but the output layer
+        names = [n for n in linear if n.startswith("blocks.")]
+        via_hf = set(names)
+    else:
+        names = [n for n in linear if matches(n, targets) or (n in hf and matches(hf[n], targets))]
+        via_hf = {n for n in names if not matches(n, targets)}
+    by_hf: dict[str, list[str]] = {}
+    for n in names:
+        if n in via_hf and n in hf:
+            by_hf.setdefault(hf[n], []).append(n)
+    return names, [g for g in by_hf.values() if len(g) > 1]
+
+
+def share_lora_A(model: nn.Module, groups: list[list[str]]) -> None:
+    """Tie the A of each group to its first member's: q/k/v adapters that are one adapter on a fused layer."""
+    for group in groups:
+        first = model.get_submodule(group[0])
+        for n in group[1:]:
+            mod = model.get_submodule(n)
+            if mod.lora_A.shape != first.lora_A.shape:
+                raise ValueError(f"{n}: cannot share LoRA A with {group[0]} (shapes differ)")
+            mod.lora_A = first.lora_A
 
 
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -138,9 +183,12 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig, per_module: dict[str, tuple[in
                freeze: bool = True) -> list[str]:
     """Replace matching linear layers with LoRA layers (in place); freeze everything else. Returns the names.
     `per_module` overrides (r, alpha) by module name (used when loading adapters)."""
-    names = [n for n, m in model.named_modules()
-             if isinstance(m, tuple(LORA_LAYERS)) and not isinstance(m, LoRAMixin)
-             and (matches(n, cfg.targets) if per_module is None else n in per_module)]
+    if per_module is None:
+        names, groups = resolve_targets(model, cfg.targets)
+    else:
+        names = [n for n, m in model.named_modules()
+                 if isinstance(m, tuple(LORA_LAYERS)) and not isinstance(m, LoRAMixin) and n in per_module]
+        groups = []
     if not names:
         raise ValueError(f"LoRA targets {cfg.targets!r} match no linear layer of the model")
     if freeze:
@@ -149,6 +197,7 @@ def apply_lora(model: nn.Module, cfg: LoRAConfig, per_module: dict[str, tuple[in
     for n in names:
         r, alpha = (per_module or {}).get(n, (cfg.r, cfg.alpha))
         _set_module(model, n, _wrap(model.get_submodule(n), r, alpha, cfg.dropout, cfg.rslora))
+    share_lora_A(model, groups)
     return names
 
 
@@ -199,10 +248,15 @@ def _hf_type(model: nn.Module) -> str:
     return mt
 
 
-_GPT2 = {"attn.o_proj": "attn.c_proj", "mlp.fc": "mlp.c_fc", "mlp.proj": "mlp.c_proj"}
-_NEOX = {"attn.o_proj": "attention.dense", "mlp.fc": "mlp.dense_h_to_4h", "mlp.proj": "mlp.dense_4h_to_h"}
 _QKV = ("attn.q_proj", "attn.k_proj", "attn.v_proj")
-_FUSED = {"gpt2": "attn.c_attn", "gpt_neox": "attention.query_key_value"}  # one HF layer for our q, k, v
+
+
+def _fused(hf_of: dict[str, str]) -> dict[str, list[str]]:
+    """HF modules that hold more than one of ours (GPT-2 c_attn, NeoX query_key_value) -> ours, in q, k, v order."""
+    ours_of: dict[str, list[str]] = {}
+    for ours, hf in hf_of.items():
+        ours_of.setdefault(hf, []).append(ours)
+    return {hf: names for hf, names in ours_of.items() if len(names) > 1}
 
 
 def _fused_rows(model: nn.Module, mt: str, to_ours: bool):
@@ -213,21 +267,6 @@ def _fused_rows(model: nn.Module, mt: str, to_ours: bool):
 
     rule = _neox_qkv(("q", "k", "v"), "query_key_value", model.cfg.n_head)
     return (lambda b: rule.to_ours([b])) if to_ours else (lambda parts: rule.to_theirs(parts)[0])
-
-
-def hf_module_name(ours: str, model_type: str) -> str:
-    """blocks.{i}.<sub> → the HF module path (GPT-2 q/k/v all map to the fused attn.c_attn)."""
-    m = re.fullmatch(r"blocks\.(\d+)\.(.+)", ours)
-    if not m:
-        raise ValueError(f"{ours}: not a transformer block module")
-    i, sub = m.groups()
-    if model_type == "gpt2":
-        return f"transformer.h.{i}." + ("attn.c_attn" if sub in _QKV else _GPT2[sub])
-    if model_type == "gpt_neox":
-        if sub not in _NEOX and sub not in _QKV:
-            raise ValueError(f"{ours}: GPT-NeoX has no module for it (LoRA targets: q/k/v_proj, o_proj, fc, proj)")
-        return f"gpt_neox.layers.{i}." + ("attention.query_key_value" if sub in _QKV else _NEOX[sub])
-    return f"model.layers.{i}." + sub.replace("attn.", "self_attn.")
 
 
 def save_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str = "",
@@ -243,14 +282,18 @@ def save_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str
     first = next(iter(mods.values()))
     r, alpha, rslora = first.r, first.alpha, first.rslora
     tensors: dict[str, torch.Tensor] = {}
-    rank_pattern, alpha_pattern, hf_names = {}, {}, set()
+    rank_pattern, alpha_pattern, saved = {}, {}, set()
     groups: dict[str, list[tuple[str, LoRAMixin]]] = {}
+    hf_of = hf_names(model)
+    fused = _fused(hf_of)
     for name, m in mods.items():
         if m.rslora != rslora:
             raise ValueError("all LoRA layers must agree on rslora to be saved as one PEFT adapter")
-        groups.setdefault(hf_module_name(name, mt), []).append((name, m))
+        if name not in hf_of:
+            raise ValueError(f"{name}: {mt} has no module for it")
+        groups.setdefault(hf_of[name], []).append((name, m))
     for hf, members in groups.items():
-        if mt in _FUSED and hf.endswith(_FUSED[mt]):
+        if hf in fused:
             got = {n.rsplit(".", 2)[-2] + "." + n.rsplit(".", 1)[-1]: m for n, m in members}
             if set(got) != set(_QKV):
                 raise ValueError(f"{hf}: {mt} fuses q/k/v into one layer, so LoRA must target all three of "
@@ -258,12 +301,17 @@ def save_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str
             parts = [got[k] for k in _QKV]
             if len({(p.r, p.alpha) for p in parts}) != 1:
                 raise ValueError(f"{hf}: q/k/v adapters need one rank and alpha")
-            A = torch.cat([p.lora_A.detach() for p in parts], 0)  # (3r, D)
-            Bd = torch.block_diag(*[p.lora_B.detach() for p in parts])  # (3D, 3r), rows [q; k; v]
-            B = _fused_rows(model, mt, to_ours=False)(list(Bd.chunk(3, 0)))  # rows in the fused layer's order
-            rr = A.shape[0]
-            # same scale s at rank 3r: alpha'/3r = alpha/r (or alpha'/sqrt(3r) = alpha/sqrt(r) for rsLoRA)
-            aa = parts[0].scaling * (math.sqrt(rr) if rslora else rr)
+            if parts[0].lora_A is parts[1].lora_A is parts[2].lora_A:  # one shared A: PEFT's own rank-r layer
+                A = parts[0].lora_A.detach()
+                B = _fused_rows(model, mt, to_ours=False)([p.lora_B.detach() for p in parts])
+                rr, aa = parts[0].r, parts[0].alpha
+            else:
+                A = torch.cat([p.lora_A.detach() for p in parts], 0)  # (3r, D)
+                Bd = torch.block_diag(*[p.lora_B.detach() for p in parts])  # (3D, 3r), rows [q; k; v]
+                B = _fused_rows(model, mt, to_ours=False)(list(Bd.chunk(3, 0)))  # rows in the fused layer's order
+                rr = A.shape[0]
+                # same scale s at rank 3r: alpha'/3r = alpha/r (or alpha'/sqrt(3r) = alpha/sqrt(r) for rsLoRA)
+                aa = parts[0].scaling * (math.sqrt(rr) if rslora else rr)
         else:
             (_, m), = members
             A, B, rr, aa = m.lora_A.detach(), m.lora_B.detach(), m.r, m.alpha
@@ -273,13 +321,13 @@ def save_adapter(model: nn.Module, out: str | Path, base_model_name_or_path: str
             alpha_pattern[hf if leaf in alpha_pattern else leaf] = aa
         tensors[f"base_model.model.{hf}.lora_A.weight"] = A.float().contiguous().cpu()
         tensors[f"base_model.model.{hf}.lora_B.weight"] = B.float().contiguous().cpu()
-        hf_names.add(hf)
-    leaves = {h.rsplit(".", 1)[-1] for h in hf_names}
-    all_hf = {hf_module_name(n, mt) for n, mod in model.named_modules()
-              if re.fullmatch(r"blocks\.\d+\.(attn|mlp)\.\w+", n) and isinstance(mod, tuple(LORA_LAYERS))}
+        saved.add(hf)
+    leaves = {h.rsplit(".", 1)[-1] for h in saved}
+    all_hf = {hf_of[n] for n, mod in model.named_modules()
+              if n in hf_of and n.startswith("blocks.") and isinstance(mod, tuple(LORA_LAYERS))}
     # leaf names when they pick exactly the adapted modules, else full paths
-    exact = {h for h in all_hf if h.rsplit(".", 1)[-1] in leaves} == hf_names
-    target_modules = sorted(leaves) if exact else sorted(hf_names)
+    exact = {h for h in all_hf if h.rsplit(".", 1)[-1] in leaves} == saved
+    target_modules = sorted(leaves) if exact else sorted(saved)
     config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name_or_path,
               "r": r, "lora_alpha": alpha, "lora_dropout": float(getattr(first.lora_dropout, "p", 0.0)),
               "target_modules": target_modules, "bias": "none", "fan_in_fan_out": mt == "gpt2",
@@ -322,13 +370,12 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path, dropout: float | Non
     tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
     r0, alpha0, rslora = int(cfg["r"]), float(cfg["lora_alpha"]), bool(cfg.get("use_rslora", False))
     # our module names for each HF module
-    ours_of: dict[str, list[str]] = {}
+    hf_of = hf_names(model)
+    ours_of: dict[str, list[str]] = {}  # in the table's order: q, k, v for a fused layer
     for n, mod in model.named_modules():
-        if re.fullmatch(r"blocks\.\d+\.(attn|mlp)\.\w+_?\w*", n) and isinstance(mod, nn.Linear):
-            try:
-                ours_of.setdefault(hf_module_name(n, mt), []).append(n)
-            except (KeyError, ValueError):
-                continue
+        if n in hf_of and n.startswith("blocks.") and isinstance(mod, nn.Linear):
+            ours_of.setdefault(hf_of[n], []).append(n)
+    groups: list[list[str]] = []
     plan: dict[str, tuple[int, float]] = {}
     weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for key, A in tensors.items():
@@ -346,8 +393,8 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path, dropout: float | Non
         if A.shape[0] != r:
             raise ValueError(f"{adapter_dir}: {key} has rank {A.shape[0]}, config says {r}")
         names = ours_of[hf]
-        if mt in _FUSED and hf.endswith(_FUSED[mt]):
-            names = sorted(names, key=lambda n: _QKV.index(n.split(".", 2)[2]))
+        if len(names) > 1:
+            groups.append(names)  # one PEFT layer: our parts share its A, as in training
         if len(names) > 1 and B.shape[0] % len(names):
             raise ValueError(f"{adapter_dir}: {key} cannot be split over {names}")
         rows = _fused_rows(model, mt, to_ours=True)(B) if len(names) == 3 else B.chunk(len(names), 0)
@@ -356,6 +403,7 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path, dropout: float | Non
             weights[name] = (A, b)
     apply_lora(model, LoRAConfig(dropout=cfg.get("lora_dropout", 0.0) if dropout is None else dropout,
                                  rslora=rslora), per_module=plan)
+    share_lora_A(model, groups)
     with torch.no_grad():
         for name, (A, B) in weights.items():
             mod = model.get_submodule(name)
@@ -372,4 +420,4 @@ def lora_config_dict(cfg: LoRAConfig) -> dict:
 
 
 __all__ = ["LoRAConfig", "LoRALinear", "apply_lora", "merge_lora", "unmerge_lora", "strip_lora", "lora_modules",
-           "trainable_share", "save_adapter", "load_adapter", "hf_module_name", "DEFAULT_TARGETS"]
+           "trainable_share", "save_adapter", "load_adapter", "hf_names", "resolve_targets", "DEFAULT_TARGETS"]

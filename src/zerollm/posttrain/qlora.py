@@ -24,7 +24,7 @@ from torch import nn
 
 from zerollm.loading import Loaded, load
 from zerollm.model.quant import NF4_BLOCK, buffer_shapes, dequantize_weight, quantize_weight
-from zerollm.posttrain.lora import DEFAULT_TARGETS, LORA_LAYERS, LoRAMixin, _set_module, matches
+from zerollm.posttrain.lora import DEFAULT_TARGETS, LORA_LAYERS, LoRAMixin, _set_module, resolve_targets
 
 # NF4Linear's buffer ← the codec's tensor of the same meaning. The buffer names (and `packed` being flat,
 # numel/2 bytes) are kept as they were: QLoRA run checkpoints (checkpoints/step-N) store them under these names.
@@ -127,7 +127,7 @@ LORA_LAYERS[NF4Linear] = NF4LoRALinear  # apply_lora puts NF4LoRALinear on every
 def quantize_nf4(model: nn.Module, targets=None) -> list[str]:
     """Swap matching nn.Linear layers (default: all in the transformer blocks) for NF4Linear; freeze all."""
     targets = DEFAULT_TARGETS if targets is None else targets
-    names = [n for n, m in model.named_modules() if type(m) is nn.Linear and matches(n, targets)]
+    names = [n for n in resolve_targets(model, targets)[0] if type(model.get_submodule(n)) is nn.Linear]
     for n in names:
         _set_module(model, n, NF4Linear(model.get_submodule(n)))
     for p in model.parameters():
@@ -150,7 +150,7 @@ def load_nf4_model(path, targets=None, device="cpu", with_tokenizer: bool = True
 
     def to_nf4(model) -> dict:  # before any weight is read: matching Linear → empty NF4Linear, filled per tensor
         fills = {}
-        for n in [n for n, m in model.named_modules() if type(m) is nn.Linear and matches(n, targets)]:
+        for n in [n for n in resolve_targets(model, targets)[0] if type(model.get_submodule(n)) is nn.Linear]:
             lin = model.get_submodule(n)
             nf4 = NF4Linear(in_features=lin.in_features, out_features=lin.out_features, bias=lin.bias is not None)
             _set_module(model, n, nf4)

@@ -54,8 +54,9 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
         constraint = RegexConstraint(regex, tok)
     stops = list(gen_kwargs.pop("stop_token_ids", []) or [])
     stops += [i for i in loaded.stop_ids if i not in stops]
-    # an empty prompt starts a fresh document (generate_text: eos, else bos), as our shards do
-    return generate_text(m, tok, tok.encode(prompt), GenerationConfig(stop_token_ids=stops, **gen_kwargs),
+    # an empty prompt starts a fresh document (generate_text: eos, else bos), as our shards do; an imported
+    # tokenizer's BOS goes in front as transformers puts it (Tokenizer.encode_special)
+    return generate_text(m, tok, tok.encode_special(prompt, suffix=False), GenerationConfig(stop_token_ids=stops, **gen_kwargs),
                          constraint=constraint, draft_model=load_for_use(draft, device).model if draft else None,
                          draft_tokens=draft_tokens, stream=stream)
 

@@ -70,6 +70,7 @@ class StageConfig:
     qlora: bool = False  # LoRA over an NF4-quantized frozen base
     lora_config: LoRAConfig = field(default_factory=LoRAConfig)
     train: TrainConfig = field(default_factory=_post_train_defaults)
+    epochs: float = 0.0  # > 0: train for this many passes over the training data (sets train.steps)
     resume: bool = False
     overwrite: bool = False  # `out` holds another run: move it aside (rundir.py) instead of refusing
 
@@ -77,6 +78,8 @@ class StageConfig:
 @dataclass
 class SFTConfig(StageConfig):
     out: str = "runs/sft"
+    template: str = field(default="chat", metadata={"choices": ["chat", "alpaca"], "help": "chat: the model's chat "
+                          "template (ChatML unless it brought one); alpaca: the raw Stanford Alpaca prompt"})
     packing: bool = False
     eval_answers: list = field(default_factory=list)  # {"question","answer"} files: greedy exact match
     eval_limit: int = 100
@@ -232,6 +235,12 @@ class Ctx:
         return summary
 
 
+def _set_epochs(cfg: StageConfig, n_rows: int) -> None:
+    """`epochs` → train.steps from the training set's size (rows per epoch / batch size)."""
+    if cfg.epochs:
+        cfg.train.steps = D.steps_for_epochs(cfg.epochs, n_rows, cfg.train.batch_size)
+
+
 def _split(items: list, cfg: StageConfig) -> tuple[list, list]:
     items = list(items)
     random.Random(cfg.train.seed).shuffle(items)
@@ -269,12 +278,14 @@ def sft(cfg: SFTConfig | str | None = None, overrides=None) -> dict:
     cfg = _resolve(SFTConfig, cfg, overrides)
     ctx = Ctx(cfg, "sft")
     limit = cfg.max_examples or None
-    examples = D.load_sft_examples(cfg.data, ctx.tok, cfg.max_len, limit, template=ctx.chat_template)
-    train_ex, val_ex = (examples, D.load_sft_examples(cfg.val_data, ctx.tok, cfg.max_len, template=ctx.chat_template)) \
+    examples = D.load_sft_examples(cfg.data, ctx.tok, cfg.max_len, limit, ctx.chat_template, cfg.template)
+    train_ex, val_ex = (examples, D.load_sft_examples(cfg.val_data, ctx.tok, cfg.max_len, None, ctx.chat_template,
+                                                      cfg.template)) \
         if cfg.val_data \
         else _split(examples, cfg)
     pad = D.pad_id_of(ctx.tok)
     data = D.SFTData(train_ex, cfg.train.batch_size, pad, cfg.max_len, cfg.packing, seed=cfg.train.seed)
+    _set_epochs(cfg, len(data.rows))
     val = D.SFTData(val_ex, cfg.train.batch_size, pad, shuffle=False) if val_ex else None
     answers = D.load_prompts(cfg.eval_answers, cfg.eval_limit) if cfg.eval_answers else []
 
@@ -309,6 +320,7 @@ def reward(cfg: RewardConfig | str | None = None, overrides=None) -> dict:
     train_p, val_p = _preference_split(cfg, ctx)
     pad = D.pad_id_of(ctx.tok)
     data = D.PreferenceData(train_p, cfg.train.batch_size, pad, seed=cfg.train.seed)
+    _set_epochs(cfg, len(data.pairs))
     val = D.PreferenceData(val_p, cfg.train.batch_size, pad, shuffle=False)
 
     def evaluate(m):
@@ -330,6 +342,7 @@ def dpo(cfg: DPOConfig | str | None = None, overrides=None) -> dict:
     train_p, val_p = _preference_split(cfg, ctx)
     pad = D.pad_id_of(ctx.tok)
     data = D.PreferenceData(train_p, cfg.train.batch_size, pad, seed=cfg.train.seed)
+    _set_epochs(cfg, len(data.pairs))
     val = D.PreferenceData(val_p, cfg.train.batch_size, pad, shuffle=False)
     # π_ref = the start model (LoRA's B = 0, so the same function); deterministic, so recomputed on resume
     obj = DPOObjective(reference_logps(ctx.model, data), cfg.beta, cfg.loss_type, cfg.label_smoothing)
@@ -351,6 +364,8 @@ def dpo(cfg: DPOConfig | str | None = None, overrides=None) -> dict:
 def grpo(cfg: GRPOConfig | str | None = None, overrides=None) -> dict:
     """GRPO on verifiable rewards: group sampling, group-normalized advantages, k3 KL to the start model."""
     cfg = _resolve(GRPOConfig, cfg, overrides)
+    if cfg.epochs:
+        raise ValueError("grpo: epochs is for sft, reward and dpo (RL samples its data); set train.steps")
     if cfg.reward not in REWARDS:
         raise ValueError(f"grpo: unknown reward {cfg.reward!r}; known: {', '.join(REWARDS)}")
     ctx = Ctx(cfg, "grpo")
@@ -385,6 +400,8 @@ def grpo(cfg: GRPOConfig | str | None = None, overrides=None) -> dict:
 def ppo(cfg: PPOConfig | str | None = None, overrides=None, property_fn=None) -> dict:
     """PPO (RLHF): policy + value head, frozen reference, per-token KL penalty, GAE, reward-model score."""
     cfg = _resolve(PPOConfig, cfg, overrides)
+    if cfg.epochs:
+        raise ValueError("ppo: epochs is for sft, reward and dpo (RL samples its data); set train.steps")
     if not cfg.reward_model:
         raise ValueError("ppo: no reward model (set reward_model=DIR from `zerollm reward`)")
     ctx = Ctx(cfg, "ppo", value_head=True)

@@ -94,6 +94,19 @@ class Tokenizer(ABC):
         return self.vocab_size
 
     # ---- text <-> ids -------------------------------------------------------------------------------
+    # Special ids the tokenizer puts around one whole text a model reads (transformers' tokenizer(text) with
+    # add_special_tokens=True): Llama-2's BOS in front, an EOS behind when add_eos_token. Empty for zerollm's
+    # own tokenizers (documents are separated by EOS in the shards, chat templates write their own markers);
+    # interop/hf_tokenizer sets them for imported ones, `AFFIXES_FILE` keeps them in the tokenizer directory.
+    affixes: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
+
+    def encode_special(self, text: str, allowed_special: AllowedSpecial = "none", suffix: bool = True) -> list[int]:
+        """`encode` plus the tokenizer's own BOS/EOS (`affixes`): the ids a raw text is given to the model as.
+        `suffix=False` for a prompt the model continues (its BOS, not an EOS). Never for text rendered by a
+        chat template (the template already writes bos_token)."""
+        prefix, after = self.affixes
+        return [*prefix, *self.encode(text, allowed_special), *(after if suffix else ())]
+
     @abstractmethod
     def encode(self, text: str, allowed_special: AllowedSpecial = "none") -> list[int]:
         """Text -> ids. `allowed_special`: "none" encodes special-token strings as ordinary text, "all"
@@ -207,4 +220,25 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
         known = ", ".join(sorted(ALGORITHMS))
         raise ValueError(f"{directory / 'manifest.json'}: unknown tokenizer algorithm {algorithm!r} "
                          f"(known: {known})")
-    return _resolve_algorithm(algorithm).load(directory, manifest=manifest)
+    tok = _resolve_algorithm(algorithm).load(directory, manifest=manifest)
+    if (directory / AFFIXES_FILE).is_file():
+        import json
+
+        try:
+            d = json.loads((directory / AFFIXES_FILE).read_text(encoding="utf-8"))
+            tok.affixes = (tuple(int(i) for i in d["prefix"]), tuple(int(i) for i in d["suffix"]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{directory / AFFIXES_FILE}: not {{'prefix': [ids], 'suffix': [ids]}} ({e})") from None
+    return tok
+
+
+AFFIXES_FILE = "special_affixes.json"
+
+
+def save_affixes(tokenizer: Tokenizer, directory: str | Path) -> None:
+    """Write the tokenizer's BOS/EOS affixes beside its files (nothing when it has none)."""
+    if any(tokenizer.affixes):
+        from zerollm.artifacts import atomic_write_json
+
+        prefix, suffix = tokenizer.affixes
+        atomic_write_json(Path(directory) / AFFIXES_FILE, {"prefix": list(prefix), "suffix": list(suffix)})

@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 
 from zerollm.artifacts import atomic_dir, atomic_path, atomic_write_text, write_manifest
 from zerollm.config import ModelConfig
+from zerollm.tokenizer.base import save_affixes
 
 
 def _dedup_shared(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -56,6 +57,7 @@ def save_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, model_cfg: Mod
         save_weights(model, tmp / "model.safetensors")
         if tokenizer is not None:
             tokenizer.save(tmp / "tokenizer")
+            save_affixes(tokenizer, tmp / "tokenizer")  # an imported tokenizer's BOS/EOS rule travels along
             if chat_template:  # an imported model's own: every checkpoint, mid-run ones too, chats in it
                 from zerollm.interop.hf_tokenizer import CHAT_TEMPLATE_FILE
 
