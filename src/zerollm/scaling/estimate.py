@@ -97,7 +97,7 @@ def size_from_config(cfg: ModelConfig, name: str = "", seq_len: int | None = Non
         m = Transformer(cfg)
     n, n_ne = m.num_params(), m.num_params(non_embedding=True)
     matmul = n_ne + (cfg.vocab_size * cfg.d_model if m.lm_head is None else 0)
-    return ModelSize(name or m.describe().split(":")[0], n, n_ne, matmul, cfg.n_layer, cfg.d_model, cfg.n_head,
+    return ModelSize(name or f"{cfg.n_layer} x {cfg.d_model} transformer", n, n_ne, matmul, cfg.n_layer, cfg.d_model, cfg.n_head,
                      cfg.head_dim, cfg.vocab_size, seq_len or cfg.max_seq_len)
 
 
@@ -211,7 +211,7 @@ def format_estimate(size: ModelSize, tokens: int, *, devices: int, accelerator: 
                     predicted: dict | None = None) -> str:
     """The estimate as a short text report."""
     C = training_flops(size, tokens)
-    lines = [f"model: {size.name}: {size.params:,} params ({size.params_non_embedding:,} non-embedding, "
+    lines = [f"model: {size.name}, {size.params:,} params ({size.params_non_embedding:,} non-embedding, "
              f"{size.params_matmul:,} in matmuls), {size.n_layer} layers x {size.d_model}, context {size.seq_len}",
              f"tokens: {tokens:,} ({tokens / max(1, size.params):.1f} per parameter; Chinchilla's optimum ≈ 20)",
              f"training compute: {C:.3e} FLOPs (6ND = {6.0 * size.params_matmul * tokens:.3e}, "

@@ -177,6 +177,8 @@ def bootstrap_laws(N, D, L, law: LawFit, n: int, rng, starts: int = 3) -> list[L
         j = int(vals[i].argmin())
         if math.isfinite(float(vals[i, j])) and int((counts[i] > 0).sum()) >= 5:
             a, b, e, al, be = theta[i, j].tolist()
+            if max(a, b, e) > 700:  # ran off to A or B = ∞ (a degenerate resample): no fit
+                continue
             out.append(LawFit(math.exp(e), math.exp(a), math.exp(b), al, be, float(vals[i, j])))
     return out
 

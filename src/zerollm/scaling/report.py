@@ -138,6 +138,10 @@ def report_text(rows: list[dict], fit: dict, sweep: str) -> str:
         c2 = a2["ci90"]
         lines += ["", f"N_opt ∝ C^{a2['a']:.3f} (90%: {_ci(c2['a'])}), D_opt ∝ C^{a2['b']:.3f} (90%: {_ci(c2['b'])}); "
                   f"Chinchilla: a ≈ b ≈ 0.5."]
+    else:
+        lines += ["", "## Approach 2: IsoFLOP parabolas", "",
+                  "Not fitted: fewer than two IsoFLOP budgets have ≥ 3 sizes whose losses bend upward on both sides "
+                  "(a minimum). Add sizes on both sides of the best one, or larger budgets."]
     wide = ci.get("alpha", [None])[0] is not None and (ci["alpha"][1] - ci["alpha"][0] > 0.5 * max(p["alpha"], 1e-9))
     lines += ["", "## How sure", "",
               ("The exponents are poorly determined (the α interval is wider than half of α): more sizes or budgets "

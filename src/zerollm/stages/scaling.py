@@ -112,7 +112,7 @@ def _model_size(c: EstimateConfig):
             cfg = config_from_hf(read_hf_config(ckpt), str(ckpt / "config.json"))
         else:
             cfg = load_model_config(ckpt)
-    return size_from_config(cfg, seq_len=c.seq_len), cfg
+    return size_from_config(cfg, name=c.preset or c.config or c.model, seq_len=c.seq_len), cfg
 
 
 def estimate(cfg: EstimateConfig | None = None, **kw) -> str:
