@@ -88,7 +88,10 @@ def batched_lbfgs(f, x0: torch.Tensor, max_iter: int = 500, history: int = 10, t
     x = x0.clone()
     v, g = value_grad(x)
     S, Y = [], []
-    dot = lambda u, w: (u * w).sum(-1, keepdim=True)  # noqa: E731  row-wise inner product
+
+    def dot(u, w):  # row-wise inner product
+        return (u * w).sum(-1, keepdim=True)
+
     active = torch.ones(len(x), 1, dtype=torch.bool)
     for _ in range(max_iter):
         q, alphas = g.clone(), []

@@ -14,7 +14,6 @@ KV-cache bytes = 2 (k and v) x n_layer x n_kv_head x head_dim x context x batch 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
