@@ -104,3 +104,10 @@ def test_sweep_and_fit_errors(shards, tmp_path, capsys):
     with pytest.raises(FileExistsError):
         run_sweep(_cfg(shards, tmp_path / "notasweep"), progress=False)
     assert (tmp_path / "notasweep" / "mine.txt").read_text() == "keep"
+    # a sweep dir made with other shared settings is refused, not mixed into
+    small = dataclasses.replace(_cfg(shards, tmp_path / "done"), depths=[1], flops=["1e8"])
+    run_sweep(small, progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        run_sweep(dataclasses.replace(small, lr=1.0), progress=False)
+    with pytest.raises(ValueError, match="inside --out"):
+        run_sweep(dataclasses.replace(small, out=str(shards.parent)), progress=False)

@@ -206,20 +206,21 @@ def _open_sweep(cfg: SweepConfig) -> Path:
     from zerollm.artifacts import move_aside
 
     out = Path(cfg.out)
-    if out.exists():
-        kind = artifact_kind(out)
-        if kind == "scaling-sweep":
+    data, target = Path(cfg.data).resolve(), out.resolve()
+    if data == target or target in data.parents:
+        raise ValueError(f"--data {cfg.data} lies inside --out {out}: choose another --out")
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):  # an empty directory is simply used
+        if artifact_kind(out) == "scaling-sweep":
             old = read_manifest(out, "scaling-sweep").get("settings", {})
             diff = [k for k in _SHARED if k in old and old[k] != getattr(cfg, k)]
-            if diff and not cfg.overwrite:
-                raise ValueError(f"{out} holds a sweep with other settings ({', '.join(diff)}); choose another "
-                                 f"--out, or --overwrite to move it aside")
             if not diff:
                 return out
-        elif out.is_file() or (kind is None and any(out.iterdir())) or kind is not None:
             if not cfg.overwrite:
-                raise FileExistsError(f"{out} exists and is not a scaling sweep: choose another --out, or "
-                                      f"--overwrite to move it aside")
+                raise ValueError(f"{out} holds a sweep with other settings ({', '.join(diff)}); choose another "
+                                 f"--out, or --overwrite to move it aside")
+        elif not cfg.overwrite:
+            raise FileExistsError(f"{out} exists and is not a scaling sweep: choose another --out, or "
+                                  f"--overwrite to move it aside")
         print(f"scaling sweep: moved {out} aside to {move_aside(out)}")
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, "scaling-sweep", settings={k: getattr(cfg, k) for k in _SHARED})
