@@ -14,6 +14,8 @@ zerollm/stages/, where each stage lives in one module).
     zerollm serve            ↔ serve(model, host="127.0.0.1", port=8000, api_key=None)  stages/serve.py
     zerollm model info       ↔ model_info(preset=..., model=...)                    stages/model.py
     zerollm checkpoint consolidate ↔ checkpoint_consolidate(path, out)             stages/checkpoint.py
+    zerollm scaling sweep / fit ↔ scaling_sweep(SweepConfig) / scaling_fit(dir)      stages/scaling.py
+    zerollm estimate         ↔ estimate(params="7B", tokens="2T", ...)               stages/scaling.py
     load(DIR) → Loaded(model, tokenizer, path, chat_template, stop_ids)             loading.py
 
 Library modules never import this facade; it only re-exports.
@@ -31,10 +33,11 @@ from zerollm.stages.posttrain import dpo, grpo, ppo, reward, sft
 from zerollm.stages.pretrain import PretrainConfig, QuickstartConfig, pretrain, quickstart
 from zerollm.stages.quantize import memory, quantize
 from zerollm.stages.rag import rag_ask, rag_index
+from zerollm.stages.scaling import estimate, scaling_fit, scaling_sweep
 from zerollm.stages.serve import serve
 from zerollm.stages.tokenizer import tokenizer_compare, tokenizer_stats, tokenizer_train
 
 __all__ = ["tokenizer_train", "tokenizer_stats", "tokenizer_compare", "data_prepare", "pretrain", "PretrainConfig",
            "quickstart", "QuickstartConfig", "sft", "reward", "dpo", "grpo", "ppo", "generate", "chat", "rag_index",
            "rag_ask", "convert", "export", "quantize", "memory", "serve", "model_info", "load", "load_for_use",
-           "Loaded", "checkpoint_consolidate"]
+           "Loaded", "checkpoint_consolidate", "scaling_sweep", "scaling_fit", "estimate"]

@@ -27,6 +27,7 @@ from zerollm.stages.posttrain import DPOConfig, GRPOConfig, PPOConfig, RewardCon
 from zerollm.stages.pretrain import PretrainConfig, QuickstartConfig
 from zerollm.stages.quantize import MemoryConfig, QuantizeConfig
 from zerollm.stages.rag import RagAskConfig, RagIndexConfig
+from zerollm.stages.scaling import EstimateConfig, ScalingFitConfig, SweepConfig
 from zerollm.stages.serve import ServeConfig
 from zerollm.stages.tokenizer import TokenizerCompareConfig, TokenizerStatsConfig, TokenizerTrainConfig
 from zerollm.tokenizer.pretokenize import resolve_pattern
@@ -176,6 +177,19 @@ def _export(c: ExportConfig) -> None:
     print(f"exported {c.model} → {out} ({c.format})")
 
 
+def _scaling_sweep(c: SweepConfig) -> None:
+    rows = api.scaling_sweep(c)
+    print(f"sweep: {len(rows)} finished points → {c.out}/points.jsonl; next: zerollm scaling fit {c.out}")
+
+
+def _scaling_fit(c: ScalingFitConfig) -> None:
+    from zerollm.stages.scaling import fit_summary
+
+    fit = api.scaling_fit(c.sweep, c.out, n_key=c.n_key, bootstrap=c.bootstrap, seed=c.seed)
+    print(fit_summary(fit))
+    print(f"report: {c.out or c.sweep}/fit.md")
+
+
 # stage → {action (None: no action word) → (config dataclass, what runs it, help)}
 STAGES = {
     "tokenizer": {"train": (TokenizerTrainConfig, _tokenizer_train,
@@ -208,11 +222,18 @@ STAGES = {
     "checkpoint": {"consolidate": (ConsolidateConfig, lambda c: print(
         f"consolidated → {api.checkpoint_consolidate(c.path, c.out, overwrite=c.overwrite)}"),
         "a sharded (FSDP) checkpoint → one model.safetensors for the engine, export and HF")},
+    "scaling": {"sweep": (SweepConfig, _scaling_sweep, "train a grid or IsoFLOP sweep of model sizes x token "
+                                                       "budgets (resumable; --workers N in parallel)"),
+                "fit": (ScalingFitConfig, _scaling_fit, "fit L(N, D) = E + A/N^a + B/D^b and IsoFLOP minima: "
+                                                         "plots + report")},
+    "estimate": {None: (EstimateConfig, lambda c: print(api.estimate(c)),
+                        "plan a run: FLOPs, memory per device, time, cost, predicted loss")},
 }
 GROUP_HELP = {"tokenizer": "train or inspect tokenizers", "data": "prepare token shards",
               "rag": "retrieval-augmented answers from your documents",
               "model": "inspect a model: parameters and FLOPs per token",
-              "checkpoint": "sharded checkpoints of distributed runs"}
+              "checkpoint": "sharded checkpoints of distributed runs",
+              "scaling": "scaling laws on your own data: sweep, then fit"}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -11,6 +11,7 @@
     quantize.py    quantize, memory                       checkpoint → int8/int4/NF4 checkpoint
     serve.py       serve                                  OpenAI-compatible API + chat page (serve/)
     model.py       model info                             parameters and FLOPs per token
+    scaling.py     scaling sweep | fit, estimate          shards → sweep dir → fitted law; a run's plan (scaling/)
 
 A stage composes library modules (loading.py, rundir.py, runtime.py, train/, engine/, ...); stages never
 import each other.

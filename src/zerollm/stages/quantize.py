@@ -14,7 +14,6 @@ KV-cache bytes = 2 (k and v) x n_layer x n_kv_head x head_dim x context x batch 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from zerollm.artifacts import atomic_dir, atomic_write_text, prepare_out, write_
 from zerollm.loading import load
 from zerollm.model.quant import SCHEMES, quant_manifest, quantize_model, weight_bytes
 from zerollm.engine.native import optimize_for_decode
+from zerollm.scaling.estimate import llama_like_shape, parse_count
 
 BITS_DEFAULT_SCHEME = {8: "int8", 4: "int4-sym"}
 
@@ -89,23 +89,8 @@ def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits
 
 
 def parse_params(text: str) -> int:
-    """'7B' / '124M' / '1.5e9' -> number of parameters."""
-    m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([kKmMbBtT]?)\s*", text)
-    if not m:
-        raise ValueError(f"cannot parse a parameter count from {text!r} (e.g. 7B, 124M)")
-    return int(float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}[m.group(2).lower()])
-
-
-def _llama_like_shape(n_params: int) -> dict:
-    """A plausible (n_layer, d_model, n_kv_head, head_dim) for a parameter count (Llama-2 family when
-    it matches; otherwise d_model from N ≈ 12 L d² with L = d / 128)."""
-    known = {7e9: (32, 4096, 32), 13e9: (40, 5120, 40), 70e9: (80, 8192, 8), 124e6: (12, 768, 12),
-             1.1e9: (22, 2048, 4), 8e9: (32, 4096, 8)}
-    for n, (L, d, kv) in known.items():
-        if abs(n_params - n) / n < 0.05:
-            return {"n_layer": L, "d_model": d, "n_kv_head": kv, "head_dim": 128 if d >= 2048 else 64}
-    d = int(round((n_params * 128 / 12) ** (1 / 3) / 64)) * 64 or 64
-    return {"n_layer": max(1, d // 128), "d_model": d, "n_kv_head": max(1, d // 128), "head_dim": 128}
+    """'7B' / '124M' / '1.5e9' -> number of parameters (scaling/estimate.py's parse_count)."""
+    return parse_count(text)
 
 
 def memory(params: str | None = None, model: str | None = None, context: int = 4096, batch: int = 1) -> str:
@@ -124,7 +109,7 @@ def memory(params: str | None = None, model: str | None = None, context: int = 4
         name = f"{model} ({n / 1e6:.1f}M params)"
     else:
         n = parse_params(params or "7B")
-        shape = _llama_like_shape(n)
+        shape = llama_like_shape(n)
         emb = 0
         name = f"{params} params (assumed {shape['n_layer']} layers, {shape['n_kv_head']} kv heads x {shape['head_dim']})"
     kv_elems = 2 * shape["n_layer"] * shape["n_kv_head"] * shape["head_dim"] * context * batch

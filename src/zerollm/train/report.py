@@ -80,14 +80,17 @@ _PEAK_CACHE: dict[str, float] = {}
 
 
 def peak_flops(device: torch.device) -> float:
-    """Denominator for MFU. CUDA: the card's dense bf16 peak (A100/H100 table, else 312 TF). CPU/MPS: a
+    """Denominator for MFU. CUDA: the card's dense bf16 peak (scaling/estimate.py's table, else 312 TF). CPU/MPS: a
     fp32 matmul measured here once (so CPU MFU reads as 'fraction of what this machine's matmul does')."""
     key = str(device)
     if key in _PEAK_CACHE:
         return _PEAK_CACHE[key]
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        peak = 989e12 if "H100" in name else 312e12
+        from zerollm.scaling.estimate import PEAK_BF16_FLOPS  # the one table of accelerator peaks
+
+        name = torch.cuda.get_device_name(device).lower()
+        hits = [k for k in PEAK_BF16_FLOPS if all(part in name for part in k.split("-"))]
+        peak = PEAK_BF16_FLOPS[max(hits, key=len)] if hits else 312e12
     else:
         n, best = 1024, 0.0
         a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
