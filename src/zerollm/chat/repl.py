@@ -158,7 +158,10 @@ class ChatSession:
         return self.reply(message, None)
 
 
-def run_repl(session: ChatSession, read: Callable[[str], str] = input, out: TextIO = sys.stdout) -> None:
+def run_repl(session: ChatSession, read: Callable[[str], str] | None = None, out: TextIO | None = None) -> None:
+    """The terminal loop: `read` (default input) gives lines, replies stream to `out` (default sys.stdout,
+    looked up at call time)."""
+    read, out = read or input, out or sys.stdout
     print(f"zerollm chat — {HELP}", file=out)
     while True:
         msg = read_message(read)
