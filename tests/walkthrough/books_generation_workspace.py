@@ -1,8 +1,8 @@
 """Runs the listings of docs/seeds_walkthrough.md's generation, prompting, chatbot and function-calling
 sections, in a workspace where they work offline on tiny models:
 
-- `gpt2` is a tiny random GPT-2 (transformers' GPT2Config, the real GPT-2 tokenizer from ../shared/data)
-  stored the way huggingface_hub stores downloads, in a temporary $HF_HOME;
+- `gpt2` is a tiny random GPT-2 (transformers' GPT2Config, a small byte-level BPE tokenizer in GPT-2's
+  tokenizer.json format) stored the way huggingface_hub stores downloads, in a temporary $HF_HOME;
 - `runs/chat-model` is a tiny zerollm checkpoint with zerollm's chat tokenizer whose greedy choice is always
   a tool call (so the function-calling listings show a call, its execution and the fed-back result).
 
@@ -29,7 +29,11 @@ def listings(section: str) -> list[tuple[str, str]]:
     return re.findall(r"^```(\w+)\n(.*?)^```", m.group(1), re.S | re.M)
 
 
-def make_workspace(root: Path, shared_data: Path) -> None:
+TEXT = ("Once upon a time there was a language model. Hello, I'm a language model, and I answer questions. "
+        "What is attention? Why is the sky blue? Tell me a story about a cat who sat on the mat. ")
+
+
+def make_workspace(root: Path) -> None:
     """The tiny `gpt2` in a Hugging Face cache under root/hf and `runs/chat-model` under root."""
     import tokenizers as tk
     import transformers
@@ -38,17 +42,19 @@ def make_workspace(root: Path, shared_data: Path) -> None:
     snap.mkdir(parents=True)
     (snap.parents[1] / "refs").mkdir()
     (snap.parents[1] / "refs" / "main").write_text("0000tiny")
-    src = shared_data / "gpt2_bpe"
-    tok = tk.Tokenizer(tk.models.BPE.from_file(str(src / "encoder.json"), str(src / "vocab.bpe")))
+    tok = tk.Tokenizer(tk.models.BPE())  # GPT-2's format (byte-level BPE, <|endoftext|>), a small vocabulary
     tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = tk.decoders.ByteLevel()
-    tok.add_special_tokens([tk.AddedToken("<|endoftext|>", special=True)])
+    trainer = tk.trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"], show_progress=False,
+                                     initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([TEXT] * 20, trainer)
     tok.save(str(snap / "tokenizer.json"))
     (snap / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "GPT2Tokenizer", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}))
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(vocab_size=50257, n_embd=32, n_layer=2, n_head=2, n_positions=256,
-                                  initializer_range=0.2)
+    eos = tok.token_to_id("<|endoftext|>")
+    cfg = transformers.GPT2Config(vocab_size=tok.get_vocab_size(), n_embd=32, n_layer=2, n_head=2, n_positions=256,
+                                  initializer_range=0.2, bos_token_id=eos, eos_token_id=eos)
     transformers.GPT2LMHeadModel(cfg).save_pretrained(snap)
 
     from zerollm.config import ModelConfig

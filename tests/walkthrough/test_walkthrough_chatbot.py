@@ -10,9 +10,9 @@ from books_generation_workspace import make_workspace, run_section  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, shared_data):
+def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("books-chat")
-    make_workspace(root, shared_data)
+    make_workspace(root)
     return root
 
 

@@ -11,9 +11,9 @@ from books_generation_workspace import make_workspace, run_section  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, shared_data):
+def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("books")
-    make_workspace(root, shared_data)
+    make_workspace(root)
     return root
 
 
@@ -21,7 +21,7 @@ def test_generation_parameters_section(workspace, monkeypatch, capsys):
     ns = run_section("Generation parameters", workspace, monkeypatch)
     prompt_len = ns["input_ids"].shape[1]
     assert ns["greedy"].shape == (1, 30) and ns["beams"].shape[0] == 3 and ns["beams"].shape[1] <= 30
-    assert ns["outputs"].shape == (3, 50) and ns["outputs"].dtype == torch.long
+    assert ns["outputs"].shape[0] == 3 and ns["outputs"].shape[1] <= 50 and ns["outputs"].dtype == torch.long
     assert torch.equal(ns["outputs"][:, :prompt_len], ns["input_ids"].expand(3, -1))
     assert len(ns["results"]) == 2 and all(r["generated_text"].startswith("Hello, I'm a language model,")
                                            for r in ns["results"])
