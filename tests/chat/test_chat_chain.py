@@ -27,7 +27,7 @@ def test_prompt_model_parser_chain_invokes_and_streams(llm_parts):
     assert len(pieces) > 1 and "".join(pieces).strip() == text  # streamed piece by piece through the parser
     upper = chain | (lambda s: s.upper())  # a plain function joins the chain
     assert upper.invoke({"topic": "the cat", "reader": "child"}) == text.upper()
-    with pytest.raises(ValueError, match="needs"):
+    with pytest.raises(ValueError, match="missing variable"):
         prompt.invoke({"topic": "x"})
 
 

@@ -6,7 +6,8 @@
     for piece in chain.stream({"topic": "attention"}):   # text as the model produces it
         print(piece, end="")
 
-Every step is a `Runnable`: `invoke(x)` maps an input to an output, `stream(x)` yields output pieces (a step
+Templates are chat.prompts.PromptTemplate (the one template parser) made chain steps. Every step is a
+`Runnable`: `invoke(x)` maps an input to an output, `stream(x)` yields output pieces (a step
 that cannot stream yields its whole output once), and `a | b` is the sequence (a plain function is wrapped
 in `RunnableLambda`). `LLM` generates through the engine (engine/generate.py: the Engine streams the text);
 a `ChatPromptTemplate` produces messages, which `LLM` renders with the model's chat format (chat/format.py,
@@ -17,11 +18,11 @@ from __future__ import annotations
 
 import json
 import re
-import string
 from typing import Any, Callable, Iterable, Iterator
 
 from zerollm.engine.generate import GenerationConfig, stream as engine_stream
 
+from . import prompts
 from .format import prompt_ids, resolve_template, stop_strings, stop_token_ids
 
 
@@ -90,36 +91,27 @@ class Chain(Runnable):
         yield from pieces
 
 
-def _fields(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
-
-
-class PromptTemplate(Runnable):
-    """A str.format template: `PromptTemplate("Q: {question}\\nA:").invoke({"question": ...})` → the prompt.
-    Only `{name}` fields are filled (no attribute or index access into the values)."""
-
-    def __init__(self, template: str):
-        self.template = template
-        self.input_variables = sorted(set(_fields(template)))
-        for name in self.input_variables:
-            if not name.isidentifier():
-                raise ValueError(f"template field {{{name}}} must be a plain name")
+class PromptTemplate(prompts.PromptTemplate, Runnable):
+    """chat.prompts.PromptTemplate (the one template parser: `{name}` variables, `{{`/`}}` literal braces,
+    missing variables named in the error) as a chain step: `invoke({"question": ...})` → the prompt text.
+    Keys the template does not use are ignored (a dict flowing through a chain may carry more)."""
 
     @classmethod
     def from_template(cls, template: str) -> "PromptTemplate":
         return cls(template)
 
+    @property
+    def input_variables(self) -> list[str]:
+        return sorted(self.variables)
+
     def format(self, **values) -> str:
-        missing = [v for v in self.input_variables if v not in values]
-        if missing:
-            raise ValueError(f"prompt template needs {missing}; got {sorted(values)}")
-        return self.template.format(**{k: values[k] for k in self.input_variables})
+        return self.render(**{k: v for k, v in values.items() if k in self.variables})
 
     def invoke(self, x) -> str:
         if not isinstance(x, dict):  # one variable: the value itself
-            if len(self.input_variables) != 1:
+            if len(self.variables) != 1:
                 raise ValueError(f"pass a dict with {self.input_variables}")
-            x = {self.input_variables[0]: x}
+            x = {self.variables[0]: x}
         return self.format(**x)
 
 
@@ -129,7 +121,7 @@ class ChatPromptTemplate(Runnable):
 
     def __init__(self, messages: list[tuple[str, str]]):
         self.messages = [(role, PromptTemplate(text)) for role, text in messages]
-        self.input_variables = sorted({v for _, t in self.messages for v in t.input_variables})
+        self.input_variables = sorted({v for _, t in self.messages for v in t.variables})
 
     @classmethod
     def from_messages(cls, messages: list[tuple[str, str]]) -> "ChatPromptTemplate":
@@ -140,8 +132,7 @@ class ChatPromptTemplate(Runnable):
             if len(self.input_variables) != 1:
                 raise ValueError(f"pass a dict with {self.input_variables}")
             x = {self.input_variables[0]: x}
-        return [{"role": role, "content": t.format(**{k: x[k] for k in t.input_variables if k in x})}
-                for role, t in self.messages]
+        return [{"role": role, "content": t.format(**x)} for role, t in self.messages]
 
 
 class LLM(Runnable):
