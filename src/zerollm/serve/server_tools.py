@@ -34,6 +34,7 @@ async def chat_with_server_tools(api, body: ChatRequest, request, tools: list[To
     messages = [as_dict(m) for m in body.messages]
     steps: list[dict] = []
     base = body.model_dump(by_alias=True, exclude_none=True)
+    last: dict = {}  # the latest answer (a call), kept for the message when the context fills up
     while True:
         sub = ChatRequest.model_validate({**base, "messages": messages, "tools": specs, "n": 1, "stream": False,
                                           "tool_choice": "auto" if len(steps) < max_steps else "none"})
