@@ -3,7 +3,6 @@ one loader, and gives a model whose `generate` follows the directory's generatio
 "text-generation")` returns transformers' [{"generated_text": ...}]."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 
