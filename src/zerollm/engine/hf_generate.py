@@ -15,7 +15,9 @@ Semantics are transformers' (its `GenerationConfig` defaults, `_get_default_gene
 - sampling defaults: temperature 1.0, **top_k 50**, top_p 1.0 (pass top_k=0 to turn top-k off);
 - `num_return_sequences` > 1 needs sampling or beams (as transformers: greedy would repeat one sequence);
 - sampling draws from torch's global RNG one row after another, so `torch.manual_seed(s)` before the call
-  gives the same ids as transformers after the same seed (tests/engine/test_engine_hf_generate.py);
+  gives the same ids as transformers after the same seed (tests/engine/test_engine_hf_generate.py) until a
+  row ends early: transformers keeps drawing for finished rows, the Engine drops them, so the later draws
+  of the other rows differ (greedy and beams match regardless);
 - pad_token_id defaults to the first eos id (transformers' fallback); the attention mask, when not given,
   is `input_ids != pad_token_id` if the pad id occurs in the input and is not an eos id, else all ones.
 A model loaded by `zerollm.from_pretrained` carries its directory's generation defaults in
