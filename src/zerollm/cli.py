@@ -16,6 +16,7 @@ from zerollm import api
 from zerollm.config import parse_overrides
 from zerollm.data.sources import DataError
 from zerollm.engine.generate import GenerationConfig
+from zerollm.engine.hf_generate import resolve_sampling
 from zerollm.runtime import set_threads
 from zerollm.stages.chat import ChatConfig
 from zerollm.stages.convert import ConvertConfig, ExportConfig
@@ -122,7 +123,8 @@ _TRAIN_HELP = {"model": "start model: checkpoint, run or HF directory", "data": 
                "reward_model": "run dir of `zerollm reward`"}
 
 GEN_SKIP = ("stop_token_ids", "logit_bias", "early_stopping")
-GEN_HELP = {"temperature": "0 = greedy", "num_beams": "> 1: beam search (deterministic)",
+GEN_HELP = {"temperature": "> 0 samples (default: greedy, as transformers)",
+            "top_k": "default 50 when sampling; 0 = off", "num_beams": "> 1: beam search (deterministic)",
             "logprobs": "print each token's logprob and the top N", "stop_strings": "stop string (repeatable)"}
 
 
@@ -202,12 +204,15 @@ STAGES = {
     "data": {"prepare": (DataPrepareConfig, _data_prepare,
                          "tokenize documents into shards + manifest + validation split")},
     "chat": {None: (ChatConfig, lambda c: api.chat(c.model, system=c.system, device=c.device, seed=c.seed,
-                                                   max_new_tokens=c.max_new_tokens, temperature=c.temperature),
+                                                   max_new_tokens=c.max_new_tokens, temperature=c.temperature,
+                                                   max_history=c.max_history, tools=c.tools,
+                                                   max_tool_steps=c.max_tool_steps),
                     "chat with a model in the terminal (streaming; /reset /system /save /load)")},
     "rag": {"index": (RagIndexConfig, _rag_index,
                       "build or update an index from .txt/.md/.html/.jsonl files or directories"),
             "ask": (RagAskConfig, _rag_ask, "answer a question with numbered citations")},
-    "serve": {None: (ServeConfig, lambda c: api.serve(c.model, host=c.host, port=c.port, api_key=c.api_key),
+    "serve": {None: (ServeConfig, lambda c: api.serve(c.model, host=c.host, port=c.port, api_key=c.api_key,
+                                                     tools=c.tools),
                      "OpenAI-compatible API + chat page (http://HOST:PORT/)")},
     "quantize": {None: (QuantizeConfig, _quantize, "write a weight-only int8/int4/NF4 checkpoint")},
     "memory": {None: (MemoryConfig, lambda c: print(api.memory(params=c.params, model=c.model, context=c.context,
@@ -254,7 +259,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     g = sub.add_parser("generate", help="sample text from a model")
     config_flags(g, GenerateConfig)
     fields["generate"] = config_flags(g, GenerationConfig, skip=GEN_SKIP, rename={"stop_strings": "stop"},
-                                      defaults={"max_new_tokens": 200, "temperature": 0.8, "top_k": 0},
+                                      defaults={"max_new_tokens": None, "temperature": None},
                                       helps=GEN_HELP)
     qs = sub.add_parser("quickstart", help="tokenizer + data + pretrain + samples in ~5 minutes")
     config_flags(qs, QuickstartConfig, many=("corpus",), helps={
@@ -285,8 +290,15 @@ def _run_training(args, rest: list[str], fields: dict) -> int:
 def _run_generate(args, fields: dict) -> int:
     c = _config(args, GenerateConfig)
     prompt = sys.stdin.read() if c.prompt == "-" else c.prompt
+    # the same defaults as zerollm.api.generate and transformers: greedy unless --do-sample or a temperature
+    resolved = resolve_sampling(c.do_sample or None, args.temperature, args.top_k, args.top_p, args.min_p)
+    vars(args).update(vars(resolved))
+    new_tokens = args.max_new_tokens  # None: 200, or what --max-length leaves after the prompt
+    args.max_new_tokens = 200 if new_tokens is None else new_tokens
     sampling = _config(args, GenerationConfig, fields["generate"])  # validated here, passed on as keywords
     kw = {name: getattr(sampling, name) for name in fields["generate"]}
+    if new_tokens is None and c.max_length is not None:
+        kw.update(max_new_tokens=None, max_length=c.max_length)
     try:
         bias = {int(k): float(v) for k, v in (x.split("=") for x in c.logit_bias)} or None
     except ValueError:
@@ -298,7 +310,8 @@ def _run_generate(args, fields: dict) -> int:
     whole = (kw["num_beams"] > 1 or kw["num_return_sequences"] > 1 or kw["logprobs"] is not None
              or c.json_schema or c.regex or c.draft)  # these print whole completions
     if not c.stream or whole:
-        print(prompt + api.generate(c.model, prompt, **kw))
+        out = api.generate(c.model, prompt, **kw)
+        print("\n---\n".join(prompt + text for text in ([out] if isinstance(out, str) else out)))
         return 0
     sys.stdout.write(prompt)
     for piece in api.generate(c.model, prompt, stream=True, **kw):

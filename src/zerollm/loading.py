@@ -43,10 +43,13 @@ class Loaded:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint dir, a run dir (→ its latest checkpoint), a checkpoints/ dir, or an HF model dir."""
+    """A checkpoint dir, a run dir (→ its latest checkpoint), a checkpoints/ dir, an HF model dir, or a hub
+    name in the local Hugging Face cache (interop/hf_cache.py)."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such model directory")
+    if not path.exists():  # a hub name ("gpt2", "org/name") found in the local Hugging Face cache, offline
+        from zerollm.interop.hf_cache import resolve_model_dir
+
+        path = resolve_model_dir(path)
     if is_hf_dir(path):  # a Hugging Face model directory (config.json with "model_type")
         return path
     if (path / "model.safetensors").is_file() and (path / "config.json").is_file():

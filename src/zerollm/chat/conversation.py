@@ -3,6 +3,7 @@
     Conversation(system) ──add("user", ...)──▶ messages (OpenAI shape: role, content, tool_calls, ...)
         ──chat.format.prompt_ids(messages, tokenizer, template=, tools=)──▶ ids ending in the assistant header
         ──fit(tokenizer, budget)──▶ drops the oldest turns (never the system prompt or the newest turn)
+                                   until at most `max_history` messages remain and the ids fit the budget
 
 Rendering lives in chat/format.py (`prompt_ids`). With zerollm tokenizers it is ChatML through
 format.render_chatml — the same renderer post-training (SFT) uses, so what a model was fine-tuned on
@@ -32,9 +33,15 @@ class ContextTooLong(ValueError):
 class Conversation:
     """A system prompt and a list of messages; see the module docstring."""
 
-    def __init__(self, system: str | None = None, messages: list[dict] | None = None):
+    def __init__(self, system: str | None = None, messages: list[dict] | None = None,
+                 max_history: int | None = None):
+        """max_history: the most messages (besides the system prompt) a prompt keeps, as the books'
+        chatbots keep the last N lines; whole turns are dropped, so a turn longer than that stays whole."""
+        if max_history is not None and max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {max_history}")
         self.system = system
         self.messages: list[dict] = list(messages or [])
+        self.max_history = max_history
 
     def add(self, role: str, content: str | None, **extra) -> dict:
         if role not in ROLES or role == "system":
@@ -68,6 +75,8 @@ class Conversation:
         # drop from the front; binary search would be faster but conversations are short
         for dropped in range(len(turns)):
             kept = [m for t in turns[dropped:] for m in t]
+            if self.max_history is not None and len(kept) > self.max_history and dropped < len(turns) - 1:
+                continue  # over the message count: drop another turn first
             ids = prompt_ids(head + kept, tokenizer, template=template, tools=tools)
             if len(ids) <= budget:
                 return ids, dropped

@@ -32,11 +32,20 @@ inference with exactly the ids it was trained on. Two renderers share one output
    transformers' apply_chat_template ids; the mask comes from the byte offsets of the spans.
    Templates see the tokenizer's special-token strings (bos_token, eos_token, …) as transformers passes them.
 
+3. `PLAIN_TEMPLATE` — for a model with neither its own template nor zerollm's ChatML tokens (a base GPT-2):
+   the books' plain-text dialogue, rendered by `render_template` like any Jinja template,
+
+       {system}\n\nUser: {content}\nAssistant: {content}\nUser: {content}\nAssistant:
+
+   `resolve_template` picks it (with a one-line warning) and generation stops at `PLAIN_STOP_STRINGS`
+   ("\nUser:", the model starting the user's next line), as well as at the tokenizer's eos.
+
 Labels for the loss are built from the mask in posttrain/data.py (-100 where mask is False).
 """
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -48,6 +57,17 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
+# The books' "User:/Assistant:" dialogue for models without a chat format (a base GPT-2); see `resolve_template`.
+PLAIN_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ (message['content'] or '') + '\n\n' }}"
+    "{% elif message['role'] == 'user' %}{{ 'User: ' + (message['content'] or '') + '\n' }}"
+    "{% elif message['role'] == 'assistant' %}{{ 'Assistant: ' + (message['content'] or '') + '\n' }}"
+    "{% else %}{{ 'Tool: ' + (message['content'] or '') + '\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+PLAIN_STOP_STRINGS = ["\nUser:"]
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 TOOL_CALL, TOOL_CALL_END = "<|tool_call|>", "<|/tool_call|>"
 TOOL_RESULT, TOOL_RESULT_END = "<|tool_result|>", "<|/tool_result|>"
@@ -153,6 +173,7 @@ def prompt_ids(messages: Sequence[dict], tokenizer, *, template: str | None = No
     if messages:
         return render(messages, tokenizer, template=template, add_generation_prompt=add_generation_prompt,
                       tools=specs).ids
+    template = resolve_template(tokenizer, template)
     if template and template != CHATML_TEMPLATE:  # nothing said yet (render needs a message)
         text = render_template_text(template, [], add_generation_prompt=add_generation_prompt, tools=specs)
         return tokenizer.encode(text, allowed_special="all")
@@ -307,10 +328,32 @@ def render_template(messages: Sequence[dict], tokenizer, template: str, *, add_g
     return _encode_pieces(tokenizer, [(t, i in keep) for i, (t, _) in enumerate(pieces)])
 
 
+class NoChatTemplateWarning(UserWarning):
+    """A model without a chat format is prompted with PLAIN_TEMPLATE."""
+
+
+def resolve_template(tokenizer, template: str | None = None) -> str | None:
+    """The chat template a model is prompted with: its own (`template`), else zerollm's ChatML (None) when the
+    tokenizer has <|im_start|>, else PLAIN_TEMPLATE with a one-line warning (a base model was never taught a
+    chat format; the books' "User:/Assistant:" dialogue is the plain fallback)."""
+    if template is not None or IM_START in getattr(tokenizer, "special_tokens", {}):
+        return template
+    warnings.warn("this model has no chat template: using the plain 'User:/Assistant:' format "
+                  "(chat.format.PLAIN_TEMPLATE)", NoChatTemplateWarning, stacklevel=2)
+    return PLAIN_TEMPLATE
+
+
+def stop_strings(template: str | None) -> list[str]:
+    """Stop strings a reply in this chat format needs besides the end-of-turn ids (the plain format has no
+    end-of-turn token: the model writing the next "User:" ends the reply)."""
+    return list(PLAIN_STOP_STRINGS) if template == PLAIN_TEMPLATE else []
+
+
 def render(messages: Sequence[dict], tokenizer, *, template: str | None = None, add_generation_prompt: bool = False,
            tools: Sequence[dict] | None = None, train_on: str = "assistant") -> Rendered:
     """With `template` (a converted model's own Jinja template) as transformers renders it, else zerollm's
-    ChatML."""
+    ChatML, else (a tokenizer without ChatML tokens) PLAIN_TEMPLATE (`resolve_template`)."""
+    template = resolve_template(tokenizer, template)
     if template is None or template == CHATML_TEMPLATE:
         return render_chatml(messages, tokenizer, add_generation_prompt=add_generation_prompt, tools=tools,
                              train_on=train_on)
@@ -331,6 +374,7 @@ def stop_token_ids(tokenizer, also: Sequence[int] = ()) -> list[int]:
     return ids
 
 
-__all__ = ["Rendered", "render", "prompt_ids", "render_chatml", "render_template", "render_template_text",
+__all__ = ["Rendered", "render", "prompt_ids", "resolve_template", "stop_strings", "PLAIN_TEMPLATE",
+           "PLAIN_STOP_STRINGS", "NoChatTemplateWarning", "render_chatml", "render_template", "render_template_text",
            "CHATML_TEMPLATE", "IM_START", "IM_END", "ROLES", "template_variables", "check_messages",
            "content_text", "tool_call_json", "stop_token_ids"]

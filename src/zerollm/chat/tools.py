@@ -329,6 +329,34 @@ def builtin_tools() -> list[Tool]:
     return [calc, tool(current_time, timeout=2.0)]
 
 
+BUILTIN_NAMES = ("calculator", "datetime", "search:INDEX_DIR")
+
+
+def parse_tools(spec: str | list[str] | None) -> list[Tool]:
+    """Tools from a `--tools` value: "calculator,datetime,search:INDEX_DIR" (comma-separated, or a list).
+    `datetime` is `current_time`; `search:DIR` searches the RAG index in DIR (`zerollm rag index`)."""
+    items = spec if isinstance(spec, list) else (spec or "").split(",")
+    calc, clock = builtin_tools()
+    out: list[Tool] = []
+    for item in (x.strip() for x in items):
+        if not item:
+            continue
+        name, _, arg = item.partition(":")
+        if name == "calculator" and not arg:
+            out.append(calc)
+        elif name in ("datetime", "current_time", "time") and not arg:
+            out.append(clock)
+        elif name == "search" and arg:
+            from zerollm.rag.index import RAGIndex
+
+            out.append(make_search_tool(RAGIndex.open(arg)))
+        else:
+            raise ValueError(f"--tools: unknown tool {item!r} (built-in: {', '.join(BUILTIN_NAMES)})")
+    if len({t.name for t in out}) != len(out):
+        raise ValueError(f"--tools: a tool is named twice in {spec!r}")
+    return out
+
+
 # ---- decoding a call ---------------------------------------------------------------------------------------------
 @dataclass
 class ToolCall:
@@ -393,6 +421,7 @@ class AgentResult:
     answer: str
     steps: list[AgentStep] = field(default_factory=list)
     stopped: str = "answer"  # "answer" | "max_steps" | "context" (tool results filled the context window)
+    dropped: int = 0  # oldest turns the first prompt left out (token budget / max_history)
 
 
 def _call_marker(tokenizer) -> tuple[int, int]:
@@ -403,52 +432,63 @@ def _call_marker(tokenizer) -> tuple[int, int]:
 
 
 def run_agent(model, tokenizer, conversation, tools: list[Tool], *, max_steps: int = 4,
-              max_new_tokens: int = 128, budget: int | None = None, temperature: float = 0.0,
-              seed: int | None = None, tool_choice: str = "auto", on_step=None) -> AgentResult:
+              max_new_tokens: int = 128, budget: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
+              seed: int | None = None, tool_choice: str = "auto", on_step=None, on_text=None, engine=None,
+              template: str | None = None, stop_ids=(), stop_strings=()) -> AgentResult:
     """Run the render → call → execute → feed loop on `conversation` (modified in place) until the model
     answers in text or `max_steps` tool calls were made. tool_choice: "auto", "required" (first step must
-    call a tool) or "none".
+    call a tool) or "none". With no tools it is one chat reply; `zerollm chat` runs every reply through here.
 
     Whether to call a tool is decided greedily (is <|tool_call|> the most likely next token?) even when the
-    answer is sampled, so the decision is reproducible; everything generates through one Engine."""
-    open_id, close_id = _call_marker(tokenizer)
+    answer is sampled, so the decision is reproducible; everything generates through one Engine (`engine`:
+    one to reuse, e.g. the REPL's). on_step(AgentStep): after each executed call; on_text(str): the answer's
+    text as it is generated. The reply stops at the chat format's end-of-turn ids (chat.format.stop_token_ids
+    plus `stop_ids`, a model's own end ids) and `stop_strings`; `template`: the model's chat template."""
+    from .conversation import ContextTooLong
+    from .format import stop_token_ids
+
+    open_id = _call_marker(tokenizer)[0] if tools and tool_choice != "none" else None
     by_name = {t.name: t for t in tools}
     budget = budget or model.cfg.max_seq_len - max_new_tokens
-    end_id = tokenizer.special_tokens.get("<|im_end|>", tokenizer.eos_id)
-    stops = [i for i in (end_id, tokenizer.eos_id, open_id) if i is not None]
-    engine = Engine(model, tokenizer, max_batch_size=1)
+    stops = stop_token_ids(tokenizer, stop_ids) + ([open_id] if open_id is not None else [])
+    engine = engine or Engine(model, tokenizer, max_batch_size=1)
     steps: list[AgentStep] = []
-    from .conversation import ContextTooLong
+    dropped = None
 
-    def complete(ids, temp, n):  # one Engine request: (new ids, the stop id that ended it or None)
-        gen = GenerationConfig(max_new_tokens=n, temperature=temp, seed=seed, stop_token_ids=stops)
-        c = engine.generate([ids], gen)[0][0]
-        return c.token_ids, c.stop_token_id
+    def complete(ids, temp, n, stream):  # one Engine request → its Completion (text, ids, stop id)
+        gen = GenerationConfig(max_new_tokens=n, temperature=temp, top_p=top_p if temp else 1.0, seed=seed,
+                               stop_token_ids=stops, stop_strings=list(stop_strings))
+        handle = engine.submit(ids, gen)
+        for piece in handle.texts():  # the engine steps as the pieces are read
+            if stream and on_text:
+                on_text(piece)
+        return handle.result()
 
     while True:
         try:
-            ids, _ = conversation.fit(tokenizer, budget, tools=tools)
+            ids, left_out = conversation.fit(tokenizer, budget, tools=tools or None, template=template)
+            dropped = left_out if dropped is None else dropped
         except ContextTooLong as e:
             if not steps:
                 raise
             msg = f"stopped: the tool results no longer fit in the context window ({e})"
-            return AgentResult(msg, steps, "context")
+            return AgentResult(msg, steps, "context", dropped or 0)
         out = None  # the answer, when the greedy first step already produced it
-        if tool_choice == "none" or len(steps) >= max_steps:
+        if open_id is None or len(steps) >= max_steps:
             want_call = False
         elif tool_choice == "required" and not steps:
             want_call = True
         else:  # greedy first token; at temperature 0 the same request goes on to be the answer itself
-            out, stopped_by = complete(ids, 0.0, max_new_tokens if temperature == 0 else 1)
-            want_call = not out and stopped_by == open_id
-            if temperature != 0:
-                out = None
+            first = complete(ids, 0.0, max_new_tokens if temperature == 0 else 1, temperature == 0)
+            want_call = not first.token_ids and first.stop_token_id == open_id
+            out = first if temperature == 0 else None
         if not want_call:
             if out is None:
-                out, _ = complete(ids, temperature, max_new_tokens)
-            answer = tokenizer.decode(out).strip()
+                out = complete(ids, temperature, max_new_tokens, True)
+            answer = out.text.strip()
             conversation.add("assistant", answer)
-            return AgentResult(answer, steps, "answer" if len(steps) < max_steps or not tools else "max_steps")
+            return AgentResult(answer, steps, "answer" if len(steps) < max_steps or not tools else "max_steps",
+                               dropped or 0)
         call = decode_tool_call(model, tokenizer, ids + [open_id], tools, temperature=temperature, seed=seed,
                                 engine=engine)
         result = execute(by_name[call.name], call.arguments)

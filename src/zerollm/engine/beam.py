@@ -30,8 +30,9 @@ NEG = -1.0e9
 
 
 def beam_search(model, prompt_ids: Sequence[int], gen_cfg: GenerationConfig, tokenizer=None,
-                return_scores: bool = False):
-    """The best `gen_cfg.num_return_sequences` beams (lists of new token ids, eos excluded), best first;
+                return_scores: bool = False, keep_eos: bool = False):
+    """The best `gen_cfg.num_return_sequences` beams (lists of new token ids, eos excluded unless
+    `keep_eos`, as transformers' output keeps it), best first;
     with return_scores, also their length-normalised scores. Uses num_beams, length_penalty,
     early_stopping, max_new_tokens, repetition_penalty, no_repeat_ngram_size, logit_bias and the stop
     token ids (default: the tokenizer's eos)."""
@@ -110,8 +111,8 @@ def beam_search(model, prompt_ids: Sequence[int], gen_cfg: GenerationConfig, tok
     out, out_scores = [], []
     for i in range(cfg.num_return_sequences):
         ids = [t for t in seqs[i, P:].tolist() if t >= 0]
-        while ids and ids[-1] in eos:
-            ids.pop()
+        if ids and ids[-1] in eos and not keep_eos:
+            ids.pop()  # a hypothesis ends at its first eos
         out.append(ids)
         out_scores.append(float(scores[i]))
     return (out, out_scores) if return_scores else out

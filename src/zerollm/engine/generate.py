@@ -98,21 +98,25 @@ def generate(model, tokenizer: TokenizerLike | None, prompt_ids: Sequence[int] |
 
 
 def generate_text(model, tokenizer, prompt_ids: Sequence[int], gen_cfg: GenerationConfig, *, constraint=None,
-                  draft_model=None, draft_tokens: int = 4, stream: bool = False) -> str | Iterator[str]:
+                  draft_model=None, draft_tokens: int = 4, stream: bool = False) -> str | list[str] | Iterator[str]:
     """Text generated after `prompt_ids` (an empty prompt starts a fresh document: eos, else bos), through
     the decoder the request needs. Stop ids come from gen_cfg.stop_token_ids (None: the tokenizer's eos).
 
     draft_model: speculative decoding (engine/speculative.py; greedy gives the target's own tokens).
-    num_beams > 1: beam search (engine/beam.py), the beams separated by "\\n---\\n".
-    constraint / num_return_sequences > 1 / logprobs: whole completions from the Engine ("\\n---\\n" between
-    sequences; logprobs as a token<TAB>logprob table under each).
+    num_beams > 1: beam search (engine/beam.py).
+    constraint / num_return_sequences > 1 / logprobs: whole completions from the Engine (logprobs as a
+    token<TAB>logprob table under each text).
+    num_return_sequences > 1 (sampled or beams): a list of texts, one per sequence, best beam first.
     Otherwise the Engine streams: stream=True returns a `TextStream`, else the whole text. The other
     decoders produce whole texts; with stream=True they come back as one piece."""
     ids = list(prompt_ids) or [tokenizer.eos_id if tokenizer.eos_id is not None else tokenizer.bos_id]
     if draft_model is not None:
         text = _speculative_text(model, draft_model, tokenizer, ids, gen_cfg, draft_tokens)
     elif gen_cfg.num_beams > 1:
-        text = "\n---\n".join(tokenizer.decode(s) for s in beam_search(model, ids, gen_cfg, tokenizer))
+        texts = [tokenizer.decode(s) for s in beam_search(model, ids, gen_cfg, tokenizer)]
+        if gen_cfg.num_return_sequences > 1:
+            return texts
+        text = texts[0]
     elif constraint is not None or gen_cfg.num_return_sequences > 1 or gen_cfg.logprobs is not None:
         return _completions_text(model, tokenizer, ids, gen_cfg, constraint)
     else:
@@ -131,8 +135,9 @@ def _speculative_text(model, draft_model, tokenizer, ids, gen_cfg, draft_tokens:
     return text if cut is None else text[:cut]
 
 
-def _completions_text(model, tokenizer, ids, gen_cfg, constraint) -> str:
-    """Several sequences, logprobs or constrained output: whole completions from the Engine, as text."""
+def _completions_text(model, tokenizer, ids, gen_cfg, constraint) -> str | list[str]:
+    """Several sequences, logprobs or constrained output: whole completions from the Engine, as text (a list
+    of texts when num_return_sequences > 1)."""
     engine = Engine(model, tokenizer, max_batch_size=gen_cfg.num_return_sequences)
     out = []
     for c in engine.submit(Request(ids, gen_cfg, constraint=constraint)).results():
@@ -144,4 +149,4 @@ def _completions_text(model, tokenizer, ids, gen_cfg, constraint) -> str:
                 + ("\t" + " ".join(f"{tokenizer.decode([i])!r}:{v:.3f}" for i, v in top) if c.top_logprobs else "")
                 for t, lp, top in zip(c.token_ids, c.logprobs, tops))
         out.append(text)
-    return "\n---\n".join(out)
+    return out if gen_cfg.num_return_sequences > 1 else out[0]

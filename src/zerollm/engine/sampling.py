@@ -172,3 +172,46 @@ def token_logprobs(logits: torch.Tensor, chosen: torch.Tensor, top: int = 0):
         values, ids = logp.topk(top, dim=-1)
         return chosen_lp, values, ids
     return chosen_lp, None, None
+
+
+def softmax_with_temperature(logits, temperature: float) -> torch.Tensor:
+    """p_i = exp(z_i / T) / sum_j exp(z_j / T): the distribution sampling draws from at temperature T (the
+    books' temperature figure). T -> 0 approaches argmax (one-hot), T = 1 is the model's own softmax, large T
+    approaches uniform. Takes a list or a tensor of logits (..., V)."""
+    z = torch.as_tensor(logits, dtype=torch.float32)
+    return apply_temperature(z, temperature).softmax(dim=-1)
+
+
+def plot_temperature(logits, temperatures=(0.5, 1.0, 2.0), labels=None, out="temperature.png",
+                     title: str = "softmax with temperature"):
+    """Draw the bar chart of `softmax_with_temperature(logits, T)` for each T side by side (one panel each)
+    and save it as a PNG at `out` (written atomically); returns the path. `labels`: the tokens' names."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    z = torch.as_tensor(logits, dtype=torch.float32).view(-1)
+    labels = list(labels) if labels is not None else [str(i) for i in range(z.numel())]
+    if len(labels) != z.numel():
+        raise ValueError(f"{len(labels)} labels for {z.numel()} logits")
+    fig, axes = plt.subplots(1, len(temperatures), figsize=(3.2 * len(temperatures), 3.2), dpi=110, sharey=True)
+    for ax, t in zip(axes if len(temperatures) > 1 else [axes], temperatures):
+        probs = softmax_with_temperature(z, t).tolist()
+        ax.bar(range(len(probs)), probs, color="tab:blue")
+        ax.set_xticks(range(len(probs)), labels, rotation=45, ha="right", fontsize=8)
+        ax.set_title(f"T = {t:g}")
+        ax.set_ylim(0, 1)
+        ax.grid(axis="y", alpha=0.3)
+    axes_list = axes if len(temperatures) > 1 else [axes]
+    axes_list[0].set_ylabel("probability")
+    fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(out)
+    tmp = out.with_name("." + out.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out)
+    return out

@@ -23,11 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from .generation import GenerationMixin
 from .kv_cache import KVCache
 from .layers import Block, RMSNorm, RotaryEmbedding, document_mask, make_norm
 
 
-class Transformer(nn.Module):
+class Transformer(GenerationMixin, nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg

@@ -20,11 +20,16 @@ def create_app(model, api_key: str | None = None, **kwargs):
 
 
 def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          log_level: str = "info") -> None:
-    """Load `model` and serve it until interrupted (binds loopback unless told otherwise)."""
+          log_level: str = "info", tools=None) -> None:
+    """Load `model` and serve it until interrupted (binds loopback unless told otherwise). `tools`: built-in
+    tools the server executes itself ("calculator,datetime,search:DIR" or Tool objects; default none)."""
     import uvicorn
 
-    uvicorn.run(create_app(model, api_key=api_key), host=host, port=port, log_level=log_level)
+    if isinstance(tools, str):
+        from zerollm.chat.tools import parse_tools
+
+        tools = parse_tools(tools)
+    uvicorn.run(create_app(model, api_key=api_key, tools=tools or None), host=host, port=port, log_level=log_level)
 
 
 __all__ = ["create_app", "serve"]

@@ -72,9 +72,10 @@ class _Guard:
 
 
 def create_app(model: str | Path | Backend, api_key: str | None = None, *, max_body_bytes: int = 4 << 20,
-               model_id: str | None = None) -> FastAPI:
+               model_id: str | None = None, tools: list | None = None) -> FastAPI:
     """The app serving `model` (a checkpoint/run dir, or a ready `Backend`). With `api_key`, every /v1 call
-    needs `Authorization: Bearer <api_key>`."""
+    needs `Authorization: Bearer <api_key>`. `tools` (chat.tools.Tool objects; default none): executed by the
+    server for chat requests that bring no tools of their own (serve/server_tools.py)."""
     backend = model if isinstance(model, Backend) else Backend.from_dir(model, model_id=model_id)
     app = FastAPI(title="zerollm", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.backend = backend
@@ -98,6 +99,10 @@ def create_app(model: str | Path | Backend, api_key: str | None = None, *, max_b
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, request: Request):
+        if tools and not body.tools and body.tool_choice != "none":
+            from .server_tools import chat_with_server_tools
+
+            return await chat_with_server_tools(api, body, request, tools)
         return await api.chat(body, request)
 
     @app.post("/v1/completions")

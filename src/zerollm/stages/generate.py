@@ -1,7 +1,12 @@
 """`zerollm generate`: text from a model (any `--model DIR`), through the engine.
 
-    zerollm generate --model DIR --prompt "..." [--temperature 0.8 --top-k 50 ...] [--num-beams 4]
+    zerollm generate --model DIR --prompt "..." [--do-sample --temperature 0.8 --top-k 50 ...] [--num-beams 4]
                      [--json-schema FILE | --regex RE] [--draft SMALL_DIR] [--logprobs N]
+
+Defaults, the same in Python and on the command line, are transformers' (engine.hf_generate.resolve_sampling):
+greedy unless `do_sample` is set or a temperature > 0 is given; when sampling, temperature 1.0 and top_k 50
+unless given (top_k 0 turns top-k off). `max_length` counts the prompt's tokens, `max_new_tokens` does not
+(and wins when both are given). `num_return_sequences` > 1 returns a list of texts.
 
 Sampling, streaming, stop strings and constraints go through engine.Engine; beam search (engine/beam.py)
 and speculative decoding (engine/speculative.py) are the two other decoders.
@@ -15,6 +20,7 @@ from typing import Iterator
 
 from zerollm.engine.constrained import JSONSchemaConstraint, RegexConstraint
 from zerollm.engine.generate import GenerationConfig, generate_text
+from zerollm.engine.hf_generate import resolve_sampling
 from zerollm.loading import load_for_use
 
 
@@ -33,14 +39,21 @@ class GenerateConfig:
     draft: str | None = field(default=None,
                               metadata={"help": "smaller model (same tokenizer) for speculative decoding"})
     draft_tokens: int = field(default=4, metadata={"help": "tokens the draft proposes per target forward"})
+    do_sample: bool = field(default=False, metadata={"help": "sample (temperature 1.0, top-k 50 unless given); "
+                                                             "default greedy, as transformers"})
+    max_length: int | None = field(default=None, metadata={"help": "total length in tokens, prompt included "
+                                                                   "(--max-new-tokens wins when given)"})
 
 
 def generate(model: str | Path, prompt: str, *, stream: bool = False, device: str = "auto",
-             **gen_kwargs) -> str | Iterator[str]:
-    """Generate a continuation of `prompt`. `gen_kwargs` are GenerationConfig fields
-    (max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop_strings, seed, ...), plus
-    json_schema (a file) / regex for constrained output and draft (a model directory) / draft_tokens for
-    speculative decoding with a smaller model of the same vocabulary (engine.generate.generate_text)."""
+             do_sample: bool | None = None, max_length: int | None = None,
+             **gen_kwargs) -> str | list[str] | Iterator[str]:
+    """Generate a continuation of `prompt` (the text after it). `gen_kwargs` are GenerationConfig fields
+    (max_new_tokens, temperature, top_k, top_p, repetition_penalty, num_beams, num_return_sequences,
+    stop_strings, seed, ...), plus json_schema (a file) / regex for constrained output and draft (a model
+    directory) / draft_tokens for speculative decoding with a smaller model of the same vocabulary
+    (engine.generate.generate_text). Greedy unless do_sample=True or a temperature > 0 is given; see the
+    module docstring for the defaults. num_return_sequences > 1: a list of texts."""
     json_schema, regex = gen_kwargs.pop("json_schema", None), gen_kwargs.pop("regex", None)
     draft, draft_tokens = gen_kwargs.pop("draft", None), gen_kwargs.pop("draft_tokens", 4)
     loaded = load_for_use(model, device)
@@ -54,9 +67,18 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
         constraint = RegexConstraint(regex, tok)
     stops = list(gen_kwargs.pop("stop_token_ids", []) or [])
     stops += [i for i in loaded.stop_ids if i not in stops]
-    # an empty prompt starts a fresh document (generate_text: eos, else bos), as our shards do; an imported
-    # tokenizer's BOS goes in front as transformers puts it (Tokenizer.encode_special)
-    return generate_text(m, tok, tok.encode_special(prompt, suffix=False), GenerationConfig(stop_token_ids=stops, **gen_kwargs),
+    sampling = resolve_sampling(do_sample, gen_kwargs.pop("temperature", None), gen_kwargs.pop("top_k", None),
+                                gen_kwargs.pop("top_p", None), gen_kwargs.pop("min_p", None))
+    gen_kwargs.update(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
+                      min_p=sampling.min_p)
+    ids = tok.encode_special(prompt, suffix=False)  # an imported tokenizer's BOS, as transformers puts it
+    if max_length is not None and gen_kwargs.get("max_new_tokens") is None:
+        if max_length <= len(ids):
+            raise ValueError(f"max_length={max_length} counts the prompt, which has {len(ids)} tokens already")
+        gen_kwargs["max_new_tokens"] = max_length - len(ids)
+    gen_kwargs = {k: v for k, v in gen_kwargs.items() if v is not None or k in ("top_k", "seed", "logprobs")}
+    # an empty prompt starts a fresh document (generate_text: eos, else bos), as our shards do
+    return generate_text(m, tok, ids, GenerationConfig(stop_token_ids=stops, **gen_kwargs),
                          constraint=constraint, draft_model=load_for_use(draft, device).model if draft else None,
                          draft_tokens=draft_tokens, stream=stream)
 
