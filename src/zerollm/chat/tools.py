@@ -35,6 +35,7 @@ from zerollm.engine.constrained import JSONSchemaConstraint
 from zerollm.engine.engine import Engine, Request
 from zerollm.engine.generate import GenerationConfig
 from zerollm.engine.json_schema import SchemaError, validate
+from zerollm.errors import ZeroLLMError
 from zerollm.rag.retrieve import Retriever
 
 
@@ -216,7 +217,7 @@ def _run_in_process(t: Tool, arguments: dict) -> dict:
 
 
 # ---- built-in tools -------------------------------------------------------------------------------------------
-class CalculatorError(ValueError):
+class CalculatorError(ZeroLLMError):
     pass
 
 

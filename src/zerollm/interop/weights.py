@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from zerollm.artifacts import atomic_path
+from zerollm.errors import ZeroLLMError
 from zerollm.model.transformer import Transformer
 
 # safetensors dtype tag -> (torch dtype or None if we cannot load it, bytes per element)
@@ -43,7 +44,7 @@ TORCH_TO_ST = {dt: tag for tag, (dt, _) in ST_DTYPES.items() if dt is not None}
 MAX_HEADER = 100 * 2**20  # safetensors' own limit
 
 
-class InteropError(ValueError):
+class InteropError(ZeroLLMError):
     """A bad input file: the message names the file and, where there is one, the tensor."""
 
 
