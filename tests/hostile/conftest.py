@@ -74,3 +74,18 @@ def run_cli(capsys, argv: list[str]) -> tuple[int, str, str]:
         rc = e.code
     out, err = capsys.readouterr()
     return rc, out, err
+
+
+@pytest.fixture(scope="session")
+def hostile_data(tmp_path_factory):
+    """docs.jsonl → tokenizer → shards, through the public API (for the training-stage cases)."""
+    import json
+
+    from zerollm.api import data_prepare, tokenizer_train
+
+    root = tmp_path_factory.mktemp("hostile_data")
+    docs = root / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"text": TEXT[i:i + 300]}) + "\n" for i in range(0, len(TEXT), 300)))
+    tokenizer_train([str(docs)], root / "tok", vocab_size=300, show_progress=False)
+    data_prepare([str(docs)], root / "tok", root / "shards", val_fraction=0.2, show_progress=False)
+    return root

@@ -30,12 +30,17 @@ from typing import Any, Callable
 
 import torch
 
+from zerollm.errors import ConfigError, ZeroLLMError, check_range
 from zerollm.loading import load_weights
 from zerollm.train.checkpoint import load_trainer_state, prune_checkpoints, save_checkpoint
 from zerollm.train.distributed import DistInfo, all_reduce_mean, barrier
 from zerollm.train.optim import build_adamw
 from zerollm.train.report import MetricsLog, peak_flops
-from zerollm.train.schedule import lr_at
+from zerollm.train.schedule import SCHEDULES, lr_at
+
+
+class TrainingDiverged(ZeroLLMError):
+    """The loss became inf/nan: the message says at which step and with which learning rate."""
 
 
 @dataclass
@@ -64,6 +69,20 @@ class TrainConfig:
     device: str = "auto"
     max_minutes: float = 0.0  # 0 = no time budget
     progress: bool = True
+
+    def __post_init__(self) -> None:  # nonsense fails here, where the config is parsed (issue 18)
+        for name in ("steps", "batch_size", "grad_accum", "seq_len", "eval_batches", "keep_last", "log_every"):
+            check_range(f"train.{name}", getattr(self, name), 1, integer=True)
+        for name in ("warmup_steps", "eval_every"):
+            check_range(f"train.{name}", getattr(self, name), 0, integer=True)
+        check_range("train.ckpt_every", self.ckpt_every, -1, integer=True)
+        check_range("train.lr", self.lr, 0)
+        for name in ("min_lr_ratio", "decay_fraction", "beta1", "beta2"):
+            check_range(f"train.{name}", getattr(self, name), 0, 1)
+        for name in ("weight_decay", "grad_clip", "max_minutes"):
+            check_range(f"train.{name}", getattr(self, name), 0)
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"train.schedule={self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -222,8 +241,8 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
         if step % cfg.log_every == 0 or step == total_steps:
             loss_value = float(all_reduce_mean(loss_sum / cfg.grad_accum, info))
             if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss became {loss_value} at step {step}; lower the learning rate "
-                                         f"(lr={cfg.lr}) or check the data")
+                raise TrainingDiverged(f"training diverged: the loss became {loss_value} at step {step} "
+                                       f"(train.lr={cfg.lr:g}); lower train.lr or check the data")
             dt = time.perf_counter() - window_t0
             rate = window_tokens / max(dt, 1e-9)
             tok_rates.append(rate)
