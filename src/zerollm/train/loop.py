@@ -30,9 +30,14 @@ from typing import Any, Callable
 
 import torch
 
+from zerollm.artifacts import remove_stale_tmp
 from zerollm.errors import ConfigError, ZeroLLMError, check_range
 from zerollm.loading import load_weights
-from zerollm.train.checkpoint import load_trainer_state, prune_checkpoints, save_checkpoint
+from zerollm.train.checkpoint import (
+    load_trainer_state,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from zerollm.train.distributed import DistInfo, all_reduce_mean, barrier
 from zerollm.train.optim import build_adamw
 from zerollm.train.report import MetricsLog, peak_flops
@@ -120,6 +125,9 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
     device = info.device
     run_dir = Path(run_dir)
     ckpt_root = run_dir / "checkpoints"
+    if info.is_main:  # what a kill -9 mid-save left: temporary checkpoint dirs and files (issue 18)
+        remove_stale_tmp(ckpt_root, "step-*")
+        remove_stale_tmp(run_dir, "*")
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=info.is_main)
 
     base = _unwrap(model)
