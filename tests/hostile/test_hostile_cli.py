@@ -27,6 +27,11 @@ def _jsonl(path, rows):
     return str(path)
 
 
+def _text(path, text):
+    path.write_text(text)
+    return str(path)
+
+
 # (id, argv builder(ckpt, data_root, tmp_path), words the message must contain)
 CASES = [
     ("regex a{1000000}", lambda c, d, t: ["generate", "--model", str(c), "--regex", "a{1000000}", "--prompt", "hi"], "{1000000}"),
@@ -71,6 +76,16 @@ CASES = [
                                            "train.steps=1", "train.progress=false"], "####"),
     ("data prepare missing input", lambda c, d, t: ["data", "prepare", str(t / "missing.txt"), "--tokenizer",
                                                     str(d / "tok"), "--out", str(t / "sh")], "missing.txt"),
+    # a few more of our own
+    ("regex unbalanced", lambda c, d, t: ["generate", "--model", str(c), "--regex", "(a", "--prompt", "hi"], "missing"),
+    ("json-schema not JSON", lambda c, d, t: ["generate", "--model", str(c), "--json-schema",
+                                              _text(t / "s.json", "{nope"), "--prompt", "hi"], "Expecting"),
+    ("warmup_steps=-1", lambda c, d, t: ["pretrain", "--data", str(d / "shards"), "--out", str(t / "r"), *TRAIN,
+                                         "train.warmup_steps=-1"], "warmup_steps"),
+    ("config YAML is a list", lambda c, d, t: ["pretrain", "--data", str(d / "shards"), "--out", str(t / "r"),
+                                               "--config", _text(t / "c.yaml", "- 1\n- 2\n"), *TRAIN], "mapping"),
+    ("train.lr=abc", lambda c, d, t: ["pretrain", "--data", str(d / "shards"), "--out", str(t / "r"), *TRAIN,
+                                      "train.lr=abc"], "lr"),
     ("quantize group size 0", lambda c, d, t: ["quantize", "--model", str(c), "--out", str(t / "q"),
                                                "--bits", "4", "--group-size", "0"], "group"),
 ]

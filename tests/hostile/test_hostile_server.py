@@ -44,6 +44,10 @@ CASES = [  # (id, path, body, status, words the message must contain)
     ("tokens over the limit", "/v1/completions", {"prompt": "hi", "n": 8, "max_tokens": 600}, 413, "tokens"),
     ("prompts × n", "/v1/completions", {"prompt": ["a", "b", "c"], "n": 4, "max_tokens": 1}, 400, "choices"),
     ("embedding dimensions -3", "/v1/embeddings", {"input": "hi", "dimensions": -3}, 400, "dimensions"),
+    ("no messages", CHAT, {"messages": []}, 400, "messages"),
+    ("n = 0", CHAT, {"n": 0}, 400, "n"),
+    ("max_tokens -1", CHAT, {"max_tokens": -1}, 400, "max_tokens"),
+    ("stop_token_ids not ints", CHAT, {"stop_token_ids": ["x"]}, 400, "stop_token_ids"),
     ("logit_bias id outside vocab", CHAT, {"logit_bias": {"99999": 5}}, 400, "vocabulary"),
 ]
 
