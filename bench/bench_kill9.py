@@ -24,11 +24,13 @@ from test_hostile_kill9 import TRAIN, same_weights, stray, zerollm  # noqa: E402
 
 
 def prepare(root: Path) -> Path:
+    import json
+
     from conftest import TEXT
 
     from zerollm.api import data_prepare, tokenizer_train
-    docs = root / "docs.txt"
-    docs.write_text(TEXT * 4)
+    docs = root / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"text": TEXT[i:i + 300]}) + "\n" for i in range(0, len(TEXT), 300)))
     tokenizer_train([str(docs)], root / "tok", vocab_size=300, show_progress=False)
     data_prepare([str(docs)], root / "tok", root / "shards", val_fraction=0.2, show_progress=False)
     return root / "shards"

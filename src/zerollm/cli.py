@@ -17,7 +17,7 @@ from zerollm import api
 from zerollm.config import parse_overrides
 from zerollm.errors import ZeroLLMError
 from zerollm.engine.generate import GenerationConfig
-from zerollm.runtime import set_threads
+from zerollm.runtime import end_auto_threads, set_threads
 from zerollm.stages.chat import ChatConfig
 from zerollm.stages.convert import ConvertConfig, ExportConfig
 from zerollm.stages.data import DataPrepareConfig, prepare_summary
@@ -351,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        end_auto_threads()  # measuring threads applies to this command only (cli.main may be called in-process)
 
 
 if __name__ == "__main__":

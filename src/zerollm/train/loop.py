@@ -33,6 +33,7 @@ import torch
 from zerollm.artifacts import remove_stale_tmp
 from zerollm.errors import ConfigError, ZeroLLMError, check_range
 from zerollm.loading import load_weights
+from zerollm.runtime import ThreadPicker
 from zerollm.train.checkpoint import (
     load_trainer_state,
     prune_checkpoints,
@@ -145,6 +146,7 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
         log.truncate_after(start_step)
     else:
         torch.manual_seed(cfg.seed + info.rank)
+    threads = ThreadPicker.for_run(device, state.get("threads") if resume_from is not None else None)
 
     train_model = model
     if cfg.compile:
@@ -172,7 +174,8 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
         path = None
         if info.is_main:
             state = {"optimizer": opt.state_dict(), "data": data.state_dict(), "rng": _rng_state(device),
-                     "step": step, "tokens_seen": tokens_seen, "total_steps": total_steps}
+                     "step": step, "tokens_seen": tokens_seen, "total_steps": total_steps,
+                     "threads": threads.candidate() if threads else None}
             path = save_checkpoint(ckpt_root / f"step-{step:08d}", base, model_cfg, tokenizer=tokenizer,
                                    chat_template=chat_template, trainer_state=state, config_yaml=config_yaml, step=step,
                                    tokens_seen=tokens_seen)
@@ -198,6 +201,9 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
     step = start_step
     loss_value = float("nan")
     while step < total_steps:
+        if threads:
+            threads.before_step()
+        t_step = time.perf_counter()
         lr = lr_at(step, peak=cfg.lr, total_steps=total_steps, warmup_steps=cfg.warmup_steps,
                    schedule=cfg.schedule, min_lr_ratio=cfg.min_lr_ratio, decay_fraction=cfg.decay_fraction)
         for group in opt.param_groups:
@@ -220,6 +226,8 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
                                                    else float("inf"))
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if threads:
+            threads.after_step(time.perf_counter() - t_step)
         step += 1
         tokens_seen += step_tokens * info.world_size
         window_tokens += step_tokens * info.world_size
