@@ -34,11 +34,7 @@ from zerollm.artifacts import remove_stale_tmp
 from zerollm.errors import ConfigError, ZeroLLMError, check_range
 from zerollm.loading import load_weights
 from zerollm.runtime import ThreadPicker
-from zerollm.train.checkpoint import (
-    load_trainer_state,
-    prune_checkpoints,
-    save_checkpoint,
-)
+from zerollm.train.checkpoint import load_trainer_state, prune_checkpoints, save_checkpoint
 from zerollm.train.distributed import DistInfo, all_reduce_mean, barrier
 from zerollm.train.optim import build_adamw
 from zerollm.train.report import MetricsLog, peak_flops
