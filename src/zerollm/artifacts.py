@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import glob
 import hashlib
 import json
 import os
@@ -99,6 +100,25 @@ def _refuse(path: Path, kind: str, hint: str = "choose another path") -> FileExi
     return FileExistsError(f"{path} already exists and is {what}, not a zerollm {kind}: {hint}")
 
 
+def remove_stale_tmp(parent: str | Path, name_glob: str) -> list[Path]:
+    """Remove what a crash (kill -9) mid-write left beside its target in `parent`: the temporary siblings
+    `.NAME.XXXXXXXX.tmp` of atomic_dir/atomic_path for names matching `name_glob` (a glob; escape literal
+    names with glob.escape), and `.NAME.old-PID` copies whose NAME is back in place. Called when the same
+    stage starts again (atomic_dir, the training loop), so such leftovers never pile up. Returns what went."""
+    parent, gone = Path(parent), []
+    if not parent.is_dir():
+        return gone
+    for p in [*parent.glob(f".{name_glob}.*.tmp"), *parent.glob(f".{name_glob}.old-*")]:
+        if ".old-" in p.name and not (parent / p.name[1:p.name.rindex(".old-")]).exists():
+            continue  # the swap was cut between its two renames: this is the only copy, keep it
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        gone.append(p)
+    return gone
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path, kind: str) -> Iterator[Path]:
     """Build a directory at a temporary sibling, then swap it into place in one rename. An existing `path`
@@ -109,6 +129,7 @@ def atomic_dir(path: str | Path, kind: str) -> Iterator[Path]:
     if path.exists() and artifact_kind(path) != kind:
         raise _refuse(path, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(path.parent, glob.escape(path.name))  # an earlier write of this path that was killed
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         _public(tmp, is_dir=True)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import traceback
 
 from zerollm import api
 from zerollm.config import parse_overrides
-from zerollm.data.sources import DataError
+from zerollm.errors import ZeroLLMError
 from zerollm.engine.generate import GenerationConfig
 from zerollm.engine.hf_generate import resolve_sampling
-from zerollm.runtime import set_threads
+from zerollm.runtime import end_auto_threads, set_threads
 from zerollm.stages.chat import ChatConfig
 from zerollm.stages.convert import ConvertConfig, ExportConfig
 from zerollm.stages.data import DataPrepareConfig, prepare_summary
@@ -245,6 +246,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     """The parser, and per config-built stage the fields its flags fill."""
     parser = argparse.ArgumentParser(prog="zerollm", description="build, train and use your own language models")
     parser.add_argument("--version", action="store_true")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads for this command (default: torch's, one per core). On a machine "
                              "where other jobs hold cores, 1 avoids stalls: every parallel region waits for its "
@@ -279,8 +281,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 # ---- dispatch ------------------------------------------------------------------------------------------------
 
+def _in_order(argv: list[str], items: list[str]) -> list[str]:
+    """Dotted overrides in the order they were typed (argparse splits them into two lists around named
+    options), so a repeated key's latest value wins."""
+    pending = list(items)
+    ordered = [a for a in argv if a in pending and not pending.remove(a)]
+    return ordered + pending
+
+
 def _run_training(args, rest: list[str], fields: dict) -> int:
-    overrides = {**_given(args, fields[args.stage]), **parse_overrides(list(rest) + list(args.overrides))}
+    typed = _in_order(args.argv, list(rest) + list(args.overrides))
+    overrides = {**_given(args, fields[args.stage]), **parse_overrides(typed)}
     summary = getattr(api, args.stage)(args.config, overrides)
     if summary.get("run_dir"):
         print(f"run: {summary['run_dir']}/report.md")
@@ -351,7 +362,9 @@ def _run(args: argparse.Namespace, rest: list[str], fields: dict) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser, fields = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, rest = parser.parse_known_args(argv)
+    args.argv = argv
     if args.version:
         from zerollm import __version__
 
@@ -365,13 +378,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         set_threads(args.threads)
         return _run(args, rest, fields)
-    except (ValueError, FileNotFoundError, FileExistsError, DataError) as e:
+    except (ZeroLLMError, ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+            PermissionError) as e:  # the CLI's error contract (zerollm/errors.py): one line, exit 2
+        if args.debug:
+            traceback.print_exc()
         message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())  # one line
+        if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in message:
+            message = f"{e.filename}: {message}"
         print(f"zerollm {args.stage}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        end_auto_threads()  # measuring threads applies to this command only (cli.main may be called in-process)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from zerollm.errors import ConfigError, check_range
+
 
 @dataclass
 class ModelConfig:
@@ -49,11 +51,12 @@ class ModelConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
+        self._check_shapes()
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
         if self.head_dim is None:
             if self.d_model % self.n_head:
-                raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
+                raise ConfigError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
             self.head_dim = self.d_model // self.n_head
         if self.d_ff is None:
             if self.mlp == "swiglu":  # keep params ~ equal to a 4x GELU MLP, rounded up to a multiple of 64
@@ -63,11 +66,25 @@ class ModelConfig:
         if self.qkv_bias is None:
             self.qkv_bias = self.bias
         if self.n_head % self.n_kv_head:
-            raise ValueError(f"n_head={self.n_head} must be a multiple of n_kv_head={self.n_kv_head}")
+            raise ConfigError(f"n_head={self.n_head} must be a multiple of n_kv_head={self.n_kv_head}")
         for name, allowed in (("norm", ("layernorm", "rmsnorm")), ("mlp", ("gelu", "gelu_exact", "swiglu")),
                               ("position", ("learned", "rope"))):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}; expected one of {allowed}")
+                raise ConfigError(f"ModelConfig.{name}={getattr(self, name)!r}; expected one of {allowed}")
+
+    # upper bounds far above any real model, so a typo (d_model 1e7, n_layer 200000) fails before allocation
+    _MAX = {"vocab_size": 1 << 24, "n_layer": 1024, "n_head": 1024, "n_kv_head": 1024, "d_model": 1 << 16,
+            "d_ff": 1 << 20, "head_dim": 1 << 12, "max_seq_len": 1 << 24}
+
+    def _check_shapes(self) -> None:
+        """Every shape a positive integer within _MAX (None where a default is derived), floats in range."""
+        for name, hi in self._MAX.items():
+            value = getattr(self, name)
+            if value is not None or name in ("vocab_size", "n_layer", "n_head", "d_model", "max_seq_len"):
+                check_range(f"model config {name}", value, 1, hi, integer=True)
+        check_range("model config norm_eps", self.norm_eps, 0, 1)
+        check_range("model config dropout", self.dropout, 0, 1)
+        check_range("model config rotary_pct", self.rotary_pct, 0, 1)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -77,7 +94,7 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown ModelConfig field(s): {sorted(unknown)}")
+            raise ConfigError(f"unknown ModelConfig field(s): {sorted(unknown)}")
         return cls(**d)
 
 
@@ -108,7 +125,10 @@ PRESETS: dict[str, dict] = {
 
 def model_config_from_preset(name: str, **overrides: Any) -> ModelConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(ModelConfig)}
+    if unknown:
+        raise ConfigError(f"unknown model config key(s): {', '.join('model.' + k for k in sorted(unknown))}")
     return ModelConfig(**{**PRESETS[name], **overrides})
 
 
@@ -129,7 +149,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
+            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
         return build_dataclass(tp, value, prefix=key + ".")
     try:
         if tp is bool:
@@ -154,7 +174,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 value = [v for v in value.split(",") if v]
             return list(value)
     except (TypeError, ValueError):
-        raise ValueError(f"config key {key!r}: cannot read {value!r} as {getattr(tp, '__name__', tp)}") from None
+        raise ConfigError(f"config key {key!r}: cannot read {value!r} as {getattr(tp, '__name__', tp)}") from None
     return value
 
 
@@ -163,7 +183,7 @@ def build_dataclass(cls: type, values: dict, prefix: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
     if unknown:
-        raise ValueError(f"unknown config key(s): {', '.join(prefix + k for k in sorted(unknown))}")
+        raise ConfigError(f"unknown config key(s): {', '.join(prefix + k for k in sorted(unknown))}")
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
     return cls(**kwargs)
 
@@ -174,7 +194,7 @@ def parse_overrides(items: list[str]) -> dict:
     for item in items:
         item = item[2:] if item.startswith("--") else item
         if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key.sub=value")
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
         value = yaml.safe_load(raw) if raw != "" else ""
         node = out
@@ -201,9 +221,9 @@ def load_config(cls: type, yaml_path: str | Path | None = None, overrides: list[
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            raise ValueError(f"{yaml_path}: invalid YAML: {e}") from None
+            raise ConfigError(f"{yaml_path}: invalid YAML: {e}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{yaml_path}: top level must be a mapping")
+            raise ConfigError(f"{yaml_path}: top level must be a mapping")
         values = _deep_merge(values, data)
     if overrides:
         values = _deep_merge(values, parse_overrides(overrides) if isinstance(overrides, list) else overrides)

@@ -78,14 +78,65 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+_auto_threads: list[bool] = [False]
+_auto_threads_from: list[int] = [torch.get_num_threads()]
+
+
 def set_threads(n: int | None) -> None:
-    """torch CPU threads for this process (None: torch's default, one per core). On a machine where other
-    jobs hold cores, 1 avoids stalls: every parallel region waits for its slowest thread."""
+    """torch CPU threads for this process. None (no --threads): training measures which is faster, 1 thread
+    or all cores (`ThreadPicker`); else exactly `n`. On a machine where other jobs hold cores, 1 avoids
+    stalls: every parallel region waits for its slowest thread."""
+    _auto_threads[0] = n is None
     if n is None:
+        _auto_threads_from[0] = torch.get_num_threads()
         return
     if n < 1:
         raise ValueError(f"--threads must be at least 1, got {n}")
     torch.set_num_threads(n)
+
+
+def end_auto_threads() -> None:
+    """Back to torch's thread count from before a measured command, and no more measuring in this process."""
+    if _auto_threads[0]:
+        torch.set_num_threads(_auto_threads_from[0])
+    _auto_threads[0] = False
+
+
+class ThreadPicker:
+    """Pick the CPU thread count by measuring: the first `trials` training steps run on 1 thread, the next
+    `trials` on all cores, and the rest on whichever had the faster median step. (On a busy 2-core machine
+    2 threads made small steps 2-10x slower; on a quiet one they are faster.) The choice is stored in the
+    checkpoint and reused on --resume: gradients differ in their last bits between thread counts, so a
+    resumed run must keep the count of the run it continues to stay bit-exact; for the same reason the choice
+    is not re-checked later in a run."""
+
+    def __init__(self, n_max: int, trials: int = 3):
+        self.n_max, self.trials, self.choice = n_max, trials, None
+        self.times: dict[int, list[float]] = {1: [], n_max: []}
+
+    @classmethod
+    def for_run(cls, device: torch.device, saved: int | None = None) -> "ThreadPicker | None":
+        """A picker when measuring applies (CLI without --threads, CPU, several cores, a fresh run); a
+        resumed run gets its saved count instead."""
+        if saved:
+            torch.set_num_threads(int(saved))
+            return None
+        n = torch.get_num_threads()
+        return cls(n) if _auto_threads[0] and device.type == "cpu" and n > 1 else None
+
+    def candidate(self) -> int:
+        return self.choice or (1 if len(self.times[1]) < self.trials else self.n_max)
+
+    def before_step(self) -> None:
+        torch.set_num_threads(self.candidate())
+
+    def after_step(self, seconds: float) -> None:
+        if self.choice is not None:
+            return
+        self.times[self.candidate()].append(seconds)
+        if len(self.times[self.n_max]) >= self.trials:
+            median = {n: sorted(t)[len(t) // 2] for n, t in self.times.items()}
+            self.choice = min(median, key=median.get)
 
 
 def setup_runtime(device: str = "auto", d_model: int | None = None) -> torch.device:
@@ -96,5 +147,5 @@ def setup_runtime(device: str = "auto", d_model: int | None = None) -> torch.dev
     return pick_device(device)
 
 
-__all__ = ["release_freed_memory", "pick_device", "set_threads", "setup_runtime", "DEFAULT_THRESHOLD",
+__all__ = ["release_freed_memory", "pick_device", "set_threads", "end_auto_threads", "ThreadPicker", "setup_runtime", "DEFAULT_THRESHOLD",
            "MIN_D_MODEL"]

@@ -105,3 +105,18 @@ def test_a_reply_ends_on_the_models_own_end_ids(tmp_path, tiny_bpe_tokenizer, ti
     (ck / "generation_config.json").write_text(json.dumps({"eos_token_id": [tok.eos_id, 42]}))
     stops = load_session(str(ck), device="cpu").stops()
     assert stops[0] == tok.special_tokens["<|im_end|>"] and tok.eos_id in stops and 42 in stops
+
+
+def test_repl_save_and_load_failures_keep_the_session(tok, tmp_path, tiny_model):
+    """Issue 18.7: /save to a directory or an unwritable path used to end the session (and lose the chat)."""
+    model = tiny_model(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=32, max_seq_len=128)
+    session = ChatSession(model, tok, max_new_tokens=3, temperature=0.0)
+    (tmp_path / "notes.txt").write_text("mine")
+    script = iter(["hello", f"/save {tmp_path}", f"/save {tmp_path}/notes.txt/x.json", f"/save /proc/nope/c.json",
+                   f"/load {tmp_path}", f"/load {tmp_path}/notes.txt", "exit"])
+    out = io.StringIO()
+    run_repl(session, read=lambda p: next(script), out=out)
+    log = out.getvalue()
+    assert log.count("error: /save") == 3 and log.count("error: /load") == 2, log
+    assert [m["role"] for m in session.conv.messages] == ["user", "assistant"]  # the conversation is still there
+    assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -45,6 +45,7 @@ from typing import Callable, Sequence
 
 from zerollm.engine.engine import Engine
 from zerollm.engine.generate import GenerationConfig
+from zerollm.errors import ZeroLLMError
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 COT_TRIGGER = "Let's think step by step."  # Kojima et al. 2022, Table 4's best zero-shot trigger
@@ -55,7 +56,7 @@ _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-class PromptError(ValueError):
+class PromptError(ZeroLLMError):
     """A template that cannot be parsed, or render() called with missing or extra variables."""
 
 

@@ -107,16 +107,18 @@ class ChatSession:
         elif cmd in ("/save", "/load"):
             if not arg:
                 print(f"usage: {cmd} FILE", file=out)
-            elif cmd == "/save":
-                self.conv.save(arg)
-                print(f"(saved to {arg})", file=out)
-            else:
+            else:  # a failure is reported and the session (with its conversation) goes on
                 try:
-                    self.conv = Conversation.load(arg)
-                    self.conv.max_history = self.max_history
-                    print(f"(loaded {len(self.conv.messages)} messages from {arg})", file=out)
-                except ValueError as e:
-                    print(f"error: {e}", file=out)
+                    if cmd == "/save":
+                        self.conv.save(arg)
+                        print(f"(saved to {arg})", file=out)
+                    else:
+                        self.conv = Conversation.load(arg)
+                        self.conv.max_history = self.max_history
+                        print(f"(loaded {len(self.conv.messages)} messages from {arg})", file=out)
+                except (OSError, ValueError) as e:
+                    reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+                    print(f"error: {cmd} {arg}: {reason} (conversation kept)", file=out)
         else:
             print(HELP, file=out)
         return True

@@ -35,6 +35,7 @@ from zerollm.engine.constrained import JSONSchemaConstraint
 from zerollm.engine.engine import Engine, Request
 from zerollm.engine.generate import GenerationConfig
 from zerollm.engine.json_schema import SchemaError, validate
+from zerollm.errors import ZeroLLMError
 from zerollm.rag.retrieve import Retriever
 
 
@@ -216,7 +217,7 @@ def _run_in_process(t: Tool, arguments: dict) -> dict:
 
 
 # ---- built-in tools -------------------------------------------------------------------------------------------
-class CalculatorError(ValueError):
+class CalculatorError(ZeroLLMError):
     pass
 
 
@@ -230,6 +231,10 @@ _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 
 
 def _check_size(x):
+    """A real, finite result of bounded size, or a CalculatorError (a complex power such as (-8) ** 0.5, an
+    inf/nan from 1e999 or inf - inf, a 1000-digit integer are errors, never a 'result')."""
+    if isinstance(x, complex):
+        raise CalculatorError("result is not a real number")
     if isinstance(x, int) and x.bit_length() > MAX_INT_DIGITS * 3.33:
         raise CalculatorError(f"result has more than {MAX_INT_DIGITS} digits")
     if isinstance(x, float) and not math.isfinite(x):
@@ -244,7 +249,7 @@ def _eval_node(node, depth: int = 0):
         return _eval_node(node.body, depth + 1)
     if isinstance(node, ast.Constant):
         if type(node.value) in (int, float):
-            return node.value
+            return _check_size(node.value)
         raise CalculatorError(f"only numbers are allowed, not {node.value!r}")
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _check_size(_UNARY[type(node.op)](_eval_node(node.operand, depth + 1)))
@@ -262,7 +267,8 @@ def _eval_node(node, depth: int = 0):
         except OverflowError:
             raise CalculatorError("result is too large") from None
     what = {ast.Name: "names", ast.Call: "function calls", ast.Attribute: "attributes",
-            ast.Subscript: "indexing", ast.Compare: "comparisons", ast.BoolOp: "boolean operators"}
+            ast.Subscript: "indexing", ast.Compare: "comparisons", ast.BoolOp: "boolean operators",
+            ast.Tuple: "commas (write 1000, not 1,000; the decimal point is '.')"}
     raise CalculatorError(f"only numbers and + - * / // % ** ( ) are allowed; "
                           f"{what.get(type(node), type(node).__name__)} are not")
 
@@ -274,7 +280,7 @@ def calculate(expression: str):
     if len(expression) > MAX_EXPR_CHARS:
         raise CalculatorError(f"expression longer than {MAX_EXPR_CHARS} characters")
     text = unicodedata.normalize("NFKC", expression).replace("×", "*").replace("÷", "/").replace("^", "**")
-    text = text.replace("−", "-").replace(",", "")
+    text = text.replace("−", "-")  # commas are kept: "1,5" is an error, never silently 15
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError:

@@ -29,13 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from zerollm.errors import ZeroLLMError
+
 TEXT_SUFFIXES = (".txt", ".md")
 SUFFIXES = (".txt", ".md", ".jsonl", ".json", ".parquet")
 TXT_MODES = ("file", "line", "paragraph")
 MAX_WARNINGS_PER_FILE = 10          # after this many, one summary line per file
 
 
-class DataError(Exception):
+class DataError(ZeroLLMError):
     """An input that cannot be used at all (missing, unsupported, or with no usable record)."""
 
 

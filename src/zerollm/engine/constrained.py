@@ -27,19 +27,22 @@ API:
     c.allowed_mask("text so far")                       # stateless convenience
     Engine(model, tokenizer).submit(Request(prompt_ids, GenerationConfig(...), constraint=c))   # engine.py
 
-Grammars live in their own modules: regex_grammar.py (the AST node shapes and the regex subset) and
-json_schema.py (the JSON Schema subset, its limits, and `validate`). Non-ASCII text is produced only by
+Grammars live in their own modules: regex_grammar.py (the AST node shapes, the regex subset and the size
+budget: a grammar over MAX_STATES automaton states is refused before it is built, naming the keyword or
+quantifier) and json_schema.py (the JSON Schema subset, its limits, and `validate`). Non-ASCII text is produced only by
 tokens that hold whole UTF-8 characters (a token that is a partial character is never allowed).
 """
 from __future__ import annotations
 
 import json
 import math
+import time
+from collections import deque
 
 import torch
 
 from .json_schema import JSONSchemaCompiler, SchemaError, validate
-from .regex_grammar import EMPTY, CharSet, regex_ast
+from .regex_grammar import EMPTY, MAX_STATES, CharSet, GrammarTooLarge, nfa_size, regex_ast
 
 INF = math.inf
 
@@ -48,16 +51,23 @@ INF = math.inf
 
 
 class _NFA:
-    """Thompson NFA: state s has eps[s] (targets) and edges[s] = [(CharSet, target)]; one accept state."""
+    """Thompson NFA: state s has eps[s] (targets) and edges[s] = [(CharSet, target)]; one accept state.
+    Building stops with GrammarTooLarge past `max_states` or `deadline` (time.monotonic()), whatever the AST."""
 
-    def __init__(self, ast):
+    def __init__(self, ast, max_states: int = MAX_STATES, deadline: float | None = None):
         self.eps: list[list[int]] = []
         self.edges: list[list[tuple[CharSet, int]]] = []
+        self.max_states, self.deadline = max_states, deadline
         self.start = self._new()
         self.accept = self._build(ast, self.start)
         self.dist = self._distances()
 
     def _new(self) -> int:
+        n = len(self.eps)
+        if n > self.max_states:
+            raise GrammarTooLarge(f"constraint automaton over {self.max_states:,} states")
+        if self.deadline is not None and n % 4096 == 0 and time.monotonic() > self.deadline:
+            raise GrammarTooLarge("constraint took too long to compile")
         self.eps.append([])
         self.edges.append([])
         return len(self.eps) - 1
@@ -106,7 +116,6 @@ class _NFA:
                 rev[t].append((s, 1))
         dist = [INF] * len(self.eps)
         dist[self.accept] = 0
-        from collections import deque
         dq = deque([self.accept])
         while dq:
             t = dq.popleft()
@@ -137,8 +146,9 @@ class _Trie:
 class Constraint:
     """A compiled constraint over a tokenizer's vocabulary (shared by any number of sequences)."""
 
-    def __init__(self, ast, tokenizer, eos_id: int | None = None, vocab_size: int | None = None):
-        self.nfa = _NFA(ast)
+    def __init__(self, ast, tokenizer, eos_id: int | None = None, vocab_size: int | None = None,
+                 timeout: float | None = None):
+        self.nfa = _NFA(ast, deadline=None if timeout is None else time.monotonic() + timeout)
         self.tokenizer = tokenizer
         self.eos_id = getattr(tokenizer, "eos_id", None) if eos_id is None else eos_id
         self.vocab_size = vocab_size or tokenizer.vocab_size
@@ -225,6 +235,13 @@ class Constraint:
         self._tables[state] = tab
         return tab
 
+    def nbytes(self) -> int:
+        """Rough memory held now (NFA ~200 B/state, cached DFA states and token tables): what a cache of
+        compiled constraints counts, since the tables grow as sequences decode under it."""
+        nfa = 200 * len(self.nfa.eps)
+        dfa = sum(64 + 8 * len(st) + 100 * len(tr) for st, tr in zip(self._sets, self._trans))
+        return nfa + dfa + sum(t.numel() * t.element_size() for t in self._tables.values()) + 64 * self.vocab_size
+
     # --- conveniences ------------------------------------------------------------------------------------
     def begin(self) -> "ConstraintState":
         return ConstraintState(self)
@@ -306,5 +323,5 @@ def apply_mask(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill(~mask.to(logits.device), float("-inf"))
 
 
-__all__ = ["Constraint", "ConstraintState", "RegexConstraint", "JSONSchemaConstraint", "apply_mask",
+__all__ = ["GrammarTooLarge", "nfa_size", "Constraint", "ConstraintState", "RegexConstraint", "JSONSchemaConstraint", "apply_mask",
            "regex_ast", "JSONSchemaCompiler", "SchemaError", "validate"]

@@ -17,10 +17,26 @@ from __future__ import annotations
 import json
 import math
 
-from .regex_grammar import DIGIT, EMPTY, CharSet, alt, lit, opt, regex_ast, rep, seq
+from zerollm.errors import ZeroLLMError
+
+from .regex_grammar import (
+    DIGIT,
+    EMPTY,
+    MAX_DEPTH,
+    MAX_STATES,
+    CharSet,
+    GrammarTooLarge,
+    alt,
+    check_size,
+    lit,
+    opt,
+    regex_ast,
+    rep,
+    seq,
+)
 
 
-class SchemaError(ValueError):
+class SchemaError(ZeroLLMError):
     """A JSON Schema (or a value checked against one) is not what the caller needs."""
 
 
@@ -83,6 +99,16 @@ def _int_range(lo, hi):
     return alt(*parts)
 
 
+def _bound(schema: dict, key: str, path: str, default):
+    """A length/count bound: a non-negative integer, and max >= min."""
+    v = schema.get(key, default)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+        raise SchemaError(f"JSON schema at {path}: '{key}' must be a non-negative integer, got {v!r}")
+    if key.startswith("max") and v is not None and v < schema.get("min" + key[3:], 0):
+        raise SchemaError(f"JSON schema at {path}: '{key}' {v} is below '{'min' + key[3:]}'")
+    return v
+
+
 class JSONSchemaCompiler:
     """JSON Schema (the subset in the module docstring) -> AST. `ws` is the optional whitespace allowed
     after `:` and `,` (default: at most one space, so tokens like `": "` stay usable)."""
@@ -90,20 +116,40 @@ class JSONSchemaCompiler:
     def __init__(self, ws=None, any_depth: int = 2):
         self.ws = opt(lit(" ")) if ws is None else ws
         self.any_depth = any_depth
+        self.memo: dict = {}  # nfa_size cache: each subtree's size is computed once
 
-    def compile(self, schema: dict, depth: int | None = None):
+    def compile(self, schema: dict, depth: int | None = None, path: str = "$", level: int = 0):
+        """The AST of `schema`. Every keyword that can multiply the grammar's size (minLength/maxLength,
+        minItems/maxItems, enum, anyOf/oneOf, properties, nesting) is checked against the size budget as
+        soon as its node exists, so an oversized schema fails naming that keyword before anything big is built."""
         depth = self.any_depth if depth is None else depth
+        if level > MAX_DEPTH:
+            raise GrammarTooLarge(f"JSON schema at {path[:40]}...: nested over {MAX_DEPTH} levels")
         if schema is True or schema == {}:
             return self._any(depth)
+        if not isinstance(schema, dict):
+            raise SchemaError(f"JSON schema at {path}: expected an object, got {schema!r}"[:200])
         if "const" in schema:
             return lit(json.dumps(schema["const"], ensure_ascii=False))
         if "enum" in schema:
-            return alt(*(lit(json.dumps(v, ensure_ascii=False)) for v in schema["enum"]))
+            values = schema["enum"]
+            if not isinstance(values, list) or not values:
+                raise SchemaError(f"JSON schema at {path}: 'enum' must be a non-empty list (no value can match)")
+            texts = [json.dumps(v, ensure_ascii=False) for v in values]
+            what = f"JSON schema at {path}: 'enum' ({len(values):,} values)"
+            if sum(len(t) + 2 for t in texts) > MAX_STATES:  # its NFA size, known before building it
+                raise GrammarTooLarge(f"{what} makes the constraint too large to compile (over {MAX_STATES:,} "
+                                      f"automaton states)")
+            return check_size(alt(*(lit(t) for t in texts)), what, self.memo)
         for key in ("anyOf", "oneOf"):
             if key in schema:
-                return alt(*(self.compile(s, depth) for s in schema[key]))
+                subs = schema[key]
+                if not isinstance(subs, list) or not subs:
+                    raise SchemaError(f"JSON schema at {path}: '{key}' must be a non-empty list (no value can match)")
+                node = alt(*(self.compile(s, depth, f"{path}.{key}[{i}]", level + 1) for i, s in enumerate(subs)))
+                return check_size(node, f"JSON schema at {path}: '{key}' ({len(subs)} alternatives)", self.memo)
         if "allOf" in schema and len(schema["allOf"]) == 1:
-            return self.compile(schema["allOf"][0], depth)
+            return self.compile(schema["allOf"][0], depth, f"{path}.allOf[0]", level + 1)
         if "$ref" in schema:
             raise SchemaError("JSON Schema $ref is not supported by constrained decoding")
         t = schema.get("type")
@@ -112,13 +158,18 @@ class JSONSchemaCompiler:
         if t is None:
             return self._any(depth)
         if isinstance(t, list):
-            return alt(*(self.compile({**schema, "type": x}, depth) for x in t))
+            if not t:
+                raise SchemaError(f"JSON schema at {path}: 'type' is an empty list (no value can match)")
+            return alt(*(self.compile({**schema, "type": x}, depth, path, level) for x in t))
         if t == "object":
-            return self._object(schema, depth)
+            return check_size(self._object(schema, depth, path, level), f"JSON schema at {path}: 'properties'", self.memo)
         if t == "array":
-            return self._array(schema, depth)
+            return self._array(schema, depth, path, level)
         if t == "string":
-            return _json_string_ast(schema.get("minLength", 0), schema.get("maxLength"), schema.get("pattern"))
+            lo, hi = _bound(schema, "minLength", path, 0), _bound(schema, "maxLength", path, None)
+            node = _json_string_ast(lo, hi, schema.get("pattern"))
+            what = f"'maxLength' {hi:,}" if hi is not None else f"'minLength' {lo:,}"
+            return check_size(node, f"JSON schema at {path}: {what}", self.memo)
         if t == "integer":
             lo, hi = schema.get("minimum"), schema.get("maximum")
             if schema.get("exclusiveMinimum") is not None:
@@ -127,6 +178,9 @@ class JSONSchemaCompiler:
                 hi = math.ceil(schema["exclusiveMaximum"]) - 1
             if lo is None and hi is None:
                 return _INT
+            for name, v in (("minimum", lo), ("maximum", hi)):
+                if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or abs(v) > 10 ** 30):
+                    raise SchemaError(f"JSON schema at {path}: '{name}' must be a number within ±1e30, got {v!r}")
             return _int_range(None if lo is None else math.ceil(lo), None if hi is None else math.floor(hi))
         if t == "number":
             return _UNUMBER if schema.get("minimum", -1) >= 0 else _NUMBER
@@ -136,14 +190,15 @@ class JSONSchemaCompiler:
             return lit("null")
         raise SchemaError(f"unsupported JSON Schema type {t!r}")
 
-    def _object(self, schema: dict, depth: int):
+    def _object(self, schema: dict, depth: int, path: str = "$", level: int = 0):
         props = list((schema.get("properties") or {}).items())
         if not props:
             if schema.get("additionalProperties") is False:
                 return lit("{}")
             return self._any_object(depth) if depth > 0 else lit("{}")
         required = set(schema.get("required", ()))
-        items = [(seq(lit(json.dumps(name, ensure_ascii=False) + ":"), self.ws, self.compile(sub, depth - 1)), name in required)
+        items = [(seq(lit(json.dumps(name, ensure_ascii=False) + ":"), self.ws,
+                      self.compile(sub, depth - 1, f"{path}.{name}", level + 1)), name in required)
                  for name, sub in props]
         sep = seq(lit(","), self.ws)
 
@@ -161,14 +216,15 @@ class JSONSchemaCompiler:
 
         return seq(lit("{"), rest(0, False), lit("}"))
 
-    def _array(self, schema: dict, depth: int):
-        item = self.compile(schema.get("items", {}), depth - 1)
-        lo, hi = schema.get("minItems", 0), schema.get("maxItems")
-        more = rep(seq(lit(","), self.ws, item), max(lo - 1, 0), None if hi is None else max(hi - 1, 0))
-        body = seq(item, more)
+    def _array(self, schema: dict, depth: int, path: str = "$", level: int = 0):
+        item = self.compile(schema.get("items", {}), depth - 1, f"{path}[]", level + 1)
+        lo, hi = _bound(schema, "minItems", path, 0), _bound(schema, "maxItems", path, None)
         if hi == 0:
             return lit("[]")
-        return seq(lit("["), body if lo > 0 else opt(body), lit("]"))
+        more = rep(seq(lit(","), self.ws, item), max(lo - 1, 0), None if hi is None else max(hi - 1, 0))
+        node = seq(lit("["), seq(item, more) if lo > 0 else opt(seq(item, more)), lit("]"))
+        what = f"'maxItems' {hi:,}" if hi is not None else f"'minItems' {lo:,}"
+        return check_size(node, f"JSON schema at {path}: {what}", self.memo)
 
     def _any(self, depth: int):
         scalars = [_json_string_ast(), _NUMBER, lit("true"), lit("false"), lit("null")]

@@ -13,10 +13,25 @@ and the JSON Schema compiler (json_schema.py) — and constrained.py turns them 
 Regex syntax: literals, escapes (\\d \\w \\s \\D \\W \\S and escaped metacharacters), `.`, classes
 `[...]`/`[^...]`, groups `(...)`, `(?:...)`, `|`, the quantifiers `* + ? {m} {m,} {m,n}` (lazy forms accepted:
 same language), `^`/`$` only at the ends (the whole output must match: fullmatch).
+
+Size budget: a grammar compiles to a Thompson NFA whose size is the AST with every bounded repetition
+unrolled (`x{m,n}` is n copies of x), so `a{1000000}` or a JSON string with minLength 10**9 would take
+gigabytes. `nfa_size(node)` computes that size from the AST alone (product of the repetition bounds, no
+unrolling) and `check_size` rejects a grammar over MAX_STATES before anything is built, naming the culprit.
 """
 from __future__ import annotations
 
 from typing import Sequence
+
+from zerollm.errors import ZeroLLMError
+
+MAX_STATES = 100_000  # NFA states one constraint may compile to (~50 MB, under a second to build)
+MAX_DEPTH = 64  # nesting of groups / schemas; deeper ones are rejected before recursing
+MAX_PATTERN = 10_000  # characters in one regex
+
+
+class GrammarTooLarge(ZeroLLMError):
+    """A regex or JSON Schema whose automaton would be over the size budget (the message names why)."""
 
 
 
@@ -54,6 +69,37 @@ def opt(node):
 
 
 EMPTY = ("seq", [])
+
+
+def nfa_size(node, memo: dict | None = None) -> int:
+    """States of the Thompson NFA for `node` (constrained._NFA builds exactly this many, plus one), computed
+    without unrolling: rep(x, lo, hi) costs (lo + max(hi - lo, 1)) * size(x) + 2. `memo` (id -> (node, size))
+    lets a caller that checks nested subtrees pay for each node once."""
+    if memo is not None and id(node) in memo:
+        return memo[id(node)][1]
+    kind = node[0]
+    if kind == "chars":
+        n = 1
+    elif kind == "seq":
+        n = sum(nfa_size(c, memo) for c in node[1])
+    elif kind == "alt":
+        n = 1 + sum(1 + nfa_size(c, memo) for c in node[1])
+    else:
+        _, child, lo, hi = node
+        n = (lo + max((hi if hi is not None else lo) - lo, 1)) * nfa_size(child, memo) + 2
+    if memo is not None:
+        memo[id(node)] = (node, n)
+    return n
+
+
+def check_size(node, what: str, memo: dict | None = None, limit: int | None = None):
+    """`node` if its NFA fits the budget; else GrammarTooLarge naming `what` (the keyword or quantifier)."""
+    limit = MAX_STATES if limit is None else limit
+    n = nfa_size(node, memo)
+    if n > limit:
+        raise GrammarTooLarge(f"{what} makes the constraint too large to compile: ~{n:,} automaton states, "
+                              f"over the limit of {limit:,} (use smaller length/count bounds or fewer alternatives)")
+    return node
 DIGIT = CharSet(ranges=[("0", "9")])
 WORD = CharSet("_", [("a", "z"), ("A", "Z"), ("0", "9")])
 SPACE = CharSet(" \t\n\r\f\v")
@@ -71,7 +117,9 @@ class _RegexParser:
     _CTRL = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "0": "\0"}
 
     def __init__(self, pattern: str):
-        self.p, self.i = pattern, 0
+        if len(pattern) > MAX_PATTERN:
+            raise GrammarTooLarge(f"regex of {len(pattern):,} characters is over the limit of {MAX_PATTERN:,}")
+        self.p, self.i, self.depth, self.memo = pattern, 0, 0, {}
 
     def parse(self):
         node = self._alt()
@@ -105,8 +153,12 @@ class _RegexParser:
                 end = self.p.index("}", self.i)
                 lo, _, hi = self.p[self.i + 1:end].partition(",")
                 has_comma = "," in self.p[self.i + 1:end]
+                text = self.p[self.i:end + 1]
                 self.i = end + 1
-                node = rep(node, int(lo or 0), (int(hi) if hi else None) if has_comma else int(lo))
+                lo, hi = int(lo or 0), (int(hi) if hi else None) if has_comma else int(lo)
+                if hi is not None and hi < lo:
+                    raise ValueError(f"regex {self.p!r}: {text} has max < min")
+                node = check_size(rep(node, lo, hi), f"regex quantifier {text}", self.memo)
             else:
                 return node
             if self._peek() == "?":  # lazy quantifier: same language
@@ -123,6 +175,9 @@ class _RegexParser:
             raise ValueError(f"regex {self.p!r}: unexpected end")
         self.i += 1
         if c == "(":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise GrammarTooLarge(f"regex {self.p[:40]!r}...: groups nested over {MAX_DEPTH} deep")
             if self.p.startswith("?:", self.i):
                 self.i += 2
             elif self._peek() == "?":
@@ -131,6 +186,7 @@ class _RegexParser:
             if self._peek() != ")":
                 raise ValueError(f"regex {self.p!r}: missing ')'")
             self.i += 1
+            self.depth -= 1
             return node
         if c == "[":
             return ("chars", self._class())
@@ -192,7 +248,8 @@ class _RegexParser:
 
 
 def regex_ast(pattern: str):
-    return _RegexParser(pattern).parse()
+    parser = _RegexParser(pattern)
+    return check_size(parser.parse(), f"regex {pattern[:40]!r}", parser.memo)
 
 
-__all__ = ["CharSet", "lit", "seq", "alt", "rep", "opt", "EMPTY", "DIGIT", "WORD", "SPACE", "ANY", "regex_ast"]
+__all__ = ["GrammarTooLarge", "MAX_STATES", "MAX_DEPTH", "nfa_size", "check_size", "CharSet", "lit", "seq", "alt", "rep", "opt", "EMPTY", "DIGIT", "WORD", "SPACE", "ANY", "regex_ast"]

@@ -26,7 +26,13 @@ from typing import Iterator
 
 import torch
 
-from zerollm.artifacts import artifact_kind, atomic_dir, atomic_write_json, atomic_write_text, write_manifest
+from zerollm.artifacts import (
+    artifact_kind,
+    atomic_dir,
+    atomic_write_json,
+    atomic_write_text,
+    write_manifest,
+)
 from zerollm.chat.format import CHATML_TEMPLATE
 from zerollm.config import ModelConfig
 from zerollm.interop.hf_arch import (
@@ -54,6 +60,7 @@ from zerollm.interop.weights import (
     _fmt,
     empty_model,
     load_into,
+    shard_path,
     write_safetensors,
 )
 from zerollm.tokenizer.base import save_affixes
@@ -95,10 +102,10 @@ def hf_weight_source(directory: str | Path) -> WeightSource:
     if (d / "pytorch_model.bin.index.json").is_file():
         index = d / "pytorch_model.bin.index.json"
         try:
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        except (OSError, ValueError, KeyError) as e:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()), key=str)
+        except (OSError, ValueError, KeyError, AttributeError) as e:
             raise InteropError(f"{index}: not a valid index ({e})") from None
-        return BinSource([d / s for s in shards])
+        return BinSource([shard_path(index, s) for s in shards])
     if (d / "pytorch_model.bin").is_file():
         return BinSource([d / "pytorch_model.bin"])
     raise InteropError(f"{d}: no weights (model.safetensors, model.safetensors.index.json or pytorch_model.bin)")

@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from zerollm.artifacts import atomic_path
+from zerollm.errors import ZeroLLMError
 from zerollm.model.transformer import Transformer
 
 # safetensors dtype tag -> (torch dtype or None if we cannot load it, bytes per element)
@@ -43,8 +44,20 @@ TORCH_TO_ST = {dt: tag for tag, (dt, _) in ST_DTYPES.items() if dt is not None}
 MAX_HEADER = 100 * 2**20  # safetensors' own limit
 
 
-class InteropError(ValueError):
+class InteropError(ZeroLLMError):
     """A bad input file: the message names the file and, where there is one, the tensor."""
+
+
+def shard_path(index: Path, shard) -> Path:
+    """The file a sharded-weights index names, confined to the index's own folder: a bare file name, never
+    an absolute path, `..` or a link leading elsewhere (an index must not make us read arbitrary files)."""
+    root = index.parent.resolve()
+    if not isinstance(shard, str) or not shard or Path(shard).is_absolute() or Path(shard).name != shard:
+        raise InteropError(f"{index}: shard {shard!r} must be a file name inside {index.parent}")
+    path = index.parent / shard
+    if path.resolve().parent != root:
+        raise InteropError(f"{index}: shard {shard!r} leads outside {index.parent}")
+    return path
 
 
 def _fmt(shape) -> str:
@@ -163,8 +176,10 @@ class SafetensorsSource(WeightSource):
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise InteropError(f"{index}: not a valid safetensors index ({e})") from None
-        shards = sorted(set(weight_map.values()))
-        src = cls([index.parent / s for s in shards], index=index)
+        if not isinstance(weight_map, dict):
+            raise InteropError(f"{index}: weight_map must be an object of tensor name -> shard file")
+        shards = sorted(set(weight_map.values()), key=str)
+        src = cls([shard_path(index, s) for s in shards], index=index)
         for name, shard in weight_map.items():
             if name not in src.files:
                 raise InteropError(f"{index}: tensor {name!r} is listed in {shard} but missing from that file")

@@ -3,7 +3,7 @@
 (decode_step.cpp, used by engine/decode_plan.py).
 
 `load()` builds them with torch's C++ extension tooling (g++ and ninja; 15-50 s once, cached in
-`$ZEROLLM_KERNEL_DIR` or ~/.cache/zerollm/kernels, keyed by the source, torch version and CPU flags) and registers
+`$ZEROLLM_KERNEL_DIR` or ~/.cache/zerollm/kernels, keyed by the source, torch version and build, Python version and CPU flags) and registers
 the ops `torch.ops.zerollm_kernels.*`. When there is no compiler, or `ZEROLLM_KERNELS=0`, `load()` returns False
 once with a warning, and callers use their pure-PyTorch path: everything works, decoding quantized weights is
 just slower.
@@ -43,8 +43,17 @@ def _cpu_flags() -> bytes:
     return platform.processor().encode() + platform.machine().encode()
 
 
+def _torch_build() -> bytes:
+    """What makes a compiled extension fit one torch and not another: its version, the exact build (git
+    commit, C++ ABI, CUDA) and the Python it runs in. Two environments on one machine with different torch
+    builds get different cache folders instead of rebuilding the kernels back and forth."""
+    parts = (torch.__version__, getattr(torch.version, "git_version", ""), str(torch.version.cuda),
+             str(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", "")), f"py{sys.version_info[0]}.{sys.version_info[1]}")
+    return "|".join(parts).encode()
+
+
 def _build_dir() -> Path:
-    key = b"".join(p.read_bytes() for p in _SOURCES + _HEADERS) + torch.__version__.encode() + _cpu_flags() + b"-fopenmp"
+    key = b"".join(p.read_bytes() for p in _SOURCES + _HEADERS) + _torch_build() + _cpu_flags() + b"-fopenmp"
     digest = hashlib.sha256(key).hexdigest()[:12]
     root = Path(os.environ.get("ZEROLLM_KERNEL_DIR") or Path.home() / ".cache" / "zerollm" / "kernels")
     return root / f"gemv-{digest}"

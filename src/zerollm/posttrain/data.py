@@ -124,14 +124,26 @@ def detect_format(rec: dict, where: str = "record") -> str:
                     f"instruction or text")
 
 
-def _as_messages(value: Any, role: str) -> list[dict]:
-    """A string or message list (OpenAI or ShareGPT style) as OpenAI messages; bare strings get `role`."""
+def _as_messages(value: Any, role: str, where: str = "record", name: str = "field") -> list[dict]:
+    """A string or message list (OpenAI or ShareGPT style) as OpenAI messages; bare strings get `role`.
+    Anything else (a number, a list of strings, a message without text) is a DataError naming `where`/`name`."""
     if isinstance(value, str):
         return [{"role": role, "content": value}]
     if isinstance(value, dict):
         value = [value]
+    if value is not None and not isinstance(value, list):
+        raise DataError(f"{where}: field {name!r} must be a string or a list of messages, got "
+                        f"{type(value).__name__} {value!r}"[:300])
     out = []
     for m in value or []:
+        text = m.get("value", m.get("content", "")) if isinstance(m, dict) else None
+        if not isinstance(text, (str, list, type(None))):
+            raise DataError(f"{where}: field {name!r} holds a message whose text is {type(text).__name__}, not a string")
+        if text is None and isinstance(m, dict) and not m.get("tool_calls"):
+            text = ""
+        if not isinstance(m, dict) or (isinstance(text, list) and not all(isinstance(x, dict) for x in text)):
+            raise DataError(f"{where}: field {name!r} must be a string or a list of message objects, got "
+                            f"{value!r}"[:300])
         if "from" in m:
             out.append({"role": SHAREGPT_ROLES.get(m["from"], m["from"]), "content": m.get("value", "")})
         else:
@@ -143,14 +155,14 @@ def to_messages(rec: dict, fmt: str | None = None, where: str = "record") -> lis
     """A training conversation from one record of any SFT format."""
     fmt = fmt or detect_format(rec, where)
     if fmt == "messages":
-        return _as_messages(rec["messages"], "user")
+        return _as_messages(rec["messages"], "user", where, "messages")
     if fmt == "sharegpt":
-        msgs = _as_messages(rec["conversations"], "user")
+        msgs = _as_messages(rec["conversations"], "user", where, "conversations")
         if rec.get("system"):
             msgs = [{"role": "system", "content": rec["system"]}] + msgs
         return msgs
     if fmt == "prompt_completion":
-        return _as_messages(rec["prompt"], "user") + _as_messages(rec["completion"], "assistant")
+        return _as_messages(rec["prompt"], "user", where, "prompt") + _as_messages(rec["completion"], "assistant", where, "completion")
     if fmt == "alpaca":
         inp = rec.get("input") or ""
         prompt = ALPACA_PROMPT.format(ctx=", paired with an input that provides further context" if inp else "",
@@ -196,20 +208,20 @@ def _split_dialogue(text: str) -> list[dict]:
 def to_preference(rec: dict, where: str = "record") -> tuple[list[dict], list[dict], list[dict]]:
     """(prompt messages, chosen messages, rejected messages) from any preference form."""
     if "prompt" in rec:
-        prompt = _as_messages(rec["prompt"], "user")
+        prompt = _as_messages(rec["prompt"], "user", where, "prompt")
     elif "conversations" in rec:
-        prompt = _as_messages(rec["conversations"], "user")
+        prompt = _as_messages(rec["conversations"], "user", where, "conversations")
     else:  # implicit prompt: whole dialogues; the shared prefix is the prompt
         ch, rj = rec["chosen"], rec["rejected"]
-        ch = _split_dialogue(ch) if isinstance(ch, str) else _as_messages(ch, "assistant")
-        rj = _split_dialogue(rj) if isinstance(rj, str) else _as_messages(rj, "assistant")
+        ch = _split_dialogue(ch) if isinstance(ch, str) else _as_messages(ch, "assistant", where, "chosen")
+        rj = _split_dialogue(rj) if isinstance(rj, str) else _as_messages(rj, "assistant", where, "rejected")
         n = 0
         while n < min(len(ch), len(rj)) - 1 and ch[n] == rj[n]:
             n += 1
         if not ch[n:] or not rj[n:]:
             raise DataError(f"{where}: chosen and rejected are identical")
         return ch[:n], ch[n:], rj[n:]
-    chosen, rejected = _as_messages(rec["chosen"], "assistant"), _as_messages(rec["rejected"], "assistant")
+    chosen, rejected = _as_messages(rec["chosen"], "assistant", where, "chosen"), _as_messages(rec["rejected"], "assistant", where, "rejected")
     if not prompt or not chosen or not rejected:
         raise DataError(f"{where}: empty prompt, chosen or rejected")
     return prompt, chosen, rejected
@@ -485,9 +497,11 @@ def load_prompts(paths, limit: int | None = None) -> list[tuple[list[dict], dict
     out = []
     for rec, where in read_records(paths, limit):
         if "question" in rec:
+            if not isinstance(rec["question"], str):
+                raise DataError(f"{where}: field 'question' must be a string, got {type(rec['question']).__name__}")
             msgs = [{"role": "user", "content": rec["question"]}]
         elif "prompt" in rec:
-            msgs = _as_messages(rec["prompt"], "user")
+            msgs = _as_messages(rec["prompt"], "user", where, "prompt")
         elif "messages" in rec or "conversations" in rec:
             msgs = to_messages(rec, where=where)
             while msgs and msgs[-1]["role"] == "assistant":

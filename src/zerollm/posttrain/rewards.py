@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from zerollm.data.sources import DataError
+
 _ANSWER = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
 _FORMAT = re.compile(r"####\s*\$?\s*-?[\d,]*\.?\d+\s*$")
 
@@ -38,6 +40,28 @@ def exact_numeric_reward(completion: str, answer: str | float | int) -> float:
             return 0.0
     got = parse_final_number(completion)
     return float(got is not None and ref is not None and abs(got - float(ref)) < 1e-6)
+
+
+def reference_number(answer) -> float | None:
+    """The number a completion is graded against: a number, a GSM8K solution's `#### x`, or a numeric string."""
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        return float(answer)
+    if not isinstance(answer, str):
+        return None
+    ref = parse_final_number(answer)
+    if ref is None:
+        try:
+            ref = float(answer.replace(",", ""))
+        except ValueError:
+            return None
+    return ref
+
+
+def check_gradeable(records: list[dict], source) -> None:
+    """A DataError when no record has an answer the exact reward can grade (it would train on all zeros)."""
+    if not any(reference_number(r.get("answer")) is not None for r in records):
+        raise DataError(f"{source}: no record has a gradeable 'answer' (a number or a solution ending in "
+                        f"'#### <number>'): the exact reward would be 0 for every sample")
 
 
 def format_reward(completion: str) -> float:

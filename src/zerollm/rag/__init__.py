@@ -11,14 +11,16 @@ sentence-transformers directory from disk) or with mean-pooled hidden states of 
 """
 from __future__ import annotations
 
+from zerollm.errors import ZeroLLMError
 
-class RAGError(ValueError):
+
+class RAGError(ZeroLLMError):
     """A user-facing problem with documents, an index or a question (the message says what and where)."""
 
 
+from .bm25 import BM25, tokenize_for_bm25  # noqa: E402
 from .chunk import Chunk, chunk_document, chunk_text, split_sentences  # noqa: E402
 from .loaders import Document, load_documents  # noqa: E402
-from .bm25 import BM25, tokenize_for_bm25  # noqa: E402
 
 __all__ = ["RAGError", "Document", "load_documents", "Chunk", "chunk_document", "chunk_text",
            "split_sentences", "BM25", "tokenize_for_bm25"]

@@ -40,6 +40,7 @@ from zerollm.engine.constrained import JSONSchemaConstraint
 from . import errors
 from .backend import Backend, Delta, Done, GenRequest, Overloaded, TokenInfo
 from .errors import APIError
+from .limits import BodyLimit, ConstraintCache, Limits, check_request, reduce_seed
 from .protocol import ChatRequest, CompletionRequest, EmbeddingRequest, as_dict
 
 STATIC = Path(__file__).parent / "static"
@@ -72,17 +73,20 @@ class _Guard:
 
 
 def create_app(model: str | Path | Backend, api_key: str | None = None, *, max_body_bytes: int = 4 << 20,
-               model_id: str | None = None, tools: list | None = None) -> FastAPI:
+               model_id: str | None = None, tools: list | None = None, limits: Limits | None = None) -> FastAPI:
     """The app serving `model` (a checkpoint/run dir, or a ready `Backend`). With `api_key`, every /v1 call
     needs `Authorization: Bearer <api_key>`. `tools` (chat.tools.Tool objects; default none): executed by the
-    server for chat requests that bring no tools of their own (serve/server_tools.py)."""
+    server for chat requests that bring no tools of their own (serve/server_tools.py). `limits`: what one
+    request may ask (serve/limits.py)."""
+    limits = limits or Limits(max_body_bytes=max_body_bytes)
     backend = model if isinstance(model, Backend) else Backend.from_dir(model, model_id=model_id)
     app = FastAPI(title="zerollm", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.backend = backend
     errors.install(app)
-    api = _API(backend)
+    api = _API(backend, limits)
 
-    app.add_middleware(_Guard, max_body_bytes=max_body_bytes, api_key=api_key)
+    app.add_middleware(BodyLimit, max_body_bytes=limits.max_body_bytes)  # inner: counts chunked bodies too
+    app.add_middleware(_Guard, max_body_bytes=limits.max_body_bytes, api_key=api_key)
 
     @app.get("/health")
     async def health():
@@ -132,10 +136,10 @@ def _sse(obj: dict | str) -> str:
 class _API:
     """Request handling shared by the endpoints (validation, rendering, collecting backend events)."""
 
-    def __init__(self, backend: Backend):
-        self.b = backend
+    def __init__(self, backend: Backend, limits: Limits):
+        self.b, self.limits = backend, limits
         self.tok = backend.tokenizer
-        self.constraints: dict = {}
+        self.constraints = ConstraintCache(limits.cache_bytes, limits.compile_timeout_s)
 
     # ---- helpers ---------------------------------------------------------------------------------------
     def model_card(self) -> dict:
@@ -216,7 +220,7 @@ class _API:
         stops += list(body.stop_token_ids or [])
         bias = self.logit_bias(body.logit_bias)
         return [GenRequest(prompt_ids, max_tokens, temperature=temp, top_p=body.top_p or 1.0, top_k=body.top_k,
-                           seed=None if body.seed is None else body.seed + k, stop_ids=stops,
+                           seed=reduce_seed(body.seed, k), stop_ids=stops,
                            stop_strings=body.stop_list(), logprobs=logprobs,
                            presence_penalty=body.presence_penalty or 0.0,
                            frequency_penalty=body.frequency_penalty or 0.0, logit_bias=bias)
@@ -258,6 +262,8 @@ class _API:
 
     def tool_plan(self, body: ChatRequest) -> tuple[list[dict] | None, list | None, bool]:
         """(tool specs for the prompt, chat.tools.Tool objects the call may use, call forced?)."""
+        if not body.tools and (body.tool_choice == "required" or isinstance(body.tool_choice, dict)):
+            raise APIError(400, "tool_choice asks for a tool call but no tools were given", param="tool_choice")
         if not body.tools or body.tool_choice == "none":
             return ([t.model_dump(by_alias=True) for t in body.tools] if body.tools else None), None, False
 
@@ -278,18 +284,11 @@ class _API:
             return specs, chosen, True
         return specs, tools, choice == "required"
 
-    def constraint(self, schema: dict, param: str):
-        """A compiled JSON Schema constraint (engine/constrained.py), cached per schema."""
-        key = json.dumps(schema, sort_keys=True)
-        if key not in self.constraints:
-            try:
-                c = JSONSchemaConstraint(schema, self.tok)
-            except (ValueError, TypeError, KeyError, NotImplementedError) as e:
-                raise APIError(422, f"unsupported JSON schema: {e}", param=param) from None
-            if len(self.constraints) > 64:
-                self.constraints.clear()
-            self.constraints[key] = c
-        return self.constraints[key]
+    async def constraint(self, schema: dict, param: str):
+        """A compiled JSON Schema constraint (engine/constrained.py): size-checked, compiled off the event
+        loop with a time limit, cached by bytes (serve/limits.py)."""
+        return await self.constraints.get(json.dumps(schema, sort_keys=True),
+                                          lambda timeout: JSONSchemaConstraint(schema, self.tok, timeout=timeout), param)
 
     async def tool_phase(self, request: Request, ids: list[int], tools: list, body: ChatRequest, j: int,
                          budget: int) -> tuple[dict | None, str, int]:
@@ -297,7 +296,7 @@ class _API:
         schema>}; (OpenAI tool call or None if the budget ran out, raw JSON text, tokens used)."""
         alts = [{"type": "object", "properties": {"name": {"const": t.name}, "arguments": t.parameters},
                  "required": ["name", "arguments"]} for t in tools]
-        c = self.constraint(alts[0] if len(alts) == 1 else {"anyOf": alts}, "tools")
+        c = await self.constraint(alts[0] if len(alts) == 1 else {"anyOf": alts}, "tools")
         ids = ids + [self.tok.special_tokens[TOOL_CALL]]
         req = self.gen_requests(body, ids, self.budget(len(ids), budget), [], None, n=1, j=j)[0]
         req.constraint = c
@@ -326,6 +325,7 @@ class _API:
         prompt = self.render_chat(body, specs)
         asked = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         budget = self.budget(len(prompt), asked)
+        check_request(self.limits, [len(prompt)], body.n, [budget])
         want_lp = (body.top_logprobs or 0) if body.logprobs else None
         structured = body.response_format is not None and body.response_format.type != "text"
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
@@ -354,7 +354,7 @@ class _API:
         if structured:  # json_schema / json_object: valid JSON by construction, streamed like any text
             fmt = body.response_format
             schema = fmt.json_schema.schema_ if fmt.type == "json_schema" and fmt.json_schema else {"type": "object"}
-            c = self.constraint(schema, "response_format")
+            c = await self.constraint(schema, "response_format")
             for r in reqs:
                 r.constraint, r.stop_ids = c, []
         queue: asyncio.Queue = asyncio.Queue()
@@ -498,6 +498,7 @@ class _API:
         self.check_model(body.model)
         prompts = self.prompts(body)
         budgets = [self.budget(len(p), body.max_tokens, default=16) for p in prompts]
+        check_request(self.limits, [len(p) for p in prompts], body.n, budgets)
         eos = self.b.stop_ids
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": rid, "object": "text_completion", "created": created, "model": self.b.model_id}

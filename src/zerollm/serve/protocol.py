@@ -110,7 +110,7 @@ class EmbeddingRequest(_Open):
     model: str
     input: Union[str, list[str], list[int], list[list[int]]]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Optional[int] = None
+    dimensions: Optional[int] = Field(default=None, ge=1)
 
 
 def as_dict(m: Any) -> dict:

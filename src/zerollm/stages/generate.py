@@ -60,6 +60,10 @@ def generate(model: str | Path, prompt: str, *, stream: bool = False, device: st
     m, tok = loaded.model, loaded.tokenizer
     if json_schema and regex:
         raise ValueError("give --json-schema or --regex, not both")
+    vocab = getattr(m.cfg, "vocab_size", tok.vocab_size) if hasattr(m, "cfg") else tok.vocab_size
+    for tid in gen_kwargs.get("logit_bias") or {}:
+        if not 0 <= tid < vocab:
+            raise ValueError(f"--logit-bias token id {tid} is outside the vocabulary (0..{vocab - 1})")
     constraint = None
     if json_schema:
         constraint = JSONSchemaConstraint(json.loads(Path(json_schema).read_text(encoding="utf-8")), tok)

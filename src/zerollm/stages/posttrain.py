@@ -42,7 +42,7 @@ from zerollm.objectives import (
 )
 from zerollm.posttrain import data as D
 from zerollm.posttrain.lora import LoRAConfig, apply_lora, save_adapter, strip_lora, trainable_share
-from zerollm.posttrain.rewards import REWARDS, exact_numeric_reward
+from zerollm.posttrain.rewards import REWARDS, check_gradeable, exact_numeric_reward
 from zerollm.posttrain.rl import GRPORollouts, PPORollouts, Reference, completion_text, sample, sample_many
 from zerollm.rundir import fenced, finish_report, plot_metrics, start_run
 from zerollm.runtime import setup_runtime
@@ -370,6 +370,8 @@ def grpo(cfg: GRPOConfig | str | None = None, overrides=None) -> dict:
         raise ValueError(f"grpo: unknown reward {cfg.reward!r}; known: {', '.join(REWARDS)}")
     ctx = Ctx(cfg, "grpo")
     prompts = D.load_prompts(cfg.data, cfg.max_examples or None)
+    if cfg.reward != "format":
+        check_gradeable([rec for _, rec in prompts], cfg.data)
     answers = D.load_prompts(cfg.eval_answers, cfg.eval_limit) if cfg.eval_answers else []
     data = GRPORollouts(ctx.model, Reference(ctx.model, ctx.lora), ctx.tok, prompts, REWARDS[cfg.reward],
                         prompts_per_step=cfg.prompts_per_step, group_size=cfg.group_size,

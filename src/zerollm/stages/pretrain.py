@@ -36,6 +36,7 @@ from zerollm.data.corpus import write_default_corpus
 from zerollm.data.loader import TokenLoader
 from zerollm.data.prepare import data_prepare
 from zerollm.data.sources import iter_documents
+from zerollm.errors import check_range
 from zerollm.engine.engine import Engine
 from zerollm.engine.generate import GenerationConfig
 from zerollm.model.transformer import Transformer
@@ -144,6 +145,12 @@ class QuickstartConfig:
     lr: float = 3e-3
     seed: int = 1337
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_range("--minutes", self.minutes, 0.05, 24 * 60)
+        for name in ("vocab_size", "seq_len", "batch_size"):
+            check_range("--" + name.replace("_", "-"), getattr(self, name), 1, integer=True)
+        check_range("--lr", self.lr, 0)
 
 
 def quickstart(cfg: QuickstartConfig | None = None, **kw) -> dict:

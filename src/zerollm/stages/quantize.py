@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 
 from zerollm.artifacts import atomic_dir, atomic_write_text, prepare_out, write_manifest
+from zerollm.engine.native import optimize_for_decode
+from zerollm.errors import check_range
 from zerollm.loading import load
 from zerollm.model.quant import SCHEMES, quant_manifest, quantize_model, weight_bytes
-from zerollm.engine.native import optimize_for_decode
 from zerollm.scaling.estimate import llama_like_shape, parse_count
 
 BITS_DEFAULT_SCHEME = {8: "int8", 4: "int4-sym"}
@@ -48,6 +49,10 @@ class MemoryConfig:
     model: str | None = None
     context: int = 4096
     batch: int = 1
+
+    def __post_init__(self) -> None:
+        check_range("--context", self.context, 1, integer=True)
+        check_range("--batch", self.batch, 1, integer=True)
 
 
 def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits: int | None = None,

@@ -5,9 +5,11 @@
 """
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zerollm.artifacts import remove_stale_tmp
 from zerollm.loading import load_for_use
 from zerollm.rag.answer import Answer, answer
 from zerollm.rag.embed import load_embedder
@@ -42,6 +44,7 @@ class RagAskConfig:
 def rag_index(docs: list[str], out: str | Path, embedder: str | None = None, max_chars: int = 500,
               overlap: int = 100, delete: list[str] = ()):
     """Build or update (add/replace/delete sources) an index directory atomically."""
+    remove_stale_tmp(Path(out).parent, glob.escape(Path(out).name))  # left by a killed earlier run
     emb = load_embedder(embedder) if embedder else None
     return build_index(list(docs), out, embedder=emb, max_chars=max_chars, overlap=overlap, delete=delete)
 

@@ -30,6 +30,9 @@ from typing import Any, Callable
 
 import torch
 
+from zerollm.artifacts import remove_stale_tmp
+from zerollm.errors import ConfigError, ZeroLLMError, check_range
+from zerollm.runtime import ThreadPicker
 from zerollm.train.checkpoint import (
     prune_checkpoints,
     restore_checkpoint,
@@ -45,7 +48,11 @@ from zerollm.train.distributed import (
 from zerollm.train.optim import build_adamw
 from zerollm.train.parallel import PARALLEL_MODES, full_model, wrap
 from zerollm.train.report import MetricsLog, peak_flops
-from zerollm.train.schedule import lr_at
+from zerollm.train.schedule import SCHEDULES, lr_at
+
+
+class TrainingDiverged(ZeroLLMError):
+    """The loss became inf/nan: the message says at which step and with which learning rate."""
 
 
 @dataclass
@@ -80,9 +87,22 @@ class TrainConfig:
     cpu_offload: bool = False  # fsdp: shards and optimizer state in host memory
     dist_timeout_s: float = 600.0  # a collective waiting this long (a rank died or hung) ends the job
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:  # nonsense fails here, where the config is parsed (issue 18)
+        for name in ("steps", "batch_size", "grad_accum", "seq_len", "eval_batches", "keep_last", "log_every"):
+            check_range(f"train.{name}", getattr(self, name), 1, integer=True)
+        for name in ("warmup_steps", "eval_every"):
+            check_range(f"train.{name}", getattr(self, name), 0, integer=True)
+        check_range("train.ckpt_every", self.ckpt_every, -1, integer=True)
+        check_range("train.lr", self.lr, 0)
+        for name in ("min_lr_ratio", "decay_fraction", "beta1", "beta2"):
+            check_range(f"train.{name}", getattr(self, name), 0, 1)
+        for name in ("weight_decay", "grad_clip", "max_minutes"):
+            check_range(f"train.{name}", getattr(self, name), 0)
         if self.parallel not in PARALLEL_MODES:  # before any run directory is written
-            raise ValueError(f"train.parallel={self.parallel!r}: expected one of {', '.join(PARALLEL_MODES)}")
+            raise ConfigError(f"train.parallel={self.parallel!r}: expected one of {', '.join(PARALLEL_MODES)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"train.schedule={self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
+
 
 
 def _autocast(device: torch.device):
@@ -115,6 +135,9 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
     device = info.device
     run_dir = Path(run_dir)
     ckpt_root = run_dir / "checkpoints"
+    if info.is_main:  # what a kill -9 mid-save left: temporary checkpoint dirs and files (issue 18)
+        remove_stale_tmp(ckpt_root, "step-*")
+        remove_stale_tmp(run_dir, "*")
     log = MetricsLog(run_dir / "metrics.jsonl", enabled=info.is_main)
 
     wrapped = wrap(model, cfg, info)  # DDP / FSDP2 / one process; FSDP shards in place, before the optimizer
@@ -133,6 +156,7 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
         log.truncate_after(start_step)
     else:
         torch.manual_seed(cfg.seed + info.rank)
+    threads = ThreadPicker.for_run(device, state.get("threads") if resume_from is not None else None)
 
 
     flops_per_token = base.flops_per_token(cfg.seq_len) if hasattr(base, "flops_per_token") else 0.0
@@ -153,7 +177,7 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
         path = None
         ranks = all_gather_objects({"data": data.state_dict(), "rng": _rng_state(device)}, info)
         state = {**ranks[0], "ranks": ranks if info.enabled else None, "step": step, "tokens_seen": tokens_seen,
-                 "total_steps": total_steps}
+                 "total_steps": total_steps, "threads": threads.candidate() if threads else None}
         if wrapped.kind == "fsdp":
             path = save_sharded_checkpoint(ckpt_root / f"step-{step:08d}", base, opt, model_cfg, is_main=info.is_main,
                                            tokenizer=tokenizer, chat_template=chat_template, trainer_state=state,
@@ -187,6 +211,9 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
     step = start_step
     loss_value = float("nan")
     while step < total_steps:
+        if threads:
+            threads.before_step()
+        t_step = time.perf_counter()
         lr = lr_at(step, peak=cfg.lr, total_steps=total_steps, warmup_steps=cfg.warmup_steps,
                    schedule=cfg.schedule, min_lr_ratio=cfg.min_lr_ratio, decay_fraction=cfg.decay_fraction)
         for group in opt.param_groups:
@@ -206,6 +233,8 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
         grad_norm = wrapped.clip_grad_norm(cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if threads:
+            threads.after_step(time.perf_counter() - t_step)
         step += 1
         tokens_seen += step_tokens * info.world_size
         window_tokens += step_tokens * info.world_size
@@ -235,8 +264,8 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
         if step % cfg.log_every == 0 or step == total_steps:
             loss_value = float(all_reduce_mean(loss_sum / cfg.grad_accum, info))
             if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss became {loss_value} at step {step}; lower the learning rate "
-                                         f"(lr={cfg.lr}) or check the data")
+                raise TrainingDiverged(f"training diverged: the loss became {loss_value} at step {step} "
+                                       f"(train.lr={cfg.lr:g}); lower train.lr or check the data")
             dt = time.perf_counter() - window_t0
             rate = window_tokens / max(dt, 1e-9)
             tok_rates.append(rate)

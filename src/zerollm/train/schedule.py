@@ -12,6 +12,9 @@ from __future__ import annotations
 import math
 
 
+SCHEDULES = ("cosine", "wsd", "constant")
+
+
 def lr_at(step: int, *, peak: float, total_steps: int, warmup_steps: int, schedule: str = "cosine",
           min_lr_ratio: float = 0.1, decay_fraction: float = 0.2) -> float:
     """Learning rate for optimizer step `step` (0-based)."""
