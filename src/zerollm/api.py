@@ -13,6 +13,7 @@ zerollm/stages/, where each stage lives in one module).
     zerollm quantize / memory ↔ quantize(model, out, scheme=...) / memory(params=...)   stages/quantize.py
     zerollm serve            ↔ serve(model, host="127.0.0.1", port=8000, api_key=None)  stages/serve.py
     zerollm model info       ↔ model_info(preset=..., model=...)                    stages/model.py
+    zerollm eval / report    ↔ evaluate(model, tasks, out, ...) / report(runs, out)  stages/eval.py
     load(DIR) → Loaded(model, tokenizer, path, chat_template, stop_ids)             loading.py
 
 Library modules never import this facade; it only re-exports.
@@ -23,6 +24,7 @@ from zerollm.loading import Loaded, load, load_for_use
 from zerollm.stages.chat import chat
 from zerollm.stages.convert import convert, export
 from zerollm.stages.data import data_prepare
+from zerollm.stages.eval import evaluate, report
 from zerollm.stages.generate import generate
 from zerollm.stages.model import model_info
 from zerollm.stages.posttrain import dpo, grpo, ppo, reward, sft
@@ -35,4 +37,4 @@ from zerollm.stages.tokenizer import tokenizer_compare, tokenizer_stats, tokeniz
 __all__ = ["tokenizer_train", "tokenizer_stats", "tokenizer_compare", "data_prepare", "pretrain", "PretrainConfig",
            "quickstart", "QuickstartConfig", "sft", "reward", "dpo", "grpo", "ppo", "generate", "chat", "rag_index",
            "rag_ask", "convert", "export", "quantize", "memory", "serve", "model_info", "load", "load_for_use",
-           "Loaded"]
+           "Loaded", "evaluate", "report"]
