@@ -31,8 +31,12 @@ class ZeroLLM(LM):
     def __init__(self, pretrained: str, batch_size: int | str = 16, device: str = "cpu", adapter: str | None = None,
                  max_gen_toks: int = 256, **_ignored):
         super().__init__()
+        import torch
+
         from zerollm.loading import load
 
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            device = "cpu"  # lm-eval's CLI passes its default device, cuda
         loaded = load(pretrained, device)
         if adapter:
             from zerollm.posttrain.lora import load_adapter, strip_lora

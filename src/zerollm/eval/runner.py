@@ -126,6 +126,7 @@ def run_task(task: Task, scorer: Scorer, out: Path, *, limit: int | None = None,
     n = len(task.items) if limit is None else min(limit, len(task.items))
     settings = {"task": task.name, "model": model_name, "num_fewshot": num_fewshot, "samples": samples,
                 "seed": seed}
+    out.mkdir(parents=True, exist_ok=True)
     settings_path, items_path = out / f"{task.name}.settings.json", out / f"{task.name}.items.jsonl"
     if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
         raise ValueError(f"{settings_path}: {out} holds {task.name} results scored with other settings "

@@ -64,6 +64,8 @@ class TrainConfig:
     device: str = "auto"
     max_minutes: float = 0.0  # 0 = no time budget
     progress: bool = True
+    eval_tasks: str = ""  # after training: `zerollm eval` tasks on the result → run_dir/eval.json (report card)
+    eval_limit: int = 200  # items per task of that evaluation
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
