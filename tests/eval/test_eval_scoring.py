@@ -40,6 +40,22 @@ def test_batched_loglikelihood_equals_one_request_at_a_time(tiny_model, byte_tok
     assert s.encode_pair("a ", "b") == ([97], [32, 98])  # the trailing space goes to the continuation
 
 
+@pytest.mark.parametrize("rope", [True, False])
+def test_choices_sharing_a_context_are_scored_as_if_alone(tiny_model, byte_tokenizer, rope):
+    """The context is computed once per packed row (masked so no choice sees another, positions restarted);
+    every score equals the plain one-request forward, for RoPE and learned positions, with pads in the
+    batch and a row split when the choices do not fit in one."""
+    model = tiny_model(seed=6, **({"position": "rope", "norm": "rmsnorm", "mlp": "swiglu"} if rope else {}))
+    ctx = "Question: which one?\nAnswer:"
+    choices = [" a", " the longer second choice", "x", " third", " " + "y" * 25, " " + "z" * 20, " " + "w" * 30]
+    reqs = [(ctx, c) for c in choices] + [("other:", " alone"), ("Q2:", " p"), ("Q2:", " qq")]
+    s = Scorer(model, byte_tokenizer, batch_size=2)
+    got = s.loglikelihood(reqs)
+    for (c, x), (ll, greedy) in zip(reqs, got):
+        want_ll, want_greedy = plain_loglik(model, *s.encode_pair(c, x))
+        assert ll == pytest.approx(want_ll, abs=1e-4) and greedy == want_greedy
+
+
 def test_long_requests_are_cut_from_the_left_and_counted(tiny_model, byte_tokenizer):
     model = tiny_model(seed=2)  # 64 positions
     s = Scorer(model, byte_tokenizer)

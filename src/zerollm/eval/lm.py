@@ -10,10 +10,14 @@ encode(context + continuation) after the ids of encode(context); an empty contex
 token (eos, else bos). A request longer than the context window keeps its last `max_len + 1` tokens
 (truncated from the left) and is counted in `Scorer.truncated`.
 
-Batching: requests are sorted by length, longest first (so a batch pads little and the first batch shows
-the peak memory), right padded to the batch's longest, and each batch is one forward pass. Right padding
-never changes a real position's logits under a causal mask. Only the continuation positions go through the
-output projection (`model.logits(hidden)`): for a 50k-word vocabulary that projection is most of the work.
+Batching: requests that share a context (the choices of one multiple-choice item) are packed into one row,
+the context once and then each continuation, with an attention mask that lets a continuation see the
+context and itself only, and positions that restart after the context: each continuation's logits are those
+of context + continuation alone, the context is computed once (`_forward`). Rows are sorted by length,
+longest first (so a batch pads little and the first batch shows the peak memory), right padded to the
+batch's longest, and each batch is one forward pass; right padding never changes a real position's logits
+under a causal mask. Only the scored positions go through the output projection (`model.logits(hidden)`):
+for a 50k-word vocabulary that projection is a third of the model's multiply-adds.
 """
 from __future__ import annotations
 
@@ -59,46 +63,86 @@ class Scorer:
     @torch.inference_mode()
     def loglikelihood_tokens(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
         """(Σ log p(continuation | context), whether greedy decoding would produce the continuation) for each
-        (context ids, continuation ids); see the module docstring for batching and truncation."""
-        rows = []  # (input ids, number of continuation tokens at its end, targets)
-        for ctx, cont in pairs:
+        (context ids, continuation ids); see the module docstring for batching, sharing and truncation."""
+        units: dict[tuple, list] = {}  # context ids → [(request index, continuation ids), ...]
+        for i, (ctx, cont) in enumerate(pairs):
             if not cont:
                 raise ValueError("a log-likelihood request needs a non-empty continuation")
             full = list(ctx) + list(cont)
             if len(full) > self.max_len + 1:
                 self.truncated += 1
                 full = full[-(self.max_len + 1):]
-            rows.append((full[:-1], min(len(cont), len(full) - 1), full[1:]))
-        out: list[tuple[float, bool] | None] = [None] * len(rows)
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
+            k = min(len(cont), len(full) - 1)
+            units.setdefault(tuple(full[:-k]), []).append((i, full[-k:]))
+        rows, plans = [], []  # one packed row per shared context: the context, then each continuation but its
+        for ctx, conts in units.items():  # last token; plan: (request, positions predicting it, its tokens)
+            c = len(ctx)
+            row, segs, plan = list(ctx), [0] * c, []
+            for i, cont in conts:
+                if plan and len(row) + len(cont) - 1 > 2 * self.max_len:  # keep rows short: start another
+                    rows.append((row, segs))
+                    plans.append(plan)
+                    row, segs, plan = list(ctx), [0] * c, []
+                at = len(row)
+                plan.append((i, [c - 1] + list(range(at, at + len(cont) - 1)), cont))
+                segs += [len(plan)] * (len(cont) - 1)
+                row += cont[:-1]
+            rows.append((row, segs))
+            plans.append(plan)
+        out: list[tuple[float, bool] | None] = [None] * len(pairs)
+        order = sorted(range(len(rows)), key=lambda j: -len(rows[j][0]))
         for b in range(0, len(order), self.batch_size):
             idx = order[b:b + self.batch_size]
-            T = len(rows[idx[0]][0])
-            x = torch.zeros(len(idx), T, dtype=torch.long)
-            for r, i in enumerate(idx):
-                x[r, :len(rows[i][0])] = torch.tensor(rows[i][0])
-            hidden = self.model(x.to(self.device), return_hidden=True)
-            # gather the continuation positions of every row, one output projection for all of them
+            hidden = self._forward([rows[j] for j in idx])
             sel_r, sel_t, targets = [], [], []
-            for r, i in enumerate(idx):
-                inp, k, tgt = rows[i]
-                L = len(inp)
-                sel_r += [r] * k
-                sel_t += range(L - k, L)
-                targets += tgt[L - k:]
+            for rr, j in enumerate(idx):
+                for _, pos, cont in plans[j]:
+                    sel_r += [rr] * len(pos)
+                    sel_t += pos
+                    targets += cont
             logits = self.model.logits(hidden[sel_r, sel_t]).float()
             logp = torch.log_softmax(logits, dim=-1)
             tgt = torch.tensor(targets, device=logp.device)
             tok_lp = logp.gather(1, tgt[:, None])[:, 0].tolist()
             greedy = (logp.argmax(-1) == tgt).tolist()
             at = 0
-            for r, i in enumerate(idx):
-                k = rows[i][1]
-                out[i] = (math.fsum(tok_lp[at:at + k]), all(greedy[at:at + k]))
-                at += k
+            for j in idx:
+                for i, pos, _ in plans[j]:
+                    out[i] = (math.fsum(tok_lp[at:at + len(pos)]), all(greedy[at:at + len(pos)]))
+                    at += len(pos)
             if self.progress:
-                self.progress(len(idx))
+                self.progress(sum(len(plans[j]) for j in idx))
         return out  # type: ignore[return-value]
+
+    def _forward(self, rows: list[tuple[list[int], list[int]]]) -> torch.Tensor:
+        """Hidden states (B, T, D) of right-padded packed rows. Rows holding one continuation are plain causal
+        sequences (the model's fused causal path); rows that share a context across several continuations
+        get a mask where a continuation's tokens see the context and themselves, never another continuation,
+        and positions that restart after the context, so each continuation is scored exactly as if alone."""
+        T = len(rows[0][0])
+        x = torch.zeros(len(rows), T, dtype=torch.long)
+        for r, (ids, _) in enumerate(rows):
+            x[r, :len(ids)] = torch.tensor(ids)
+        x = x.to(self.device)
+        if all(max(segs, default=0) <= 1 for _, segs in rows):
+            return self.model(x, return_hidden=True)
+        seg = torch.full((len(rows), T), -1, dtype=torch.long)
+        for r, (_, segs) in enumerate(rows):
+            seg[r, :len(segs)] = torch.tensor(segs)
+        seg = seg.to(self.device)
+        ctx_len = (seg == 0).sum(1, keepdim=True)  # (B, 1)
+        idx = torch.arange(T, device=self.device).expand(len(rows), T)
+        # position of a continuation token = ctx_len + its offset inside its own segment
+        first = torch.where(seg[:, 1:] != seg[:, :-1], idx[:, 1:], torch.zeros_like(idx[:, 1:]))
+        run_start = torch.cat([torch.zeros_like(idx[:, :1]), first], 1).cummax(-1).values
+        positions = torch.where(seg == 0, idx, ctx_len + idx - run_start).clamp(max=self.model.cfg.max_seq_len - 1)
+        causal = torch.ones(T, T, dtype=torch.bool, device=self.device).tril()
+        see = (seg.unsqueeze(-1) == seg.unsqueeze(-2)) | (seg.unsqueeze(-2) == 0)  # same segment, or the context
+        mask = (see & causal).unsqueeze(1) | torch.eye(T, dtype=torch.bool, device=self.device)  # pads: self
+        h, rope = self.model.embed(x, 0, positions)
+        for block in self.model.blocks:
+            h = block(h, rope, None, mask)
+        return self.model.norm_f(h)
 
     def rolling_windows(self, ids: list[int]) -> list[tuple[list[int], list[int]]]:
         """lm-eval's rolling windows: every token is scored once, each with as much context as fits.
