@@ -52,6 +52,9 @@ def gather(run: str | Path) -> dict:
                 continue
             tokens = rec.get("tokens", tokens)
             wall = rec.get("elapsed_s", wall)
+    if tokens is None:  # no training line logged (a very short run): the last checkpoint says
+        ckpts = sorted((run / "checkpoints").glob("step-*/manifest.json"))
+        tokens = (_read_json(ckpts[-1]) or {}).get("tokens_seen") if ckpts else None
     evals = None
     for cand in (run / "eval.json", run / "eval" / "results.json", run / "results.json"):
         evals = _read_json(cand)
@@ -68,20 +71,16 @@ def gather(run: str | Path) -> dict:
             "metrics": metrics}
 
 
-def _cell(v) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) >= 1000):
-        return f"{int(v):,}"
-    return f"{v:.4f}" if abs(v) < 100 else f"{v:,.1f}"
+def _cell(v, fmt: str = "{:.4f}") -> str:
+    return "–" if v is None else fmt.format(v)
 
 
 def card_markdown(cols: list[dict]) -> str:
     head = "| | " + " | ".join(f"{c['name']} ({c['stage']})" for c in cols) + " |"
     lines = [head, "|---|" + "---|" * len(cols)]
-    lines.append("| tokenizer vocab | " + " | ".join(_cell(c["vocab"]) for c in cols) + " |")
-    lines.append("| wall time (s) | " + " | ".join(_cell(c["wall_s"]) for c in cols) + " |")
-    lines.append("| tokens seen | " + " | ".join(_cell(c["tokens"]) for c in cols) + " |")
+    lines.append("| tokenizer vocab | " + " | ".join(_cell(c["vocab"], "{:,}") for c in cols) + " |")
+    lines.append("| wall time (s) | " + " | ".join(_cell(c["wall_s"], "{:,.1f}") for c in cols) + " |")
+    lines.append("| tokens seen | " + " | ".join(_cell(c["tokens"], "{:,}") for c in cols) + " |")
     rows = list(dict.fromkeys(k for c in cols for k in c["metrics"]))
     rows.sort(key=lambda k: (not k.startswith("bpb"), k))  # bits per byte first, then tasks
     for k in rows:
