@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from zerollm.eval.tasks import get_task
@@ -80,7 +81,8 @@ def test_bad_task_file(tmp_path, spec, message):
 
 @pytest.fixture
 def checkpoint(tmp_path, tiny_model, tiny_bpe_tokenizer):
-    m = tiny_model(seed=0, vocab_size=tiny_bpe_tokenizer.vocab_size, max_seq_len=128)
+    m = tiny_model(seed=0, vocab_size=tiny_bpe_tokenizer.vocab_size, max_seq_len=128, position="rope",
+                   norm="rmsnorm", mlp="swiglu", bias=False)  # Llama-style: PEFT adapters map onto it
     return save_checkpoint(tmp_path / "ck", m, m.cfg, tokenizer=tiny_bpe_tokenizer)
 
 
@@ -133,3 +135,35 @@ def test_training_stage_writes_its_eval_json(checkpoint, tmp_path):
     table = evaluate_run(run, f"mc:{mc}")
     saved = json.loads((run / "eval.json").read_text())
     assert "| mc | acc |" in table and saved["mc"]["n"] == 1 and "records" not in saved["mc"]
+
+
+def test_quantized_and_lora_adapted_models_evaluate(checkpoint, tmp_path):
+    """A quantized checkpoint scores close to its float model; a LoRA adapter (B = 0 at init, so the merged
+    model equals the base) applied with --adapter gives the base model's scores."""
+    import torch
+
+    from zerollm.loading import load
+    from zerollm.posttrain.lora import LoRAConfig, apply_lora, save_adapter
+    from zerollm.stages.eval import evaluate
+    from zerollm.stages.quantize import quantize
+
+    mc = write(tmp_path / "mc.jsonl", [{"context": "the cat", "choices": [" sat on the mat", " flew"], "label": 0},
+                                       {"context": "hello", "choices": [" world", " you"], "label": 1}])
+
+    def lls(model_dir, out, **kw):
+        res = evaluate(model_dir, f"mc:{mc}", tmp_path / out, show_progress=False, **kw)[0]
+        return np.array([r["lls"] for r in res["records"]])
+
+    base = lls(checkpoint, "f32")
+    quantize(checkpoint, tmp_path / "q8", scheme="int8")
+    np.testing.assert_allclose(lls(tmp_path / "q8", "q8e"), base, rtol=0.05)
+    model = load(checkpoint).model
+    apply_lora(model, LoRAConfig(r=4, alpha=8))
+    save_adapter(model, tmp_path / "adapter")
+    np.testing.assert_allclose(lls(checkpoint, "lora", adapter=str(tmp_path / "adapter")), base, atol=1e-5)
+    with torch.no_grad():  # a non-zero adapter changes the scores
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.05)
+    save_adapter(model, tmp_path / "adapter2")
+    assert np.abs(lls(checkpoint, "lora2", adapter=str(tmp_path / "adapter2")) - base).max() > 1e-3
