@@ -100,11 +100,7 @@ class Scorer:
                     sel_r += [rr] * len(pos)
                     sel_t += pos
                     targets += cont
-            logits = self.model.logits(hidden[sel_r, sel_t]).float()
-            logp = torch.log_softmax(logits, dim=-1)
-            tgt = torch.tensor(targets, device=logp.device)
-            tok_lp = logp.gather(1, tgt[:, None])[:, 0].tolist()
-            greedy = (logp.argmax(-1) == tgt).tolist()
+            tok_lp, greedy = self._score(hidden[sel_r, sel_t], torch.tensor(targets, device=hidden.device))
             at = 0
             for j in idx:
                 for i, pos, _ in plans[j]:
@@ -113,6 +109,17 @@ class Scorer:
             if self.progress:
                 self.progress(sum(len(plans[j]) for j in idx))
         return out  # type: ignore[return-value]
+
+    def _score(self, h: torch.Tensor, tgt: torch.Tensor, chunk: int = 256) -> tuple[list[float], list[bool]]:
+        """log p(target) = logit[target] − logsumexp(logits) and whether target is the argmax, for hidden states
+        h (N, D), projecting `chunk` rows at a time (a (N, 50k) logit matrix would be the run's peak memory)."""
+        lps, greedy = [], []
+        for a in range(0, len(tgt), chunk):
+            logits = self.model.logits(h[a:a + chunk]).float()
+            t = tgt[a:a + chunk]
+            lps += (logits.gather(1, t[:, None])[:, 0] - torch.logsumexp(logits, -1)).tolist()
+            greedy += (logits.argmax(-1) == t).tolist()
+        return lps, greedy
 
     def _forward(self, rows: list[tuple[list[int], list[int]]]) -> torch.Tensor:
         """Hidden states (B, T, D) of right-padded packed rows. Rows holding one continuation are plain causal
