@@ -145,3 +145,19 @@ def test_generation_goes_through_the_engine_and_self_consistency_votes(tiny_mode
     rec = res["records"][0]
     assert len(rec["samples"]) == 3 and "maj@3" in res["metrics"] and "flexible_match" in res["metrics"]
     assert sum(rec["votes"].values()) <= 3
+
+
+def test_few_shot_context_is_lm_eval_layout_and_never_the_item_itself():
+    from zerollm.eval.runner import build_context
+
+    items = [{"context": f"Q{i}:", "choices": ["a", "b"], "label": i % 2} for i in range(5)]
+    task = Task("t", "multiple_choice", items, description="Answer.\n\n")
+    for i in range(5):
+        text = build_context(task, i, 3)
+        shots = text[len("Answer.\n\n"):].split("\n\n")
+        assert text.startswith("Answer.\n\n") and shots[-1] == f"Q{i}:" and len(shots) == 4
+        assert all(s in {f"Q{j}: {'ab'[j % 2]}" for j in range(5) if j != i} for s in shots[:-1])
+    assert build_context(task, 1, 3) == build_context(task, 1, 3)  # seeded by the item: reproducible
+    gen = Task("g", "generate", [{"prompt": "Question: x\nAnswer:", "targets": ["1"], "shot": "so 1\n#### 1"}],
+               fewshot_pool=[{"prompt": "Question: y\nAnswer:", "targets": ["2"], "shot": "so 2\n#### 2"}])
+    assert build_context(gen, 0, 1) == "Question: y\nAnswer: so 2\n#### 2\n\nQuestion: x\nAnswer:"
