@@ -18,8 +18,8 @@ lm_eval = pytest.importorskip("lm_eval")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import zerollm.eval.harness  # noqa: E402,F401  (registers "zerollm")
-from zerollm.eval.tasks import JA_DESCRIPTION  # noqa: E402
+import zerollm.eval.harness  # noqa: F401  (registers "zerollm")
+from zerollm.eval.tasks import JA_DESCRIPTION
 
 N_PIQA, N_JCQA = 8, 6
 JCQA_TEXT = ("### 指示：\\n出力は以下から選択してください：\\n{% for choice in choices %}- {{ choice }}\\n{% endfor %}"

@@ -61,5 +61,14 @@ def evaluate_run(run_dir: str | Path, tasks: str, limit: int | None = 200) -> st
     return results_table(results)
 
 
-__all__ = ["evaluate", "evaluate_run", "parse_tasks", "Scorer", "bits_per_byte", "Task", "BUILTIN", "get_task",
-           "results_table"]
+__all__ = [
+    "BUILTIN",
+    "Scorer",
+    "Task",
+    "bits_per_byte",
+    "evaluate",
+    "evaluate_run",
+    "get_task",
+    "parse_tasks",
+    "results_table",
+]

@@ -22,7 +22,7 @@ for a 50k-word vocabulary that projection is a third of the model's multiply-add
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

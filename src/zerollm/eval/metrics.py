@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -85,4 +85,4 @@ def char_f1(pred: str, golds: Sequence[str]) -> float:
     return best
 
 
-__all__ = ["mc_scores", "mean_stderr", "gsm8k_gold", "gsm8k_strict", "gsm8k_flexible", "exact_match", "char_f1"]
+__all__ = ["char_f1", "exact_match", "gsm8k_flexible", "gsm8k_gold", "gsm8k_strict", "mc_scores", "mean_stderr"]

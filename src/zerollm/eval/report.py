@@ -128,4 +128,4 @@ def report_card(runs: list[str | Path], out: str | Path) -> str:
     return text
 
 
-__all__ = ["gather", "card_markdown", "card_png", "report_card"]
+__all__ = ["card_markdown", "card_png", "gather", "report_card"]

@@ -14,6 +14,7 @@ split) or, when it has none, from the other evaluation items.
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -21,7 +22,14 @@ from pathlib import Path
 from zerollm.artifacts import atomic_write_text
 from zerollm.chat.prompts import majority_vote
 from zerollm.eval.lm import Scorer, bits_per_byte
-from zerollm.eval.metrics import (char_f1, exact_match, gsm8k_flexible, gsm8k_strict, mc_scores, mean_stderr)
+from zerollm.eval.metrics import (
+    char_f1,
+    exact_match,
+    gsm8k_flexible,
+    gsm8k_strict,
+    mc_scores,
+    mean_stderr,
+)
 from zerollm.eval.tasks import Task
 
 CHUNK = 64  # items scored (and appended to the items file) at a time
@@ -154,7 +162,7 @@ def run_task(task: Task, scorer: Scorer, out: Path, *, limit: int | None = None,
 
 
 def fmt(v) -> str:
-    return "–" if v is None or v != v else f"{v:.4f}"
+    return "–" if v is None or math.isnan(v) else f"{v:.4f}"
 
 
 def results_table(results: list[dict]) -> str:
@@ -171,4 +179,4 @@ def summary(results: list[dict]) -> dict:
     return {r["task"]: {k: v for k, v in r.items() if k != "records"} for r in results}
 
 
-__all__ = ["run_task", "aggregate", "results_table", "summary", "build_context"]
+__all__ = ["aggregate", "build_context", "results_table", "run_task", "summary"]

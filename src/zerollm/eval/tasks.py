@@ -261,7 +261,7 @@ def task_file(path: str | Path) -> Task:
     if kind not in ("multiple_choice", "generate", "bpb"):
         raise _fail(path, 0, f"field 'kind'={kind!r}: choose multiple_choice, generate or bpb")
     name = str(spec.get("name") or path.stem)
-    common = dict(delimiter=str(spec.get("delimiter", " ")), description=str(spec.get("description", "")))
+    common = {"delimiter": str(spec.get("delimiter", " ")), "description": str(spec.get("description", ""))}
     if kind == "bpb":
         return Task(name, "bpb", text_documents(data), **common)
     if "prompt" not in spec:
@@ -315,5 +315,13 @@ def get_task(spec: str, data_dir: str | Path | None = None) -> Task:
                      f"or a task file (.yaml/.json)")
 
 
-__all__ = ["Task", "BUILTIN", "get_task", "task_file", "jsonl_mc", "read_jsonl", "text_documents",
-           "shared_data_dir"]
+__all__ = [
+    "BUILTIN",
+    "Task",
+    "get_task",
+    "jsonl_mc",
+    "read_jsonl",
+    "shared_data_dir",
+    "task_file",
+    "text_documents",
+]

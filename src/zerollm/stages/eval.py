@@ -88,4 +88,4 @@ def report(runs: list, out: str | Path = "report_card.md") -> str:
     return report_card(runs, out)
 
 
-__all__ = ["EvalConfig", "ReportConfig", "evaluate", "eval_stage", "report"]
+__all__ = ["EvalConfig", "ReportConfig", "eval_stage", "evaluate", "report"]
