@@ -77,7 +77,8 @@ def eval_stage(c: EvalConfig) -> None:
     print(results_table(results), end="")
     for r in results:
         if r["truncated"]:
-            print(f"{r['task']}: {r['truncated']} prompts were longer than the context and were cut from the left")
+            print(f"{r['task']}: {r['truncated']} requests (prompt + choice) were longer than the context and were "
+                  f"cut from the left")
     print(f"results: {Path(c.out) / 'results.md'}")
 
 
