@@ -16,6 +16,7 @@ zerollm/stages/, where each stage lives in one module).
     zerollm checkpoint consolidate ↔ checkpoint_consolidate(path, out)             stages/checkpoint.py
     zerollm scaling sweep / fit ↔ scaling_sweep(SweepConfig) / scaling_fit(dir)      stages/scaling.py
     zerollm estimate         ↔ estimate(params="7B", tokens="2T", ...)               stages/scaling.py
+    zerollm eval / report    ↔ evaluate(model, tasks, out, ...) / report(runs, out)  stages/eval.py
     load(DIR) → Loaded(model, tokenizer, path, chat_template, stop_ids)             loading.py
 
 Library modules never import this facade; it only re-exports.
@@ -27,6 +28,7 @@ from zerollm.stages.chat import chat
 from zerollm.stages.checkpoint import consolidate as checkpoint_consolidate
 from zerollm.stages.convert import convert, export
 from zerollm.stages.data import data_prepare
+from zerollm.stages.eval import evaluate, report
 from zerollm.stages.generate import generate
 from zerollm.stages.model import model_info
 from zerollm.stages.posttrain import dpo, grpo, ppo, reward, sft
@@ -40,4 +42,4 @@ from zerollm.stages.tokenizer import tokenizer_compare, tokenizer_stats, tokeniz
 __all__ = ["tokenizer_train", "tokenizer_stats", "tokenizer_compare", "data_prepare", "pretrain", "PretrainConfig",
            "quickstart", "QuickstartConfig", "sft", "reward", "dpo", "grpo", "ppo", "generate", "chat", "rag_index",
            "rag_ask", "convert", "export", "quantize", "memory", "serve", "model_info", "load", "load_for_use",
-           "Loaded", "checkpoint_consolidate", "scaling_sweep", "scaling_fit", "estimate"]
+           "Loaded", "checkpoint_consolidate", "scaling_sweep", "scaling_fit", "estimate", "evaluate", "report"]

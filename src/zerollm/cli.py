@@ -22,6 +22,7 @@ from zerollm.runtime import end_auto_threads, set_threads
 from zerollm.stages.chat import ChatConfig
 from zerollm.stages.convert import ConvertConfig, ExportConfig
 from zerollm.stages.data import DataPrepareConfig, prepare_summary
+from zerollm.stages.eval import EvalConfig, ReportConfig, eval_stage
 from zerollm.stages.generate import GenerateConfig
 from zerollm.stages.checkpoint import ConsolidateConfig
 from zerollm.stages.model import ModelInfoConfig
@@ -222,6 +223,10 @@ STAGES = {
     "convert": {None: (ConvertConfig, _convert,
                        "convert a Hugging Face dir or llama2.c .bin into a zerollm checkpoint")},
     "export": {None: (ExportConfig, _export, "export a model as a Hugging Face dir, GGUF or llama2.c .bin")},
+    "eval": {None: (EvalConfig, eval_stage, "benchmark tasks (PIQA, JCommonsenseQA, GSM8K, JSQuAD, bits per byte, "
+                                            "your JSONL/YAML) on any model; resumable")},
+    "report": {None: (ReportConfig, lambda c: print(api.report(c.runs, c.out), end=""),
+                      "report card: one table + chart across runs (their eval.json), nothing re-run")},
     "model": {"info": (ModelInfoConfig, lambda c: print(api.model_info(preset=c.preset, model=c.model,
                                                                        seq_len=c.seq_len)),
                        "a model's architecture, parameters and FLOPs per token")},

@@ -122,6 +122,10 @@ def finish_report(run_dir: Path, stage: str, model, tc, summary: dict, shards: d
             sections.append((title, "\n\n".join(fenced(s) for s in summary[key])))
     sections.append(("Training config", "```yaml\n" + json.dumps(dataclasses.asdict(tc), indent=1) + "\n```"))
     sections.append(("Reproduce", f"`zerollm {stage} --config {run_dir / 'config.yaml'}`"))
+    if getattr(tc, "eval_tasks", ""):  # the stage evaluates its result (eval/; `zerollm report` reads eval.json)
+        from zerollm.eval import evaluate_run
+
+        sections.append(("Evaluation", evaluate_run(run_dir, tc.eval_tasks, tc.eval_limit)))
     write_report(run_dir / "report.md", f"zerollm {stage} run", sections + (extra_sections or []))
 
 

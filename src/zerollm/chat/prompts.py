@@ -245,7 +245,12 @@ def self_consistency(generate_fn: Callable[[str], str], prompt: str, k: int = 5,
     answer seen first. (None, {}) when no sample had an answer."""
     if k < 1:
         raise ValueError(f"self-consistency needs k >= 1 samples, got {k}")
-    answers = [extract_answer(generate_fn(prompt)) for _ in range(k)]
+    return majority_vote([extract_answer(generate_fn(prompt)) for _ in range(k)])
+
+
+def majority_vote(answers: Sequence[str | None]) -> tuple[str | None, dict]:
+    """The vote of self_consistency over already extracted answers (None = no answer, does not vote):
+    (answer with most votes, ties to the first seen; {answer: count}, most votes first), or (None, {})."""
     counts = collections.Counter(a for a in answers if a is not None)
     if not counts:
         return None, {}

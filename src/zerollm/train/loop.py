@@ -86,6 +86,8 @@ class TrainConfig:
     activation_checkpointing: bool = False  # recompute each block's activations in backward
     cpu_offload: bool = False  # fsdp: shards and optimizer state in host memory
     dist_timeout_s: float = 600.0  # a collective waiting this long (a rank died or hung) ends the job
+    eval_tasks: str = ""  # after training: `zerollm eval` tasks on the result → run_dir/eval.json (report card)
+    eval_limit: int = 200  # items per task of that evaluation
 
     def __post_init__(self) -> None:  # nonsense fails here, where the config is parsed (issue 18)
         for name in ("steps", "batch_size", "grad_accum", "seq_len", "eval_batches", "keep_last", "log_every"):
