@@ -35,7 +35,7 @@ class ModelConfig:
     # variant switches (design.md rule 1)
     norm: str = "layernorm"  # layernorm | rmsnorm
     norm_eps: float = 1e-5
-    mlp: str = "gelu"  # gelu (tanh approx, GPT-2) | gelu_exact (GPT-NeoX) | swiglu (Llama)
+    mlp: str = "gelu"  # gelu (tanh approx, GPT-2) | gelu_exact (GPT-NeoX) | relu (Vaswani 2017) | swiglu (Llama)
     position: str = "learned"  # learned | rope
     rope_theta: float = 10000.0
     rope_scaling: dict | None = None  # e.g. {"rope_type": "llama3", "factor": 8.0, ...}
@@ -64,7 +64,7 @@ class ModelConfig:
             self.qkv_bias = self.bias
         if self.n_head % self.n_kv_head:
             raise ValueError(f"n_head={self.n_head} must be a multiple of n_kv_head={self.n_kv_head}")
-        for name, allowed in (("norm", ("layernorm", "rmsnorm")), ("mlp", ("gelu", "gelu_exact", "swiglu")),
+        for name, allowed in (("norm", ("layernorm", "rmsnorm")), ("mlp", ("gelu", "gelu_exact", "relu", "swiglu")),
                               ("position", ("learned", "rope"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}; expected one of {allowed}")
