@@ -28,6 +28,7 @@ from zerollm.stages.quantize import MemoryConfig, QuantizeConfig
 from zerollm.stages.rag import RagAskConfig, RagIndexConfig
 from zerollm.stages.serve import ServeConfig
 from zerollm.stages.tokenizer import TokenizerCompareConfig, TokenizerStatsConfig, TokenizerTrainConfig
+from zerollm.stages.translate import TranslateConfig, TranslateTrainConfig, translate_stage
 from zerollm.tokenizer.pretokenize import resolve_pattern
 
 
@@ -112,8 +113,10 @@ TRAINING_STAGES = {
     "dpo": (DPOConfig, "direct preference optimization against the start model"),
     "grpo": (GRPOConfig, "GRPO on verifiable rewards (GSM8K-style #### answers)"),
     "ppo": (PPOConfig, "PPO (RLHF) with a reward model, value head, KL penalty and GAE"),
+    # `zerollm translate train ...` (main() spells it translate_train for the parser)
+    "translate_train": (TranslateTrainConfig, "train an encoder-decoder translation model (zerollm translate train)"),
 }
-POSTTRAIN_STAGES = {k: v[1] for k, v in TRAINING_STAGES.items() if k != "pretrain"}
+POSTTRAIN_STAGES = {k: v[1] for k, v in TRAINING_STAGES.items() if k not in ("pretrain", "translate_train")}
 _TRAIN_HELP = {"model": "start model: checkpoint, run or HF directory", "data": "data (repeatable)",
                "out": "run directory", "resume": "continue from the latest checkpoint in --out",
                "lora": "train LoRA adapters on a frozen base", "qlora": "LoRA over a 4-bit NF4 base",
@@ -201,6 +204,8 @@ STAGES = {
     "convert": {None: (ConvertConfig, _convert,
                        "convert a Hugging Face dir or llama2.c .bin into a zerollm checkpoint")},
     "export": {None: (ExportConfig, _export, "export a model as a Hugging Face dir, GGUF or llama2.c .bin")},
+    "translate": {None: (TranslateConfig, translate_stage,
+                         "translate a sentence or a file with an encoder-decoder (`translate train` trains one)")},
     "model": {"info": (ModelInfoConfig, lambda c: print(api.model_info(preset=c.preset, model=c.model,
                                                                        seq_len=c.seq_len)),
                        "a model's architecture, parameters and FLOPs per token")},
@@ -223,7 +228,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     for name, (cls, help_) in TRAINING_STAGES.items():
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", default=None, help="YAML config (see configs/)")
-        fields[name] = config_flags(p, cls, unset=True, helps=_TRAIN_HELP)
+        fields[name] = config_flags(p, cls, unset=True, helps=_TRAIN_HELP, many=getattr(cls, "MANY_FLAGS", ()))
         p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4 lora_config.r=16")
     g = sub.add_parser("generate", help="sample text from a model")
     config_flags(g, GenerateConfig)
@@ -312,6 +317,11 @@ def _run(args: argparse.Namespace, rest: list[str], fields: dict) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser, fields = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for k in range(len(argv) - 1):  # `translate train` is the training stage translate_train
+        if argv[k:k + 2] == ["translate", "train"]:
+            argv[k:k + 2] = ["translate_train"]
+            break
     args, rest = parser.parse_known_args(argv)
     if args.version:
         from zerollm import __version__
