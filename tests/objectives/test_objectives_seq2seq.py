@@ -24,4 +24,6 @@ def test_bleu_scores_are_sacrebleus():
     assert s["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs], tokenize="none").score)
     assert s["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
     assert 0 < s["bleu"] < 100
+    assert s["bleu_ja_mecab"] == pytest.approx(sacrebleu.corpus_bleu(
+        ["私は学生です。", "彼は来た"], [["私は学生です。", "彼は来なかった。"]], tokenize="ja-mecab").score)
     assert bleu_scores(refs, refs)["bleu"] == pytest.approx(100.0)
