@@ -41,7 +41,7 @@ from zerollm.train.loop import TrainConfig, train
 
 
 def _default_train() -> TrainConfig:
-    return TrainConfig(steps=100_000, lr=1e-3, warmup_steps=200, schedule="cosine", min_lr_ratio=0.05,
+    return TrainConfig(steps=100_000, lr=1e-3, warmup_steps=200, schedule="wsd", decay_fraction=0.2, min_lr_ratio=0.05,
                        weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0, eval_every=200, eval_batches=40,
                        ckpt_every=200, keep_last=1, log_every=20, max_minutes=30.0)
 
@@ -271,16 +271,16 @@ def cross_attention_png(model, tok, sentence: str, png: Path) -> Path | None:
     att = cross_attention(model, src + [model.cfg.eos_id], [model.cfg.bos_id] + hyp)  # (T, S)
     xs = [tok.decode([i]) for i in src] + ["</s>"]
     ys = [tok.decode([i]) for i in hyp] + ["</s>"]
-    try:  # a font with Japanese glyphs, when the machine has one
-        from matplotlib import font_manager
+    from matplotlib import font_manager
 
-        names = {f.name for f in font_manager.fontManager.ttflist}
-        for name in ("Noto Sans CJK JP", "IPAexGothic", "IPAGothic", "TakaoGothic", "VL Gothic"):
-            if name in names:
-                plt.rcParams["font.family"] = name
-                break
-    except Exception:  # noqa: BLE001 - a missing font only changes glyphs
-        pass
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    cjk = next((n for n in ("Noto Sans CJK JP", "IPAexGothic", "IPAGothic", "TakaoGothic", "VL Gothic")
+                if n in names), None)
+    if cjk:  # a font with Japanese glyphs, when the machine has one
+        plt.rcParams["font.family"] = cjk
+    else:  # otherwise non-ASCII tokens are labelled by id rather than drawn as empty boxes
+        xs = [x if x.isascii() else f"#{i}" for x, i in zip(xs, src + [model.cfg.eos_id])]
+        ys = [y if y.isascii() else f"#{i}" for y, i in zip(ys, hyp + [model.cfg.eos_id])]
     fig, ax = plt.subplots(figsize=(1 + 0.45 * len(xs), 1 + 0.4 * len(ys)), dpi=110)
     ax.imshow(att.numpy(), cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(xs)), xs, rotation=60, ha="right")
