@@ -5,7 +5,13 @@ import json
 import pytest
 import torch
 
-from zerollm.data.parallel import TokenBucketBatcher, collate, encode_pairs, length_batches, read_parallel
+from zerollm.data.parallel import (
+    TokenBucketBatcher,
+    collate,
+    encode_pairs,
+    length_batches,
+    read_parallel,
+)
 from zerollm.data.sources import DataError
 from zerollm.objectives.base import IGNORE_INDEX
 

@@ -5,10 +5,10 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from zerollm.engine.config import GenerationConfig  # noqa: E402
-from zerollm.engine.seq2seq import translate_batch  # noqa: E402
-from zerollm.interop.marian import export_marian, import_marian  # noqa: E402
-from zerollm.model.seq2seq import Seq2Seq, Seq2SeqConfig  # noqa: E402
+from zerollm.engine.config import GenerationConfig
+from zerollm.engine.seq2seq import translate_batch
+from zerollm.interop.marian import export_marian, import_marian
+from zerollm.model.seq2seq import Seq2Seq, Seq2SeqConfig
 
 PAD, BOS, EOS = 0, 1, 2
 

@@ -5,17 +5,22 @@ import math
 import pytest
 import torch
 
-from zerollm.model.seq2seq import Seq2Seq, Seq2SeqConfig, cross_attention, sinusoidal_table
+from zerollm.model.seq2seq import (
+    Seq2Seq,
+    Seq2SeqConfig,
+    cross_attention,
+    sinusoidal_table,
+)
 
 PAD, BOS, EOS = 0, 1, 2
-VARIANTS = [dict(), dict(norm_first=True), dict(position="learned"), dict(position="rope", norm_first=True),
-            dict(share_embeddings=False, src_vocab_size=40, tie_output=False), dict(mlp="gelu_exact")]
+VARIANTS = [{}, {"norm_first": True}, {"position": "learned"}, {"position": "rope", "norm_first": True},
+            {"share_embeddings": False, "src_vocab_size": 40, "tie_output": False}, {"mlp": "gelu_exact"}]
 
 
 def tiny(seed=0, **kw):
     torch.manual_seed(seed)
-    base = dict(vocab_size=50, d_model=32, n_head=4, n_enc_layer=2, n_dec_layer=2, d_ff=64, dropout=0.0,
-                max_seq_len=32, pad_id=PAD, bos_id=BOS, eos_id=EOS)
+    base = {"vocab_size": 50, "d_model": 32, "n_head": 4, "n_enc_layer": 2, "n_dec_layer": 2, "d_ff": 64, "dropout": 0.0,
+                "max_seq_len": 32, "pad_id": PAD, "bos_id": BOS, "eos_id": EOS}
     return Seq2Seq(Seq2SeqConfig(**{**base, **kw})).eval()
 
 

@@ -173,4 +173,4 @@ class TokenBucketBatcher:
         return len(self._batches)
 
 
-__all__ = ["read_parallel", "encode_pairs", "collate", "length_batches", "TokenBucketBatcher"]
+__all__ = ["TokenBucketBatcher", "collate", "encode_pairs", "length_batches", "read_parallel"]

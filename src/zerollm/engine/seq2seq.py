@@ -52,7 +52,8 @@ def translate_batch(model, sources: list[list[int]], gen: GenerationConfig | Non
                     max_len_a: float = 1.5, max_len_b: int = 10, return_scores: bool = False,
                     ban_special: bool = True):
     """Translations (token ids, eos excluded) of `sources` (token ids, eos not included) in one batch:
-    greedy when gen.num_beams == 1, else beam search. `ban_special`: pad and bos get logit bias -1e9. Returns a list of id lists (and with return_scores,
+    greedy when gen.num_beams == 1, else beam search. `ban_special`: pad and bos get logit bias -1e9.
+    Returns a list of id lists (and with return_scores,
     each one's length-normalised beam score, or None for greedy)."""
     gen = gen or GenerationConfig(temperature=0.0, max_new_tokens=256)
     cfg = model.cfg
@@ -180,4 +181,4 @@ def translate_ids(model, sources: list[list[int]], gen: GenerationConfig | None 
     return out  # type: ignore[return-value]
 
 
-__all__ = ["translate_batch", "translate_ids", "max_lengths"]
+__all__ = ["max_lengths", "translate_batch", "translate_ids"]

@@ -90,7 +90,7 @@ class Seq2SeqConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Seq2SeqConfig":
+    def from_dict(cls, d: dict) -> Seq2SeqConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -292,4 +292,4 @@ def is_seq2seq_config(d: dict) -> bool:
     return d.get("arch") == "seq2seq"
 
 
-__all__ = ["Seq2SeqConfig", "Seq2Seq", "sinusoidal_table", "cross_attention", "is_seq2seq_config"]
+__all__ = ["Seq2Seq", "Seq2SeqConfig", "cross_attention", "is_seq2seq_config", "sinusoidal_table"]

@@ -72,7 +72,7 @@ def bleu_scores(hyps: list[str], refs: list[str], tgt_lang: str = "") -> dict:
            "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score}
     if tgt_lang == "ja":
         try:
-            join = lambda xs: ["".join(x.split()) for x in xs]  # noqa: E731
+            join = lambda xs: ["".join(x.split()) for x in xs]
             out["bleu_ja_mecab"] = sacrebleu.corpus_bleu(join(hyps), [join(refs)], tokenize="ja-mecab").score
         except (ImportError, RuntimeError, OSError):  # the optional Japanese tokenizer is not installed
             pass

@@ -17,7 +17,6 @@ and for a Japanese target also sacrebleu's ja-mecab tokenizer on the detokenized
 """
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +24,17 @@ from pathlib import Path
 import torch
 
 from zerollm.artifacts import atomic_write_text, prepare_out, read_manifest
-from zerollm.data.parallel import TokenBucketBatcher, collate, encode_pairs, length_batches, read_parallel
+from zerollm.data.parallel import (
+    TokenBucketBatcher,
+    collate,
+    encode_pairs,
+    length_batches,
+    read_parallel,
+)
 from zerollm.data.sources import DataError
 from zerollm.engine.config import GenerationConfig
 from zerollm.engine.seq2seq import translate_ids
 from zerollm.loading import latest_checkpoint, load
-from zerollm.train.report import read_metrics
 from zerollm.model.seq2seq import Seq2Seq, Seq2SeqConfig, cross_attention
 from zerollm.objectives.seq2seq import Seq2SeqObjective, bleu_scores, evaluate_seq2seq
 from zerollm.rundir import fenced, finish_report, plot_metrics, start_run
@@ -38,12 +42,13 @@ from zerollm.runtime import pick_device
 from zerollm.tokenizer.base import load_tokenizer
 from zerollm.train.checkpoint import prune_checkpoints, save_checkpoint
 from zerollm.train.loop import TrainConfig, train
+from zerollm.train.report import read_metrics
 
 
 def _default_train() -> TrainConfig:
-    return TrainConfig(steps=100_000, lr=1e-3, warmup_steps=200, schedule="wsd", decay_fraction=0.2, min_lr_ratio=0.05,
-                       weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0, eval_every=200, eval_batches=40,
-                       ckpt_every=200, keep_last=1, log_every=20, max_minutes=30.0)
+    return TrainConfig(steps=100_000, lr=1e-3, warmup_steps=200, schedule="wsd", decay_fraction=0.2,
+                       min_lr_ratio=0.05, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0, eval_every=200,
+                       eval_batches=40, ckpt_every=200, keep_last=1, log_every=20, max_minutes=30.0)
 
 
 @dataclass
@@ -70,7 +75,7 @@ class TranslateTrainConfig:
     MANY_FLAGS = ("train_data", "dev_data", "test_data")  # `--train A B` takes several values
 
 
-SMALL_MODEL = dict(d_model=256, n_head=4, n_enc_layer=2, n_dec_layer=2, d_ff=1024, dropout=0.1)  # 2-core CPU size
+SMALL_MODEL = {"d_model": 256, "n_head": 4, "n_enc_layer": 2, "n_dec_layer": 2, "d_ff": 1024, "dropout": 0.1}  # 2-core CPU size
 
 
 def _tokenizer(cfg: TranslateTrainConfig, pairs, out: Path):
@@ -188,8 +193,8 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
 @dataclass
 class TranslateConfig:
     text: str | None = field(default=None, metadata={"positional": "?", "help": "a sentence to translate"})
-    model: str = field(default="", metadata={"required": True,
-                                             "help": "translate run dir (its best/ checkpoint), checkpoint or Marian dir"})
+    model: str = field(default="", metadata={
+        "required": True, "help": "translate run dir (its best/ checkpoint), checkpoint or Marian dir"})
     input: str | None = field(default=None, metadata={"help": "file: one sentence a line"})
     output: str | None = field(default=None, metadata={"help": "write translations here (default: stdout)"})
     num_beams: int = 4
@@ -239,8 +244,8 @@ def translate(model: str | Path, texts: list[str] | str, *, num_beams: int = 4, 
 def translate_stage(c: TranslateConfig) -> None:
     if (c.text is None) == (c.input is None):
         raise ValueError("give a sentence or --input FILE (one of them)")
-    kw = dict(num_beams=c.num_beams, length_penalty=c.length_penalty, no_repeat_ngram_size=c.no_repeat_ngram_size,
-              max_len_a=c.max_len_a, max_len_b=c.max_len_b, batch_size=c.batch_size, device=c.device)
+    kw = {"num_beams": c.num_beams, "length_penalty": c.length_penalty, "no_repeat_ngram_size": c.no_repeat_ngram_size,
+              "max_len_a": c.max_len_a, "max_len_b": c.max_len_b, "batch_size": c.batch_size, "device": c.device}
     if c.text is not None:
         print(translate(c.model, c.text, **kw, where="argument"))
         return
@@ -294,5 +299,11 @@ def cross_attention_png(model, tok, sentence: str, png: Path) -> Path | None:
     return png
 
 
-__all__ = ["TranslateTrainConfig", "TranslateConfig", "translate_train", "translate", "translate_stage",
-           "load_translator"]
+__all__ = [
+    "TranslateConfig",
+    "TranslateTrainConfig",
+    "load_translator",
+    "translate",
+    "translate_stage",
+    "translate_train",
+]
