@@ -183,7 +183,7 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
     if plot_metrics(run_dir / "metrics.jsonl", ["dev_bleu", "dev_chrf", "val_loss"], run_dir / "bleu.png",
                     "dev scores"):
         sections.insert(0, ("Dev BLEU curve", f"best dev BLEU (greedy): **{best['bleu']:.2f}**\n\n![bleu](bleu.png)"))
-    finish_report(run_dir, "translate", model, tc, summary, extra_sections=sections)
+    finish_report(run_dir, "translate train", model, tc, summary, extra_sections=sections)
     return summary
 
 
