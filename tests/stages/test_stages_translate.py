@@ -99,7 +99,18 @@ def test_model_kind_errors(corpus, capsys, tiny_model):
     assert "encoder-decoder (seq2seq)" in capsys.readouterr().err
     with pytest.raises(ValueError, match="seq2seq"):
         load(out)
-    assert isinstance(load(out, seq2seq=True).model, Seq2Seq)
+    loaded = load(out, seq2seq=True)
+    assert isinstance(loaded.model, Seq2Seq)
+    # a Marian export of the run translates the same through --model MARIAN_DIR
+    from zerollm.interop.marian import export_marian
+
+    export_marian(loaded.model, corpus / "marian", loaded.tokenizer)
+    assert main(["translate", "--model", str(out / "checkpoints"), "i like apples ."]) == 0
+    ours = capsys.readouterr().out
+    assert main(["translate", "--model", str(corpus / "marian"), "i like apples ."]) == 0
+    assert capsys.readouterr().out == ours
+    with pytest.raises(ValueError, match="seq2seq"):
+        load(corpus / "marian")
     # an over-long sentence to translate names its line
     (corpus / "long.en").write_text("ok .\n" + "a " * 200 + "\n", encoding="utf-8")
     assert main(["translate", "--model", str(out), "--input", str(corpus / "long.en")]) == 2

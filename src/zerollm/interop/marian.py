@@ -91,13 +91,13 @@ def export_marian(model: Seq2Seq, out: str | Path, tokenizer=None) -> Path:
     gen = {"decoder_start_token_id": cfg.bos_id, "eos_token_id": cfg.eos_id, "pad_token_id": cfg.pad_id,
            "bos_token_id": cfg.bos_id, "forced_eos_token_id": None, "bad_words_ids": [[cfg.pad_id], [cfg.bos_id]],
            "max_length": cfg.max_seq_len, "num_beams": 4}
-    with atomic_dir(out, "marian") as tmp:
+    with atomic_dir(out, "hf_export") as tmp:  # the kind export_hf leaves: loading sees an HF dir
         atomic_write_text(tmp / "config.json", json.dumps(config, indent=2) + "\n")
         atomic_write_text(tmp / "generation_config.json", json.dumps(gen, indent=2) + "\n")
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer is not None:
             tokenizer.save(tmp / "tokenizer")
-        write_manifest(tmp, "marian", source="zerollm seq2seq")
+        write_manifest(tmp, "hf_export", format="marian", source="zerollm seq2seq")
     return Path(out)
 
 
