@@ -12,6 +12,9 @@ a parallel corpus, trained through the one training loop and decoded through eng
       best/step-N/        the checkpoint with the best dev BLEU (what `translate --model run_dir` uses)
       metrics.jsonl, loss.png, bleu.png, cross_attention.png, report.md, test.hyp (with --test)
 
+Throughput in metrics.jsonl / the report counts the padded source positions of each batch (the loop counts
+a batch's first tensor); bench/bench_translate.py counts real source + target tokens.
+
 Scores: sacrebleu BLEU and chrF on the corpus's own tokens (tokenize="none": the data is pre-tokenized),
 and for a Japanese target also sacrebleu's ja-mecab tokenizer on the detokenized text (when installed).
 """
