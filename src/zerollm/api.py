@@ -12,6 +12,7 @@ zerollm/stages/, where each stage lives in one module).
     zerollm convert / export ↔ convert(src, out, from_format="hf") / export(model, out, format=...)  stages/convert.py
     zerollm quantize / memory ↔ quantize(model, out, scheme=...) / memory(params=...)   stages/quantize.py
     zerollm serve            ↔ serve(model, host="127.0.0.1", port=8000, api_key=None)  stages/serve.py
+    zerollm translate train / translate ↔ translate_train(config_or_yaml, overrides) / translate(model, texts)  stages/translate.py
     zerollm model info       ↔ model_info(preset=..., model=...)                    stages/model.py
     zerollm checkpoint consolidate ↔ checkpoint_consolidate(path, out)             stages/checkpoint.py
     zerollm scaling sweep / fit ↔ scaling_sweep(SweepConfig) / scaling_fit(dir)      stages/scaling.py
@@ -38,8 +39,10 @@ from zerollm.stages.rag import rag_ask, rag_index
 from zerollm.stages.scaling import estimate, scaling_fit, scaling_sweep
 from zerollm.stages.serve import serve
 from zerollm.stages.tokenizer import tokenizer_compare, tokenizer_stats, tokenizer_train
+from zerollm.stages.translate import translate, translate_train
 
 __all__ = ["tokenizer_train", "tokenizer_stats", "tokenizer_compare", "data_prepare", "pretrain", "PretrainConfig",
            "quickstart", "QuickstartConfig", "sft", "reward", "dpo", "grpo", "ppo", "generate", "chat", "rag_index",
            "rag_ask", "convert", "export", "quantize", "memory", "serve", "model_info", "load", "load_for_use",
-           "Loaded", "checkpoint_consolidate", "scaling_sweep", "scaling_fit", "estimate", "evaluate", "report"]
+           "Loaded", "checkpoint_consolidate", "scaling_sweep", "scaling_fit", "estimate", "evaluate", "report", "translate_train",
+           "translate"]

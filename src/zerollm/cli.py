@@ -33,6 +33,7 @@ from zerollm.stages.rag import RagAskConfig, RagIndexConfig
 from zerollm.stages.scaling import EstimateConfig, ScalingFitConfig, SweepConfig
 from zerollm.stages.serve import ServeConfig
 from zerollm.stages.tokenizer import TokenizerCompareConfig, TokenizerStatsConfig, TokenizerTrainConfig
+from zerollm.stages.translate import TranslateConfig, TranslateTrainConfig, translate_stage
 from zerollm.tokenizer.pretokenize import resolve_pattern
 
 
@@ -117,8 +118,10 @@ TRAINING_STAGES = {
     "dpo": (DPOConfig, "direct preference optimization against the start model"),
     "grpo": (GRPOConfig, "GRPO on verifiable rewards (GSM8K-style #### answers)"),
     "ppo": (PPOConfig, "PPO (RLHF) with a reward model, value head, KL penalty and GAE"),
+    # `zerollm translate train ...` (main() spells it translate_train for the parser)
+    "translate_train": (TranslateTrainConfig, "train an encoder-decoder translation model (zerollm translate train)"),
 }
-POSTTRAIN_STAGES = {k: v[1] for k, v in TRAINING_STAGES.items() if k != "pretrain"}
+POSTTRAIN_STAGES = {k: v[1] for k, v in TRAINING_STAGES.items() if k not in ("pretrain", "translate_train")}
 _TRAIN_HELP = {"model": "start model: checkpoint, run or HF directory", "data": "data (repeatable)",
                "out": "run directory", "resume": "continue from the latest checkpoint in --out",
                "lora": "train LoRA adapters on a frozen base", "qlora": "LoRA over a 4-bit NF4 base",
@@ -227,6 +230,8 @@ STAGES = {
                                             "your JSONL/YAML) on any model; resumable")},
     "report": {None: (ReportConfig, lambda c: print(api.report(c.runs, c.out), end=""),
                       "report card: one table + chart across runs (their eval.json), nothing re-run")},
+    "translate": {None: (TranslateConfig, translate_stage,
+                         "translate a sentence or a file with an encoder-decoder (`translate train` trains one)")},
     "model": {"info": (ModelInfoConfig, lambda c: print(api.model_info(preset=c.preset, model=c.model,
                                                                        seq_len=c.seq_len)),
                        "a model's architecture, parameters and FLOPs per token")},
@@ -261,7 +266,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     for name, (cls, help_) in TRAINING_STAGES.items():
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", default=None, help="YAML config (see configs/)")
-        fields[name] = config_flags(p, cls, unset=True, helps=_TRAIN_HELP)
+        fields[name] = config_flags(p, cls, unset=True, helps=_TRAIN_HELP, many=getattr(cls, "MANY_FLAGS", ()))
         p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4 lora_config.r=16")
     g = sub.add_parser("generate", help="sample text from a model")
     config_flags(g, GenerateConfig)
@@ -367,7 +372,11 @@ def _run(args: argparse.Namespace, rest: list[str], fields: dict) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser, fields = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stage_at = next((k for k, word in enumerate(argv) if not word.startswith("-")
+                     and (k == 0 or argv[k - 1] != "--threads")), None)  # the stage word
+    if stage_at is not None and argv[stage_at:stage_at + 2] == ["translate", "train"]:
+        argv[stage_at:stage_at + 2] = ["translate_train"]  # `translate train` is the training stage translate_train
     args, rest = parser.parse_known_args(argv)
     args.argv = argv
     if args.version:

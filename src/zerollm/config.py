@@ -37,7 +37,7 @@ class ModelConfig:
     # variant switches (design.md rule 1)
     norm: str = "layernorm"  # layernorm | rmsnorm
     norm_eps: float = 1e-5
-    mlp: str = "gelu"  # gelu (tanh approx, GPT-2) | gelu_exact (GPT-NeoX) | swiglu (Llama)
+    mlp: str = "gelu"  # gelu (tanh approx, GPT-2) | gelu_exact (GPT-NeoX) | relu (Vaswani 2017) | swiglu (Llama)
     position: str = "learned"  # learned | rope
     rope_theta: float = 10000.0
     rope_scaling: dict | None = None  # e.g. {"rope_type": "llama3", "factor": 8.0, ...}
@@ -67,7 +67,7 @@ class ModelConfig:
             self.qkv_bias = self.bias
         if self.n_head % self.n_kv_head:
             raise ConfigError(f"n_head={self.n_head} must be a multiple of n_kv_head={self.n_kv_head}")
-        for name, allowed in (("norm", ("layernorm", "rmsnorm")), ("mlp", ("gelu", "gelu_exact", "swiglu")),
+        for name, allowed in (("norm", ("layernorm", "rmsnorm")), ("mlp", ("gelu", "gelu_exact", "relu", "swiglu")),
                               ("position", ("learned", "rope"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"ModelConfig.{name}={getattr(self, name)!r}; expected one of {allowed}")

@@ -132,11 +132,35 @@ def _build_model(ckpt: Path, device, value_head: bool, prepare) -> torch.nn.Modu
     return model.to(device).eval()
 
 
+def _model_kind(ckpt: Path) -> str:
+    """"seq2seq" for an encoder-decoder (zerollm translate checkpoint or a Marian directory), else "decoder"."""
+    try:
+        cfg = json.loads((ckpt / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return "decoder"
+    return "seq2seq" if cfg.get("arch") == "seq2seq" or cfg.get("model_type") == "marian" else "decoder"
+
+
+def _load_seq2seq(ckpt: Path, device) -> torch.nn.Module:
+    if is_hf_dir(ckpt):  # a Hugging Face MarianMTModel directory
+        from zerollm.interop.marian import import_marian
+
+        return import_marian(ckpt).to(device).eval()
+    from zerollm.model.seq2seq import Seq2Seq, Seq2SeqConfig
+
+    read_manifest(ckpt, "checkpoint")
+    model = Seq2Seq(Seq2SeqConfig.from_dict(json.loads((ckpt / "config.json").read_text(encoding="utf-8"))))
+    load_weights(model, ckpt / "model.safetensors")
+    return model.to(device).eval()
+
+
 def load(path: str | Path, device: str | torch.device = "cpu", *, with_tokenizer: bool = True,
-         value_head: bool = False, for_decode: bool = False, prepare=None) -> Loaded:
+         value_head: bool = False, for_decode: bool = False, prepare=None, seq2seq: bool = False) -> Loaded:
     """Load any `--model DIR` (see the module docstring). `device` may be "auto". `value_head`: a reward
     model saved by the `reward` stage (a run dir's `model/` is used when present). `for_decode`: lay the
-    weights out for fast batch-1 decoding (values unchanged; not for training). `prepare(model) -> fills`:
+    weights out for fast batch-1 decoding (values unchanged; not for training). `seq2seq`: load an
+    encoder-decoder (model/seq2seq.py; a Marian dir is imported) — each kind refuses the other, naming it.
+    `prepare(model) -> fills`:
     reshape the empty model before any weight is read and say which tensors it stores in another form
     (QLoRA's NF4 layers, posttrain/qlora.py); zerollm checkpoints only."""
     device = pick_device(device) if isinstance(device, str) else device
@@ -146,6 +170,18 @@ def load(path: str | Path, device: str | torch.device = "cpu", *, with_tokenizer
     if (ckpt / "dcp").is_dir() and not (ckpt / "model.safetensors").is_file():  # train.parallel=fsdp
         raise ValueError(f"{ckpt}: a sharded checkpoint; make one model.safetensors first with "
                          f"`zerollm checkpoint consolidate {path} --out DIR`")
+    kind = _model_kind(ckpt)  # `seq2seq`: the caller (zerollm translate) wants an encoder-decoder
+    if kind == "seq2seq" and not seq2seq:
+        raise ValueError(f"{ckpt}: an encoder-decoder (seq2seq) translation model; use `zerollm translate "
+                         f"--model {path}`, not a decoder-only stage")
+    if seq2seq and kind != "seq2seq":
+        raise ValueError(f"{ckpt}: a decoder-only language model; `translate` needs an encoder-decoder "
+                         f"(seq2seq) model from `zerollm translate train` or a Marian directory")
+    if seq2seq:
+        from zerollm.tokenizer.base import load_tokenizer
+
+        tokenizer = load_tokenizer(ckpt / "tokenizer") if with_tokenizer and (ckpt / "tokenizer").is_dir() else None
+        return Loaded(_load_seq2seq(ckpt, device), tokenizer, Path(ckpt), None, end_token_ids(ckpt, tokenizer))
     if is_hf_dir(ckpt):
         if value_head:
             raise ValueError(f"{ckpt}: a Hugging Face directory is not a zerollm reward model")

@@ -205,6 +205,30 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor |
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
 
 
+class CrossAttention(Attention):
+    """Encoder-decoder attention (Vaswani et al. 2017, sec. 3.2.3): queries come from the decoder, keys and
+    values from the encoder output ("memory"). Same projections and the same `sdpa` as self-attention; no
+    RoPE and no causality (every target position may look at every real source token).
+
+    `memory_kv(memory)` projects the memory once: at decode time the encoder output does not change, so its
+    keys/values (B, Hkv, S, hd) are computed once per source sentence and reused at every decoder step.
+    """
+
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, S, _ = memory.shape
+        k = self.k_proj(memory).view(B, S, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, S, hd)
+        v = self.v_proj(memory).view(B, S, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, S, hd)
+        return k, v
+
+    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor],
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, D) decoder states; kv from `memory_kv`; mask (B, 1, 1, S) True = real source token."""
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        y = sdpa(q, kv[0], kv[1], mask, False, self.dropout if self.training else 0.0)  # (B, H, T, hd)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
+
+
 def document_mask(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention mask and positions for rows that pack several documents (sequence packing).
 
@@ -230,16 +254,18 @@ def document_mask(segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class GeluMLP(nn.Module):
     """x -> proj(gelu(fc(x))): GPT-2 (tanh-approximate GELU, Hendrycks & Gimpel 2016 eq. 2) or GPT-NeoX
-    (exact erf GELU)."""
+    (exact erf GELU); or x -> proj(relu(fc(x))) (Vaswani et al. 2017, eq. 2; the encoder-decoder)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.fc = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
         self.approximate = "tanh" if cfg.mlp == "gelu" else "none"
+        self.relu = cfg.mlp == "relu"  # the original Transformer's FFN: max(0, x W1 + b1) W2 + b2 (eq. 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.gelu(self.fc(x), approximate=self.approximate))  # (B, T, F) -> (B, T, D)
+        h = self.fc(x)  # (B, T, F)
+        return self.proj(F.relu(h) if self.relu else F.gelu(h, approximate=self.approximate))  # (B, T, D)
 
 
 class SwiGLU(nn.Module):

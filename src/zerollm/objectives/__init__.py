@@ -7,6 +7,7 @@ the loop (zerollm.train.loop.train) knows nothing else about it.
     lm.py          pretraining: next-token cross entropy (LMObjective), evaluate_lm (loss, bits per byte)
     sft.py         supervised fine-tuning: the same loss on assistant tokens only (SFTObjective)
     preference.py  reward model (Bradley–Terry) and DPO/IPO on chosen/rejected pairs
+    seq2seq.py     translation: label-smoothed cross entropy of target given source (Seq2SeqObjective)
     rl.py          PPO (GAE, clipped policy and value losses, KL-shaped rewards) and GRPO (group advantages, k3 KL)
 """
 from zerollm.objectives.base import (IGNORE_INDEX, Objective, add_value_head, hidden_and_values, sequence_logps,
@@ -17,6 +18,7 @@ from zerollm.objectives.preference import (DPOObjective, RewardObjective, bradle
                                            scores)
 from zerollm.objectives.rl import (GRPO_NORMS, GRPOObjective, PPOObjective, gae, group_advantages, grpo_loss,
                                    k3_kl, kl_shaped_rewards, ppo_policy_loss, ppo_value_loss)
+from zerollm.objectives.seq2seq import Seq2SeqObjective, bleu_scores, evaluate_seq2seq, smoothed_loss
 from zerollm.objectives.sft import SFTObjective, evaluate_sft
 
 __all__ = ["IGNORE_INDEX", "Objective", "unwrap", "token_logps", "sequence_logps", "add_value_head",
@@ -24,4 +26,4 @@ __all__ = ["IGNORE_INDEX", "Objective", "unwrap", "token_logps", "sequence_logps
            "last_target_index", "scores", "bradley_terry_loss", "RewardObjective", "evaluate_pairs",
            "reward_margin", "dpo_loss", "reference_logps", "DPOObjective", "gae", "ppo_policy_loss",
            "ppo_value_loss", "kl_shaped_rewards", "PPOObjective", "group_advantages", "k3_kl", "GRPO_NORMS",
-           "grpo_loss", "GRPOObjective"]
+           "grpo_loss", "GRPOObjective", "Seq2SeqObjective", "evaluate_seq2seq", "smoothed_loss", "bleu_scores"]

@@ -1,0 +1,312 @@
+"""`zerollm translate train` and `zerollm translate`: the encoder-decoder Transformer (model/seq2seq.py) on
+a parallel corpus, trained through the one training loop and decoded through engine/seq2seq.py.
+
+    zerollm translate train --train train.en train.ja --dev dev.en dev.ja [--test test.en test.ja]
+                            --out runs/enja [--direction en-ja|ja-en] [--config configs/translate_enja.yaml]
+    zerollm translate --model runs/enja "i like apples ."
+    zerollm translate --model runs/enja --input test.en --output hyp.ja [--num-beams 4]
+
+    run_dir/
+      tokenizer/          the joint SentencePiece-Unigram (or -BPE) tokenizer, trained on both sides
+      checkpoints/step-N/ latest checkpoints (exact resume: weights, optimizer, RNG, batcher position)
+      best/step-N/        the checkpoint with the best dev BLEU (what `translate --model run_dir` uses)
+      metrics.jsonl, loss.png, bleu.png, cross_attention.png, report.md, test.hyp (with --test)
+
+Throughput in metrics.jsonl / the report counts the padded source positions of each batch (the loop counts
+a batch's first tensor); bench/bench_translate.py counts real source + target tokens.
+
+Scores: sacrebleu BLEU and chrF on the corpus's own tokens (tokenize="none": the data is pre-tokenized),
+and for a Japanese target also sacrebleu's ja-mecab tokenizer on the detokenized text (when installed).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from zerollm.artifacts import atomic_write_text, prepare_out, read_manifest
+from zerollm.data.parallel import (
+    TokenBucketBatcher,
+    collate,
+    encode_pairs,
+    length_batches,
+    read_parallel,
+)
+from zerollm.data.sources import DataError
+from zerollm.engine.config import GenerationConfig
+from zerollm.engine.seq2seq import translate_ids
+from zerollm.loading import latest_checkpoint, load
+from zerollm.model.seq2seq import Seq2Seq, Seq2SeqConfig, cross_attention
+from zerollm.objectives.seq2seq import Seq2SeqObjective, bleu_scores, evaluate_seq2seq
+from zerollm.rundir import fenced, finish_report, plot_metrics, start_run
+from zerollm.runtime import pick_device
+from zerollm.tokenizer.base import load_tokenizer
+from zerollm.train.checkpoint import prune_checkpoints, save_checkpoint
+from zerollm.train.loop import TrainConfig, train
+from zerollm.train.report import read_metrics
+
+
+def _default_train() -> TrainConfig:
+    return TrainConfig(steps=100_000, lr=1e-3, warmup_steps=200, schedule="wsd", decay_fraction=0.2,
+                       min_lr_ratio=0.05, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0, eval_every=200,
+                       eval_batches=40, ckpt_every=200, keep_last=1, log_every=20, max_minutes=30.0)
+
+
+@dataclass
+class TranslateTrainConfig:
+    train_data: list = field(default_factory=list, metadata={
+        "flag": "--train", "help": "SRC TGT files (aligned lines), or one .tsv / .jsonl (src, tgt) file"})
+    dev_data: list = field(default_factory=list, metadata={"flag": "--dev", "help": "dev set, same forms"})
+    test_data: list = field(default_factory=list, metadata={"flag": "--test", "help": "test set (scored at the end)"})
+    out: str = "runs/translate"
+    direction: str = field(default="en-ja", metadata={"help": "SRC-TGT: which side is the source (en-ja, ja-en)"})
+    tokenizer: str = field(default="unigram", metadata={"choices": ("unigram", "bpe_sp")})
+    vocab_size: int = 8000  # joint vocabulary over both sides
+    max_len: int = 128  # tokens per sentence (eos included); longer ones are an error naming the line
+    max_tokens: int = 2000  # tokens per batch (padded longest side x sentences)
+    label_smoothing: float = 0.1
+    model: dict = field(default_factory=dict)  # Seq2SeqConfig overrides, e.g. {"n_enc_layer": 6}
+    train: TrainConfig = field(default_factory=_default_train)
+    dev_sentences: int = 300  # dev sentences decoded (greedy) for BLEU at every evaluation
+    test_beams: int = 4
+    length_penalty: float = 1.0
+    resume: bool = False
+    overwrite: bool = False
+
+    MANY_FLAGS = ("train_data", "dev_data", "test_data")  # `--train A B` takes several values
+
+
+SMALL_MODEL = {"d_model": 256, "n_head": 4, "n_enc_layer": 2, "n_dec_layer": 2, "d_ff": 1024, "dropout": 0.1}  # 2-core CPU size
+
+
+def _tokenizer(cfg: TranslateTrainConfig, pairs, out: Path):
+    path = out / "tokenizer"
+    if path.is_dir():
+        return load_tokenizer(path)
+    texts = [s for s, _ in pairs] + [t for _, t in pairs]
+    if cfg.tokenizer == "unigram":
+        from zerollm.tokenizer.unigram import train_unigram as trainer
+    else:
+        from zerollm.tokenizer.bpe_sp import train_bpe_sp as trainer
+    tok = trainer(texts, vocab_size=cfg.vocab_size)
+    tok.save(path)
+    return tok
+
+
+def _source_name(paths) -> str:
+    return str(paths[0])
+
+
+def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: list[str] | dict | None = None,
+                    quiet: bool = False) -> dict:
+    """Train an encoder-decoder on a parallel corpus (see the module docstring)."""
+    from zerollm.config import load_config
+
+    if not isinstance(cfg, TranslateTrainConfig):  # this stage's defaults (its TrainConfig too) < YAML < overrides
+        cfg = load_config(TranslateTrainConfig, cfg, overrides, base=TranslateTrainConfig())
+    elif overrides:
+        cfg = load_config(TranslateTrainConfig, None, overrides, base=cfg)
+    if not cfg.train_data:
+        raise ValueError("translate train: no training data (--train SRC TGT, or one .tsv/.jsonl)")
+    if not cfg.dev_data:
+        raise ValueError("translate train: no dev data (--dev SRC TGT): dev BLEU picks the best checkpoint")
+    tc = cfg.train
+    train_pairs = read_parallel(cfg.train_data, cfg.direction)
+    dev_pairs = read_parallel(cfg.dev_data, cfg.direction)[:max(1, cfg.dev_sentences)]
+    test_pairs = read_parallel(cfg.test_data, cfg.direction) if cfg.test_data else []
+    run = start_run(cfg.out, "translate", cfg, resume=cfg.resume, overwrite=cfg.overwrite,
+                    train=[str(p) for p in cfg.train_data], direction=cfg.direction)
+    run_dir = run.dir
+    tok = _tokenizer(cfg, train_pairs, run_dir)
+    if tok.pad_id is None or tok.bos_id is None or tok.eos_id is None:
+        raise ValueError("the tokenizer needs <|pad|>, <|bos|> and <|eos|> special tokens")
+    train_ids = encode_pairs(train_pairs, tok, cfg.max_len, _source_name(cfg.train_data))
+    dev_ids = encode_pairs(dev_pairs, tok, cfg.max_len, _source_name(cfg.dev_data))
+    mcfg = Seq2SeqConfig(**{**SMALL_MODEL, "vocab_size": tok.vocab_size, "max_seq_len": cfg.max_len + 1,
+                            "pad_id": tok.pad_id, "bos_id": tok.bos_id, "eos_id": tok.eos_id, **cfg.model})
+    device = pick_device(tc.device)
+    torch.manual_seed(tc.seed)
+    model = Seq2Seq(mcfg).to(device)
+    data = TokenBucketBatcher(train_ids, cfg.max_tokens, tok.pad_id, tok.bos_id, tok.eos_id, seed=tc.seed)
+    dev_batches = [collate([dev_ids[i] for i in b], tok.pad_id, tok.bos_id, tok.eos_id)
+                   for b in length_batches([max(len(s), len(t)) + 1 for s, t in dev_ids], cfg.max_tokens, None)]
+    refs = [t for _, t in dev_pairs]
+    tgt_lang = cfg.direction.split("-")[-1]
+    best_dir = run_dir / "best"
+    best = {"bleu": -1.0}
+    if latest_checkpoint(best_dir) is not None:  # resuming: the best so far
+        best["bleu"] = float(read_manifest(latest_checkpoint(best_dir), "checkpoint").get("dev_bleu", -1.0))
+    gen = GenerationConfig(temperature=0.0, max_new_tokens=cfg.max_len)
+
+    def evaluate(m: torch.nn.Module) -> dict:
+        out = evaluate_seq2seq(m, dev_batches)
+        hyps = [tok.decode(h) for h in translate_ids(m, [s for s, _ in dev_ids], gen)]
+        scores = bleu_scores(hyps, refs, tgt_lang)
+        out.update(dev_bleu=scores["bleu"], dev_chrf=scores["chrf"])
+        if scores["bleu"] > best["bleu"]:  # keep the best checkpoint (weights + tokenizer; atomic)
+            best["bleu"] = scores["bleu"]
+            step = len(read_metrics(run_dir / "metrics.jsonl"))  # only names the directory
+            save_checkpoint(best_dir / f"step-{step:08d}", m, mcfg, tokenizer=tok, config_yaml=run.config_yaml,
+                            extra={"dev_bleu": scores["bleu"], "model_kind": "seq2seq"})
+            prune_checkpoints(best_dir, 1)
+        return out
+
+    if not quiet:
+        print(f"model: {model.describe()}\ndata: {len(train_ids)} pairs, {data.batches_per_epoch} batches/epoch "
+              f"of <= {cfg.max_tokens} tokens; dev {len(dev_ids)}; tokenizer {cfg.tokenizer} {tok.vocab_size}")
+    summary = train(model, Seq2SeqObjective(cfg.label_smoothing), data, tc, run_dir, model_cfg=mcfg,
+                    tokenizer=tok, evaluate=evaluate, resume_from=run.resume_from, config_yaml=run.config_yaml)
+    # the end: the best checkpoint translates dev (examples) and test (scores), and draws a cross-attention map
+    if latest_checkpoint(best_dir) is not None:
+        model = load(best_dir, device, seq2seq=True).model
+    summary.update(run_dir=str(run_dir), model=model.describe(), n_params=model.num_params(),
+                   best_dev_bleu=best["bleu"])
+    sections = []
+    examples = [tok.decode(h) for h in translate_ids(model, [s for s, _ in dev_ids[:8]], gen)]
+    sections.append(("Translations (dev, greedy, best checkpoint)", fenced("\n\n".join(
+        f"src: {s}\nref: {r}\nhyp: {h}" for (s, r), h in zip(dev_pairs[:8], examples)))))
+    if test_pairs:
+        test_ids = encode_pairs(test_pairs, tok, cfg.max_len, _source_name(cfg.test_data))
+        lines = []
+        for beams in sorted({1, cfg.test_beams}):
+            g = GenerationConfig(temperature=0.0, max_new_tokens=cfg.max_len, num_beams=beams,
+                                 length_penalty=cfg.length_penalty)
+            hyps = [tok.decode(h) for h in translate_ids(model, [s for s, _ in test_ids], g)]
+            sc = bleu_scores(hyps, [t for _, t in test_pairs], tgt_lang)
+            summary[f"test_beam{beams}"] = sc
+            lines.append(f"- test, {'greedy' if beams == 1 else f'beam {beams}'}: " + ", ".join(
+                f"{k} **{v:.2f}**" for k, v in sc.items()))
+            atomic_write_text(run_dir / f"test.beam{beams}.hyp", "\n".join(hyps) + "\n")
+        sections.insert(0, ("Test scores (sacrebleu)", "\n".join(lines)))
+    png = cross_attention_png(model, tok, dev_pairs[0][0], run_dir / "cross_attention.png")
+    if png:
+        sections.append(("Cross-attention", "![cross-attention](cross_attention.png)"))
+    if plot_metrics(run_dir / "metrics.jsonl", ["dev_bleu", "dev_chrf", "val_loss"], run_dir / "bleu.png",
+                    "dev scores"):
+        sections.insert(0, ("Dev BLEU curve", f"best dev BLEU (greedy): **{best['bleu']:.2f}**\n\n![bleu](bleu.png)"))
+    finish_report(run_dir, "translate train", model, tc, summary, extra_sections=sections)
+    return summary
+
+
+# ---- decoding ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TranslateConfig:
+    text: str | None = field(default=None, metadata={"positional": "?", "help": "a sentence to translate"})
+    model: str = field(default="", metadata={
+        "required": True, "help": "translate run dir (its best/ checkpoint), checkpoint or Marian dir"})
+    input: str | None = field(default=None, metadata={"help": "file: one sentence a line"})
+    output: str | None = field(default=None, metadata={"help": "write translations here (default: stdout)"})
+    num_beams: int = 4
+    length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    max_len_a: float = 1.5  # max target length = a * source length + b
+    max_len_b: int = 10
+    batch_size: int = 64
+    device: str = "cpu"
+    overwrite: bool = False
+
+
+def load_translator(path: str | Path, device: str = "cpu"):
+    """(model, tokenizer) of a translate run (best/ when present), checkpoint or Marian directory."""
+    path = Path(path)
+    if latest_checkpoint(path / "best") is not None:
+        path = path / "best"
+    loaded = load(path, device, seq2seq=True)
+    if loaded.tokenizer is None:
+        raise FileNotFoundError(f"{path}: no tokenizer/ directory")
+    return loaded.model, loaded.tokenizer
+
+
+def translate(model: str | Path, texts: list[str] | str, *, num_beams: int = 4, length_penalty: float = 1.0,
+              no_repeat_ngram_size: int = 0, max_len_a: float = 1.5, max_len_b: int = 10, batch_size: int = 64,
+              device: str = "cpu", where: str = "input") -> list[str] | str:
+    """Translate a sentence (str -> str) or sentences (list -> list, same order)."""
+    single = isinstance(texts, str)
+    texts = [texts] if single else list(texts)
+    m, tok = load_translator(model, device) if not isinstance(model, tuple) else model
+    ids = []
+    for i, t in enumerate(texts, 1):
+        if not t.strip():
+            raise DataError(f"{where}:{i}: empty line (one sentence a line)")
+        x = tok.encode(t)
+        if len(x) + 1 > m.cfg.max_seq_len:
+            raise DataError(f"{where}:{i}: sentence is {len(x) + 1} tokens, over the model's limit of "
+                            f"{m.cfg.max_seq_len}")
+        ids.append(x)
+    gen = GenerationConfig(temperature=0.0, num_beams=num_beams, length_penalty=length_penalty,
+                           no_repeat_ngram_size=no_repeat_ngram_size, max_new_tokens=m.cfg.max_seq_len)
+    hyps = [tok.decode(h) for h in translate_ids(m, ids, gen, batch_size=batch_size, max_len_a=max_len_a,
+                                                 max_len_b=max_len_b)]
+    return hyps[0] if single else hyps
+
+
+def translate_stage(c: TranslateConfig) -> None:
+    if (c.text is None) == (c.input is None):
+        raise ValueError("give a sentence or --input FILE (one of them)")
+    kw = {"num_beams": c.num_beams, "length_penalty": c.length_penalty, "no_repeat_ngram_size": c.no_repeat_ngram_size,
+              "max_len_a": c.max_len_a, "max_len_b": c.max_len_b, "batch_size": c.batch_size, "device": c.device}
+    if c.text is not None:
+        print(translate(c.model, c.text, **kw, where="argument"))
+        return
+    src = Path(c.input)
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such file")
+    lines = src.read_text(encoding="utf-8").splitlines()
+    if c.output:  # an existing file is refused (or, with --overwrite, moved aside) before any work
+        prepare_out(c.output, "file", overwrite=c.overwrite, inputs=[c.input])
+    hyps = translate(c.model, lines, **kw, where=str(src))
+    if c.output:
+        atomic_write_text(c.output, "\n".join(hyps) + "\n")
+        print(f"translated {len(hyps)} lines → {c.output}", file=sys.stderr)
+    else:
+        print("\n".join(hyps))
+
+
+def cross_attention_png(model, tok, sentence: str, png: Path) -> Path | None:
+    """Heat map of the last decoder layer's cross-attention (mean over heads) for `sentence` and the model's
+    own greedy translation: rows = target tokens, columns = source tokens."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    src = tok.encode(sentence)
+    hyp = translate_ids(model, [src], GenerationConfig(temperature=0.0, max_new_tokens=model.cfg.max_seq_len))[0]
+    att = cross_attention(model, src + [model.cfg.eos_id], [model.cfg.bos_id] + hyp)  # (T, S)
+    xs = [tok.decode([i]) for i in src] + ["</s>"]
+    ys = [tok.decode([i]) for i in hyp] + ["</s>"]
+    from matplotlib import font_manager
+
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    cjk = next((n for n in ("Noto Sans CJK JP", "IPAexGothic", "IPAGothic", "TakaoGothic", "VL Gothic")
+                if n in names), None)
+    if cjk:  # a font with Japanese glyphs, when the machine has one
+        plt.rcParams["font.family"] = cjk
+    else:  # otherwise non-ASCII tokens are labelled by id rather than drawn as empty boxes
+        xs = [x if x.isascii() else f"#{i}" for x, i in zip(xs, src + [model.cfg.eos_id])]
+        ys = [y if y.isascii() else f"#{i}" for y, i in zip(ys, hyp + [model.cfg.eos_id])]
+    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(xs), 1 + 0.4 * len(ys)), dpi=110)
+    ax.imshow(att.numpy(), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(xs)), xs, rotation=60, ha="right")
+    ax.set_yticks(range(len(ys)), ys)
+    ax.set_xlabel("source")
+    ax.set_ylabel("translation")
+    ax.set_title("cross-attention (last decoder layer, mean over heads)")
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    return png
+
+
+__all__ = [
+    "TranslateConfig",
+    "TranslateTrainConfig",
+    "load_translator",
+    "translate",
+    "translate_stage",
+    "translate_train",
+]

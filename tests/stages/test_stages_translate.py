@@ -1,0 +1,117 @@
+"""`zerollm translate train` / `zerollm translate` end to end on a tiny corpus: run directory, best checkpoint,
+BLEU in the report, sentence and file modes; resume equals an uninterrupted run; bad input gives one-line
+errors naming the file and line or the model kind, and nothing already written is lost."""
+import json
+
+import pytest
+import torch
+
+from zerollm.cli import main
+from zerollm.loading import load
+from zerollm.model.seq2seq import Seq2Seq
+
+EN = ["i like apples .", "he is a student .", "she likes cats .", "we are friends .", "it is cold today .",
+      "i have a dog .", "they play tennis .", "you are kind ."]
+JA = ["私 は りんご が 好き だ 。", "彼 は 学生 で す 。", "彼女 は 猫 が 好き だ 。", "私 達 は 友達 だ 。",
+      "今日 は 寒 い 。", "私 は 犬 を 飼 っ て い る 。", "彼 ら は テニス を する 。", "あなた は 親切 だ 。"]
+TINY = ["--vocab-size", "350", "train.max_minutes=0", "train.warmup_steps=2", "train.progress=false",
+        "train.eval_every=4", "train.ckpt_every=4", "train.log_every=2", "model.d_model=32", "model.d_ff=64",
+        "model.n_enc_layer=1", "model.n_dec_layer=1", "model.dropout=0.0", "max_tokens=64", "dev_sentences=4",
+        "test_beams=2"]
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    for name, lines in (("train.en", EN * 4), ("train.ja", JA * 4), ("dev.en", EN[:4]), ("dev.ja", JA[:4])):
+        (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return tmp_path
+
+
+def train_args(d, out, steps):
+    return ["translate", "train", "--train", str(d / "train.en"), str(d / "train.ja"), "--dev", str(d / "dev.en"),
+            str(d / "dev.ja"), "--out", str(out), *TINY, f"train.steps={steps}"]
+
+
+def test_train_then_translate_sentence_and_file(corpus, capsys):
+    out = corpus / "run"
+    assert main(train_args(corpus, out, 8) + ["--test", str(corpus / "dev.en"), str(corpus / "dev.ja")]) == 0
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "dev_bleu" in report and "test, beam 2" in report and "src: i like apples ." in report
+    for f in ("loss.png", "bleu.png", "cross_attention.png", "metrics.jsonl", "test.beam2.hyp"):
+        assert (out / f).is_file(), f
+    assert any("dev_bleu" in json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines())
+    assert list((out / "best").glob("step-*/model.safetensors"))
+    capsys.readouterr()
+    assert main(["translate", "--model", str(out), "i like apples .", "--num-beams", "2"]) == 0
+    assert capsys.readouterr().out.strip() != ""
+    hyp = corpus / "hyp.ja"
+    assert main(["translate", "--model", str(out), "--input", str(corpus / "dev.en"), "--output", str(hyp)]) == 0
+    assert len(hyp.read_text(encoding="utf-8").splitlines()) == 4
+    # an existing output is not overwritten
+    before = hyp.read_text(encoding="utf-8")
+    assert main(["translate", "--model", str(out), "--input", str(corpus / "dev.en"), "--output", str(hyp)]) == 2
+    assert hyp.read_text(encoding="utf-8") == before
+
+
+def test_resume_equals_uninterrupted(corpus):
+    import shutil
+
+    full, part = corpus / "full", corpus / "part"
+    assert main(train_args(corpus, full, 8) + ["train.keep_last=3"]) == 0
+    assert main(train_args(corpus, part, 8) + ["train.keep_last=3"]) == 0
+    shutil.rmtree(part / "checkpoints" / "step-00000008")  # as if interrupted after the step-4 checkpoint
+    (part / "checkpoints" / "latest").write_text("step-00000004\n")
+    assert main(train_args(corpus, part, 8) + ["train.keep_last=3", "--resume"]) == 0  # steps 5..8 again
+    a = load(full / "checkpoints", seq2seq=True).model
+    b = load(part / "checkpoints", seq2seq=True).model
+    for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), n
+
+
+def test_bad_input_errors(corpus, capsys, tiny_model):
+    (corpus / "short.ja").write_text("\n".join(JA[:3]) + "\n", encoding="utf-8")
+    args = train_args(corpus, corpus / "bad", 2)
+    args[args.index(str(corpus / "train.ja"))] = str(corpus / "short.ja")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "train.en has 32 lines but" in err and "short.ja has 3" in err and len(err.strip().splitlines()) == 1
+    (corpus / "holes.ja").write_text("\n".join(JA[:2] + [""] + JA[3:]) + "\n", encoding="utf-8")
+    (corpus / "holes.en").write_text("\n".join(EN) + "\n", encoding="utf-8")
+    args = train_args(corpus, corpus / "bad2", 2)
+    args[args.index(str(corpus / "dev.en"))], args[args.index(str(corpus / "dev.ja"))] = (
+        str(corpus / "holes.en"), str(corpus / "holes.ja"))
+    assert main(args) == 2
+    assert "holes.ja:3: empty target sentence" in capsys.readouterr().err
+
+
+def test_model_kind_errors(corpus, capsys, tiny_model):
+    from zerollm.tokenizer.base import load_tokenizer
+    from zerollm.train.checkpoint import save_checkpoint
+
+    out = corpus / "run"
+    assert main(train_args(corpus, out, 2)) == 0
+    dec = tiny_model()
+    save_checkpoint(corpus / "dec", dec, dec.cfg, tokenizer=load_tokenizer(out / "tokenizer"))
+    capsys.readouterr()
+    assert main(["translate", "--model", str(corpus / "dec"), "hello ."]) == 2
+    assert "decoder-only" in capsys.readouterr().err
+    assert main(["generate", "--model", str(out), "--prompt", "hi"]) == 2
+    assert "encoder-decoder (seq2seq)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="seq2seq"):
+        load(out)
+    loaded = load(out, seq2seq=True)
+    assert isinstance(loaded.model, Seq2Seq)
+    # a Marian export of the run translates the same through --model MARIAN_DIR
+    from zerollm.interop.marian import export_marian
+
+    export_marian(loaded.model, corpus / "marian", loaded.tokenizer)
+    assert main(["translate", "--model", str(out / "checkpoints"), "i like apples ."]) == 0
+    ours = capsys.readouterr().out
+    assert main(["translate", "--model", str(corpus / "marian"), "i like apples ."]) == 0
+    assert capsys.readouterr().out == ours
+    with pytest.raises(ValueError, match="seq2seq"):
+        load(corpus / "marian")
+    # an over-long sentence to translate names its line
+    (corpus / "long.en").write_text("ok .\n" + "a " * 200 + "\n", encoding="utf-8")
+    assert main(["translate", "--model", str(out), "--input", str(corpus / "long.en")]) == 2
+    assert "long.en:2: sentence is" in capsys.readouterr().err
