@@ -111,7 +111,7 @@ def main() -> None:
         rows = [("load HF dir", run("load", hf_dir, conv)), ("convert HF -> zerollm", run("convert", hf_dir, conv)),
                 ("load converted", run("load", conv, conv)), ("naive (load_file + load_state_dict)",
                                                               run("naive", hf_dir, conv))]
-        print(f"| operation | peak RSS (MiB) | after imports (MiB) | peak / weight bytes | (peak - imports) / weights |")
+        print("| operation | peak RSS (MiB) | after imports (MiB) | peak / weight bytes | (peak - imports) / weights |")
         print("|---|---|---|---|---|")
         for name, r in rows:
             peak, base = r["peak_kb"] * 1024, r["after_imports_kb"] * 1024

@@ -112,7 +112,7 @@ def test_repl_save_and_load_failures_keep_the_session(tok, tmp_path, tiny_model)
     model = tiny_model(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=32, max_seq_len=128)
     session = ChatSession(model, tok, max_new_tokens=3, temperature=0.0)
     (tmp_path / "notes.txt").write_text("mine")
-    script = iter(["hello", f"/save {tmp_path}", f"/save {tmp_path}/notes.txt/x.json", f"/save /proc/nope/c.json",
+    script = iter(["hello", f"/save {tmp_path}", f"/save {tmp_path}/notes.txt/x.json", "/save /proc/nope/c.json",
                    f"/load {tmp_path}", f"/load {tmp_path}/notes.txt", "exit"])
     out = io.StringIO()
     run_repl(session, read=lambda p: next(script), out=out)

@@ -120,7 +120,7 @@ def test_ddp_two_processes_match_one(shards, tmp_path):
                  "train.progress=false", "train.device=cpu", "sample_tokens=0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           f"--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "zerollm.cli", "pretrain", *overrides]
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "zerollm.cli", "pretrain", *overrides]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = _losses(single), _losses(ddp)

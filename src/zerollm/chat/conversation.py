@@ -45,7 +45,7 @@ class Conversation:
 
     def add(self, role: str, content: str | None, **extra) -> dict:
         if role not in ROLES or role == "system":
-            raise ValueError(f"role must be one of user, assistant, tool (set the system prompt with .system)")
+            raise ValueError("role must be one of user, assistant, tool (set the system prompt with .system)")
         msg = {"role": role, "content": content, **extra}
         self.messages.append(msg)
         return msg
