@@ -14,10 +14,17 @@ Wu et al. 2016 (GNMT) / HF. One step:
 Stopping (`early_stopping`, HF semantics): True stops once num_beams hypotheses exist; False stops when
 the best running beam, normalised at its current length, cannot beat the worst hypothesis; "never" uses
 the max length for that bound when length_penalty > 0 (the canonical beam search).
+
+One mechanism, two callers: `beam_core` runs that step on B rows x num_beams beams at once (each row, a
+prompt or a source sentence, keeps its own hypotheses, length limit and `done` flag; a done row stops
+changing while the others go on). The model-specific parts come in as two callables, `step` (token ids ->
+next-token logits, advancing the model's caches) and `reorder` (cache rows follow their beams).
+`beam_search` below is the decoder-only caller (one prompt, B = 1); engine/seq2seq.py's beam path is the
+encoder-decoder one (B source sentences, decoder prefix [bos]).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -27,6 +34,92 @@ from .config import GenerationConfig, stop_ids
 from .sampling import apply_processors, needs_history
 
 NEG = -1.0e9
+
+
+def reorder_cache(cache: KVCache) -> Callable[[torch.Tensor], None]:
+    """The `reorder` callable for a KVCache: row r of every layer's K/V becomes (a copy of) row src[r]."""
+    def reorder(src: torch.Tensor) -> None:
+        for t in (*cache.k, *cache.v):
+            t.copy_(t.index_select(0, src))
+    return reorder
+
+
+def beam_core(step: Callable[[torch.Tensor], torch.Tensor], reorder: Callable[[torch.Tensor], None],
+              prefix: torch.Tensor, limits: Sequence[int], cfg: GenerationConfig, eos: Sequence[int],
+              num_return: int = 1) -> tuple[list[list[list[int]]], list[list[float]]]:
+    """Beam search on B = len(limits) rows x nb = cfg.num_beams beams; flat row b*nb + j is beam j of row b.
+
+    prefix (P,): the tokens every beam starts from (a prompt; [bos] for a decoder); limits[b]: the total
+    length (prefix included) row b may reach. step(ids (B*nb, t)) -> logits (B*nb, V) at the last position:
+    called first with the whole prefix, then with one new token per beam (it advances the caches).
+    reorder(src (B*nb,)): flat row r of the caches becomes flat row src[r] (beams change parents).
+    Returns, per row, the best `num_return` hypotheses (token ids after the prefix, eos kept as emitted)
+    and their length-normalised scores, best first. Uses num_beams, length_penalty, early_stopping and
+    the processors of sampling.py (repetition penalty, no_repeat_ngram_size, logit bias)."""
+    nb, lp, es = cfg.num_beams, cfg.length_penalty, cfg.early_stopping
+    B, P, device = len(limits), prefix.numel(), prefix.device
+    L = max(limits)
+    eos_t = torch.tensor(sorted(eos), dtype=torch.long, device=device)
+    keep = max(2, 1 + len(eos)) * nb  # candidates per row: enough live ones even if every eos is among them
+    top_mask = torch.arange(keep, device=device) < nb  # (keep,) only the top nb candidates may finish
+    limit = torch.tensor(list(limits), device=device)  # (B,)
+    rows = torch.arange(B, device=device)[:, None]  # (B, 1) for gathering per row
+    # "never" bounds the best running beam at each row's max length: (L_b - P) ** lp in Python floats, as HF
+    never = torch.tensor([float((n - P) ** lp) for n in limits], device=device) if es == "never" and lp > 0 else None
+
+    running = torch.full((B, nb, L), -1, dtype=torch.long, device=device)  # -1: slot not filled yet
+    running[:, :, :P] = prefix
+    running_scores = torch.full((B, nb), NEG, device=device)
+    running_scores[:, 0] = 0.0  # the nb beams start identical: only the first one is live
+    seqs = torch.full((B, nb, L), -1, dtype=torch.long, device=device)  # finished hypotheses
+    scores = torch.full((B, nb), NEG, device=device)
+    finished = torch.zeros(B, nb, dtype=torch.bool, device=device)  # which hypothesis slots are filled
+    done = torch.zeros(B, dtype=torch.bool, device=device)  # per row: no better hypothesis can come
+
+    cur, fed = P, 0  # tokens so far; tokens the model has seen (prefill first, then one per step)
+    while cur < L:
+        logits = step(running[:, :, fed:cur].reshape(B * nb, cur - fed))  # (B*nb, V)
+        fed = cur
+        V = logits.shape[-1]
+        logprobs = logits.float().log_softmax(-1)
+        prev = running[:, :, :cur].reshape(B * nb, cur)
+        logprobs = apply_processors(logprobs, cfg, prev if needs_history(cfg) else None, P)
+        flat = (logprobs.view(B, nb, V) + running_scores[:, :, None]).view(B, nb * V)
+        top_lp, top_idx = flat.topk(keep, dim=-1)  # (B, keep)
+        src_beam, tok = top_idx // V, top_idx % V
+        cand = running[rows, src_beam].clone()  # (B, keep, L)
+        cand[:, :, cur] = tok
+        hits = torch.isin(tok, eos_t) | (cur + 1 >= limit)[:, None]  # (B, keep) eos or the length limit
+
+        # next running beams: the best nb candidates that did not finish
+        live_lp = top_lp + hits.float() * NEG
+        nxt = live_lp.topk(nb, dim=-1).indices  # (B, nb)
+        running, running_scores = cand[rows, nxt], live_lp[rows, nxt]
+        beam_src = src_beam[rows, nxt]  # (B, nb)
+
+        # finished hypotheses: candidates in the top nb that hit eos / the length limit, merged into the
+        # row's best nb so far; a done row no longer changes
+        just_done = hits & top_mask
+        norm = top_lp / ((cur + 1 - P) ** lp)
+        norm = norm + (done[:, None] | ~just_done).float() * NEG
+        merged = torch.cat([scores, norm], 1)  # (B, nb + keep)
+        best = merged.topk(nb, dim=-1).indices
+        seqs = torch.cat([seqs, cand], 1)[rows, best]
+        scores = merged[rows, best]
+        finished = torch.cat([finished, just_done], 1)[rows, best]
+
+        cur += 1
+        # HF's stopping rule per row (module docstring): can the best running beam still beat the worst
+        # hypothesis? True: stop as soon as nb hypotheses exist; and stop when every candidate finished
+        best_running = running_scores[:, 0] / (never if never is not None else (cur - P) ** lp)
+        worst_done = torch.where(finished.all(-1), scores.min(-1).values, torch.full_like(best_running, NEG))
+        done |= ~(best_running > worst_done) | (finished.all(-1) & (es is True)) | hits.all(-1)
+        if bool(done.all()):
+            break
+        reorder((rows * nb + beam_src).view(-1))  # cache rows follow their beams
+
+    out = [[[t for t in seqs[b, i, P:].tolist() if t >= 0] for i in range(num_return)] for b in range(B)]
+    return out, [[float(s) for s in scores[b, :num_return]] for b in range(B)]
 
 
 def beam_search(model, prompt_ids: Sequence[int], gen_cfg: GenerationConfig, tokenizer=None,
@@ -41,78 +134,24 @@ def beam_search(model, prompt_ids: Sequence[int], gen_cfg: GenerationConfig, tok
         raise ValueError("num_return_sequences must be <= num_beams")
     device = next(model.parameters()).device
     prompt = torch.as_tensor(list(prompt_ids), dtype=torch.long, device=device)
-    P = prompt.numel()
-    max_length = min(P + cfg.max_new_tokens, model.cfg.max_seq_len)
+    max_length = min(prompt.numel() + cfg.max_new_tokens, model.cfg.max_seq_len)
     eos = sorted(stop_ids(cfg, tokenizer))
-    eos_t = torch.tensor(eos, dtype=torch.long, device=device)
-    keep = max(2, 1 + len(eos)) * nb
-    top_mask = torch.arange(keep, device=device) < nb  # (keep,)
-    lp, es = cfg.length_penalty, cfg.early_stopping
-
-    running = torch.full((nb, max_length), -1, dtype=torch.long, device=device)
-    running[:, :P] = prompt
-    running_scores = torch.full((nb,), NEG, device=device)
-    running_scores[0] = 0.0
-    seqs = torch.full((nb, max_length), -1, dtype=torch.long, device=device)
-    scores = torch.full((nb,), NEG, device=device)
-    finished = torch.zeros(nb, dtype=torch.bool, device=device)
-    improvable = True
 
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             cache = KVCache.for_model(model, batch_size=nb, max_len=max_length)
-            hidden = native.forward(model, running[:, :P], cache)
-            cur = P
-            while cur < max_length:
-                logits = native.logits(model, hidden[:, -1])  # (nb, V)
-                V = logits.shape[-1]
-                logprobs = logits.float().log_softmax(-1)
-                logprobs = apply_processors(logprobs, cfg, running[:, :cur] if needs_history(cfg) else None, P)
-                flat = (logprobs + running_scores[:, None]).view(-1)  # (nb*V,)
-                top_lp, top_idx = flat.topk(keep)
-                src, tok = top_idx // V, top_idx % V
-                cand = running[src].clone()
-                cand[:, cur] = tok
-                hits = torch.isin(tok, eos_t) | (cur + 1 >= max_length)  # (keep,)
 
-                # next running beams: best nb candidates that did not finish
-                live_lp = top_lp + hits.float() * NEG
-                nxt = live_lp.topk(nb).indices
-                running, running_scores, beam_src = cand[nxt], live_lp[nxt], src[nxt]
+            def step(ids: torch.Tensor) -> torch.Tensor:  # the prompt prefill, then one token per beam
+                return native.logits(model, native.forward(model, ids, cache)[:, -1])
 
-                # finished hypotheses: candidates in the top nb that hit eos / the length limit
-                just_done = hits & top_mask
-                norm = top_lp / ((cur + 1 - P) ** lp)
-                if bool(finished.all()) and es is True or not improvable:
-                    norm = norm + NEG
-                norm = norm + (~just_done).float() * NEG
-                merged_scores = torch.cat([scores, norm])
-                best = merged_scores.topk(nb).indices
-                seqs = torch.cat([seqs, cand])[best]
-                scores = merged_scores[best]
-                finished = torch.cat([finished, just_done])[best]
-
-                cur += 1
-                # HF's early-stop heuristic (see module docstring)
-                length = (max_length - P) if (es == "never" and lp > 0) else (cur - P)
-                best_running = running_scores[0] / (length ** lp)
-                worst_done = scores.min() if bool(finished.all()) else torch.tensor(NEG)
-                improvable = improvable and bool(best_running > worst_done)
-                if not improvable or (bool(finished.all()) and es is True) or bool(hits.all()):
-                    break
-                for t in (*cache.k, *cache.v):  # reorder the cache rows to follow their beams
-                    t.copy_(t.index_select(0, beam_src))
-                hidden = native.forward(model, running[:, cur - 1:cur], cache)
+            (out,), (out_scores,) = beam_core(step, reorder_cache(cache), prompt, [max_length], cfg, eos,
+                                              cfg.num_return_sequences)
     finally:
         model.train(was_training)
 
-    out, out_scores = [], []
-    for i in range(cfg.num_return_sequences):
-        ids = [t for t in seqs[i, P:].tolist() if t >= 0]
+    for ids in out:
         if ids and ids[-1] in eos and not keep_eos:
             ids.pop()  # a hypothesis ends at its first eos
-        out.append(ids)
-        out_scores.append(float(scores[i]))
     return (out, out_scores) if return_scores else out

@@ -5,11 +5,10 @@
 
 Shared with the decoder-only engine, not forked: the logits processors of engine/sampling.py
 (`no_repeat_ngram_size`, repetition penalty, logit bias via `apply_processors`; greedy = `sample_next` at
-temperature 0), the stop rule (`GenerationConfig` + stop_ids) and beam search's scoring rules of
-engine/beam.py (HF semantics): a finished hypothesis scores sum_logprob / len ** length_penalty (len =
-generated tokens, eos included), 2 x num_beams candidates per step, and `early_stopping` True / False /
-"never". Here the same step runs on B x num_beams rows at once: each sentence keeps its own hypotheses,
-and a sentence that is done stops changing while the others go on.
+temperature 0) and the stop rule (`GenerationConfig` + stop_ids). Beam search is engine/beam.py's
+`beam_core` (HF semantics), run on B sentences x num_beams beams at once: each sentence keeps its own
+hypotheses and length limit, and a sentence that is done stops changing while the others go on; this module
+supplies only the decoder step and the prefix [bos].
 
 Maximum length, relative to the source (fairseq's max_len_a * S + max_len_b), capped by max_new_tokens and
 the model's max_seq_len.
@@ -20,9 +19,9 @@ from dataclasses import replace
 
 import torch
 
-from .beam import NEG
+from .beam import NEG, beam_core, reorder_cache
 from .config import GenerationConfig, stop_ids
-from .sampling import apply_processors, needs_history, sample_next
+from .sampling import needs_history, sample_next
 
 
 def _pad(seqs: list[list[int]], pad_id: int, eos_id: int, device) -> torch.Tensor:
@@ -97,75 +96,20 @@ def _greedy(model, kv, src_mask, limits, gen, eos) -> list[list[int]]:
 
 
 def _beam(model, kv, src_mask, limits, gen, eos):
-    """Beam search on B sentences x nb beams (rows b*nb .. b*nb+nb-1 belong to sentence b)."""
+    """Beam search on B sentences x nb beams through engine/beam.py's `beam_core` (rows b*nb .. b*nb+nb-1
+    belong to sentence b); the decoder prefix is [bos]. Returns each sentence's best translation and score."""
     cfg, nb = model.cfg, gen.num_beams
     B, device = len(limits), src_mask.device
-    L, P = max(limits), 1  # P: the decoder prompt is [bos]
-    lp, es = gen.length_penalty, gen.early_stopping
-    eos_t = torch.tensor(sorted(eos), device=device)
-    keep = max(2, 1 + len(eos)) * nb
-    top_mask = torch.arange(keep, device=device) < nb  # (keep,)
-    limit = torch.tensor(limits, device=device)  # (B,)
-    kv = [(k.repeat_interleave(nb, 0), v.repeat_interleave(nb, 0)) for k, v in kv]
+    kv = [(k.repeat_interleave(nb, 0), v.repeat_interleave(nb, 0)) for k, v in kv]  # every beam sees its source
     src_mask = src_mask.repeat_interleave(nb, 0)
-    cache = model.new_cache(B * nb, L)
+    cache = model.new_cache(B * nb, max(limits))
 
-    running = torch.full((B, nb, L), -1, dtype=torch.long, device=device)
-    running[:, :, 0] = cfg.bos_id
-    running_scores = torch.full((B, nb), NEG, device=device)
-    running_scores[:, 0] = 0.0
-    seqs = torch.full((B, nb, L), -1, dtype=torch.long, device=device)
-    scores = torch.full((B, nb), NEG, device=device)
-    finished = torch.zeros(B, nb, dtype=torch.bool, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    rows = torch.arange(B, device=device)[:, None]
-    cur = P
-    hidden_in = running[:, :, :1].reshape(B * nb, 1)
-    while cur < L:
-        logits = model.decode(hidden_in, kv, src_mask, cache)[:, -1]  # (B*nb, V)
-        V = logits.shape[-1]
-        logprobs = logits.float().log_softmax(-1)
-        prev = running[:, :, :cur].reshape(B * nb, cur)
-        logprobs = apply_processors(logprobs, gen, prev if needs_history(gen) else None, P)
-        flat = (logprobs.view(B, nb, V) + running_scores[:, :, None]).view(B, nb * V)
-        top_lp, top_idx = flat.topk(keep, dim=-1)  # (B, keep)
-        src_beam, tok = top_idx // V, top_idx % V
-        cand = running[rows, src_beam].clone()  # (B, keep, L)
-        cand[:, :, cur] = tok
-        hits = torch.isin(tok, eos_t) | (cur + 1 >= limit)[:, None]  # (B, keep)
+    def step(ids: torch.Tensor) -> torch.Tensor:  # (B*nb, t) new decoder tokens -> last-position logits
+        return model.decode(ids, kv, src_mask, cache)[:, -1]
 
-        # next running beams: the best nb candidates that did not finish
-        live_lp = top_lp + hits.float() * NEG
-        nxt = live_lp.topk(nb, dim=-1).indices  # (B, nb)
-        running, running_scores = cand[rows, nxt], live_lp[rows, nxt]
-        beam_src = src_beam[rows, nxt]  # (B, nb)
-
-        # finished hypotheses: candidates in the top nb that hit eos / the length limit
-        just_done = hits & top_mask
-        norm = top_lp / ((cur + 1 - P) ** lp)
-        norm = norm + (done[:, None] | ~just_done).float() * NEG  # a finished sentence no longer changes
-        merged = torch.cat([scores, norm], 1)  # (B, nb + keep)
-        best = merged.topk(nb, dim=-1).indices
-        seqs = torch.cat([seqs, cand], 1)[rows, best]
-        scores = merged[rows, best]
-        finished = torch.cat([finished, just_done], 1)[rows, best]
-
-        cur += 1
-        # HF's stopping rule per sentence (engine/beam.py)
-        length = ((limit - P).float() if (es == "never" and lp > 0)
-                  else torch.full((B,), float(cur - P), device=device))
-        best_running = running_scores[:, 0] / (length ** lp)
-        worst_done = torch.where(finished.all(-1), scores.min(-1).values, torch.full_like(best_running, NEG))
-        done |= ~(best_running > worst_done) | (finished.all(-1) & (es is True)) | hits.all(-1)
-        if bool(done.all()):
-            break
-        flat_src = (torch.arange(B, device=device)[:, None] * nb + beam_src).view(-1)
-        for t in (*cache.k, *cache.v):  # reorder the cache rows to follow their beams
-            t.copy_(t.index_select(0, flat_src))
-        hidden_in = running[:, :, cur - 1:cur].reshape(B * nb, 1)
-
-    out = [_strip(seqs[b, 0, P:].tolist(), eos, cfg.pad_id) for b in range(B)]
-    return out, [float(scores[b, 0]) for b in range(B)]
+    prefix = torch.tensor([cfg.bos_id], dtype=torch.long, device=device)
+    hyps, scores = beam_core(step, reorder_cache(cache), prefix, limits, gen, sorted(eos))
+    return [_strip(h[0], eos, cfg.pad_id) for h in hyps], [s[0] for s in scores]
 
 
 def translate_ids(model, sources: list[list[int]], gen: GenerationConfig | None = None, *, batch_size: int = 64,
