@@ -166,8 +166,9 @@ def _rag_ask(c: RagAskConfig) -> None:
 
 def _quantize(c: QuantizeConfig) -> None:
     out = api.quantize(c.model, c.out, scheme=c.scheme, bits=c.bits, group_size=c.group_size,
-                       output_scheme=None if c.output_scheme == "none" else c.output_scheme, overwrite=c.overwrite)
-    print(f"wrote {out}")
+                       output_scheme=None if c.output_scheme == "none" else c.output_scheme, overwrite=c.overwrite,
+                       eval_tasks=c.eval_tasks, eval_limit=c.eval_limit)
+    print(f"wrote {out}" + (f" (evaluation: {out / 'eval.json'})" if c.eval_tasks else ""))
 
 
 def _convert(c: ConvertConfig) -> None:

@@ -1,6 +1,7 @@
 """`zerollm translate train` / `zerollm translate` end to end on a tiny corpus: run directory, best checkpoint,
 BLEU in the report, sentence and file modes; resume equals an uninterrupted run; bad input gives one-line
-errors naming the file and line or the model kind, and nothing already written is lost."""
+errors naming the file and line or the model kind, and nothing already written is lost; the test scores
+go into eval.json (the report card's form)."""
 import json
 
 import pytest
@@ -41,6 +42,13 @@ def test_train_then_translate_sentence_and_file(corpus, capsys):
         assert (out / f).is_file(), f
     assert any("dev_bleu" in json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines())
     assert list((out / "best").glob("step-*/model.safetensors"))
+    # eval.json (issue 15): the test scores the report states, in the eval package's form
+    saved = json.loads((out / "eval.json").read_text())
+    assert saved["bleu"]["n"] == 4 and set(saved["bleu"]["metrics"]) == {"greedy", "beam2"}
+    for beams, label in (("beam2", "test, beam 2"), ("greedy", "test, greedy")):
+        line = next(x for x in report.splitlines() if x.startswith(f"- {label}:"))
+        assert f"bleu **{saved['bleu']['metrics'][beams]['value']:.2f}**" in line, line
+        assert f"chrf **{saved['chrf']['metrics'][beams]['value']:.2f}**" in line, line
     capsys.readouterr()
     assert main(["translate", "--model", str(out), "i like apples .", "--num-beams", "2"]) == 0
     assert capsys.readouterr().out.strip() != ""
@@ -82,6 +90,9 @@ def test_bad_input_errors(corpus, capsys, tiny_model):
         str(corpus / "holes.en"), str(corpus / "holes.ja"))
     assert main(args) == 2
     assert "holes.ja:3: empty target sentence" in capsys.readouterr().err
+    # language-model eval tasks do not apply to a translation model: refused before any work (eval.json = BLEU)
+    assert main(train_args(corpus, corpus / "bad3", 2) + ["train.eval_tasks=piqa"]) == 2
+    assert "--test" in capsys.readouterr().err and not (corpus / "bad3").exists()
 
 
 def test_model_kind_errors(corpus, capsys, tiny_model):

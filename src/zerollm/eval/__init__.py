@@ -9,7 +9,8 @@
     harness.py  the lm-evaluation-harness adapter (`lm_eval --model zerollm`)
 
 `evaluate(loaded, tasks, out)` is what `zerollm eval` runs; `evaluate_run(run_dir, tasks)` is the hook a
-training stage calls when its config says `train.eval_tasks=...` (rundir.finish_report).
+training stage calls when its config says `train.eval_tasks=...` (rundir.finish_report) and `zerollm quantize
+--eval-tasks` calls on its output; `write_eval_json` writes the eval.json `zerollm report` reads.
 """
 from __future__ import annotations
 
@@ -57,8 +58,17 @@ def evaluate_run(run_dir: str | Path, tasks: str, limit: int | None = 200) -> st
     run_dir = Path(run_dir)
     model_dir = run_dir / "model" if (run_dir / "model" / "model.safetensors").is_file() else run_dir
     results = evaluate(load(model_dir), tasks, run_dir / "eval", limit=limit, model_name=str(model_dir))
-    atomic_write_text(run_dir / "eval.json", json.dumps(summary(results), ensure_ascii=False, indent=1) + "\n")
+    write_eval_json(run_dir, results)
     return results_table(results)
+
+
+def write_eval_json(run_dir: str | Path, results: list[dict]) -> Path:
+    """run_dir/eval.json, what `zerollm report` reads: {task: {"task", "n", "metrics": {name: {"value",
+    "stderr"}}, ...}} (runner.run_task's result without its per-item records). A stage that scores its result
+    its own way (translate: test BLEU/chrF) writes its results in this form through here too."""
+    path = Path(run_dir) / "eval.json"
+    atomic_write_text(path, json.dumps(summary(results), ensure_ascii=False, indent=1) + "\n")
+    return path
 
 
 __all__ = [
@@ -71,4 +81,5 @@ __all__ = [
     "get_task",
     "parse_tasks",
     "results_table",
+    "write_eval_json",
 ]

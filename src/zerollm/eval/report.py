@@ -2,13 +2,15 @@
 quickstart → SFT → DPO, built from what the runs already wrote; nothing is re-run.
 
 Per run directory it reads:
-    manifest.json         the stage (kind "run": pretrain/sft/dpo/...; kind "eval": a `zerollm eval` dir)
+    manifest.json         the stage (kind "run": pretrain/sft/dpo/translate/...; kind "eval": a `zerollm eval`
+                          dir; a quantized checkpoint: stage "quantize", its scheme and "elapsed_s")
     metrics.jsonl         tokens seen and wall time (the last training line's "tokens" and "elapsed_s")
-    eval.json             the stage's own evaluation (train.eval_tasks=...), else eval/results.json, else the
-                          results.json of an eval directory
+    eval.json             the stage's own evaluation (train.eval_tasks=..., quantize --eval-tasks, translate's
+                          test BLEU/chrF), else eval/results.json, else the results.json of an eval directory
     tokenizer             vocabulary size (the run's checkpoint tokenizer); bytes per token from a bpb task
 
-Rows are quantities (tokenizer, wall time, tokens, bits per byte, each task metric), columns the runs.
+Rows are quantities (tokenizer, wall time, tokens, bits per byte, each task metric), columns the runs; the
+metric rows are the union over the runs (acc, bits per byte, BLEU, ...), a run without one shows "–".
 """
 from __future__ import annotations
 
@@ -42,7 +44,9 @@ def gather(run: str | Path) -> dict:
         raise FileNotFoundError(f"{run}: no such run directory")
     manifest = _read_json(run / "manifest.json") or {}
     stage = manifest.get("stage") or manifest.get("kind") or "?"
-    tokens = wall = None
+    if manifest.get("quantization"):  # a quantized checkpoint (stages/quantize.py)
+        stage = f"{stage} {manifest['quantization']}"
+    tokens, wall = None, manifest.get("elapsed_s")  # a stage without metrics.jsonl may record its wall time
     metrics_path = run / "metrics.jsonl"
     if metrics_path.is_file():
         for line in metrics_path.read_text(encoding="utf-8").splitlines():

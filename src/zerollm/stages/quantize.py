@@ -1,13 +1,15 @@
 """Stages `quantize` (write a weight-only quantized checkpoint) and `memory` (weight + KV-cache budget).
 
     zerollm quantize --model DIR --scheme int8|int4-sym|int4-asym|nf4 [--bits 8|4] [--group-size 32]
-                     [--output-scheme int8|...|none] --out DIR
+                     [--output-scheme int8|...|none] [--eval-tasks bpb,piqa [--eval-limit N]] --out DIR
     zerollm memory --params 7B | --model DIR  [--context 4096] [--batch 1]
 
 A quantized checkpoint is an ordinary checkpoint directory (manifest.json kind "checkpoint", config.json,
 tokenizer/) whose model.safetensors holds each Linear's codes and scales (`<module>.qweight`,
 `<module>.scales`, ...; see model/quant.py) and a `quant.json` {"scheme", "group_size", "modules"}.
 `zerollm.loading.load` sees quant.json and rebuilds the QuantLinear layers before loading.
+With `--eval-tasks` the quantized model is then evaluated by the same hook the training stages use
+(eval.evaluate_run): OUT/eval/ and OUT/eval.json, which `zerollm report` reads as a "quantize" column.
 
 KV-cache bytes = 2 (k and v) x n_layer x n_kv_head x head_dim x context x batch x bytes per element.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +44,9 @@ class QuantizeConfig:
     output_scheme: str = field(default="int8", metadata={"choices": SCHEMES + ("none",),
                                "help": "scheme of the output projection (default int8; none keeps it float)"})
     overwrite: bool = field(default=False, metadata={"help": "if --out holds something else, move it aside"})
+    eval_tasks: str = field(default="", metadata={"help": "evaluate the quantized model on these `zerollm eval` "
+                                                          "tasks → OUT/eval.json (report card)"})
+    eval_limit: int | None = field(default=200, metadata={"help": "items per task of that evaluation"})
 
 
 @dataclass
@@ -56,10 +62,11 @@ class MemoryConfig:
 
 
 def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits: int | None = None,
-             group_size: int = 32, output_scheme: str | None = "int8", overwrite: bool = False) -> Path:
+             group_size: int = 32, output_scheme: str | None = "int8", overwrite: bool = False,
+             eval_tasks: str = "", eval_limit: int | None = 200) -> Path:
     """Quantize every Linear of the checkpoint `model` (the output projection in `output_scheme`; None keeps
     it float) and save it to `out`; returns `out`. `out` may hold a checkpoint (replaced); anything else there
-    is an error unless `overwrite` (moved aside)."""
+    is an error unless `overwrite` (moved aside). `eval_tasks`: then evaluate it (OUT/eval.json)."""
     from safetensors.torch import save_file
 
     if scheme is None:
@@ -72,7 +79,15 @@ def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits
         raise ValueError(f"--bits {bits} does not match --scheme {scheme}")
     if group_size < 1:
         raise ValueError(f"--group-size must be a positive number of weights, got {group_size}")
+    if eval_tasks:  # every task file checked before any work
+        from zerollm.eval import get_task, parse_tasks
+
+        for t in parse_tasks(eval_tasks):
+            get_task(t)
+        if eval_limit is not None and eval_limit < 1:
+            raise ValueError(f"--eval-limit must be at least 1, got {eval_limit}")
     prepare_out(out, "checkpoint", overwrite=overwrite, inputs=[model])
+    t0 = time.perf_counter()
     loaded = load(model, with_tokenizer=False)
     m, ckpt = loaded.model, loaded.path
     optimize_for_decode(m, False)  # plain weights before quantizing
@@ -89,7 +104,12 @@ def quantize(model: str | Path, out: str | Path, scheme: str | None = None, bits
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt", "quantization": scheme})
         atomic_write_text(tmp / "quant.json", json.dumps(meta, indent=1) + "\n")
         write_manifest(tmp, "checkpoint", step=0, tokens_seen=0, quantization=scheme, group_size=group_size,
-                       output_scheme=output_scheme, source=str(ckpt))
+                       output_scheme=output_scheme, source=str(ckpt), stage="quantize",
+                       elapsed_s=round(time.perf_counter() - t0, 3))
+    if eval_tasks:  # the one evaluation hook (eval/__init__.py), as a training stage's train.eval_tasks
+        from zerollm.eval import evaluate_run
+
+        evaluate_run(out, eval_tasks, eval_limit)
     return out
 
 

@@ -11,6 +11,8 @@ a parallel corpus, trained through the one training loop and decoded through eng
       checkpoints/step-N/ latest checkpoints (exact resume: weights, optimizer, RNG, batcher position)
       best/step-N/        the checkpoint with the best dev BLEU (what `translate --model run_dir` uses)
       metrics.jsonl, loss.png, bleu.png, cross_attention.png, report.md, test.hyp (with --test)
+      eval.json           (with --test) the test scores in the eval package's form, task = score (bleu, chrf),
+                          metric = decoding (greedy, beam4): a row each on `zerollm report`'s card
 
 Throughput in metrics.jsonl / the report counts the padded source positions of each batch (the loop counts
 a batch's first tensor); bench/bench_translate.py counts real source + target tokens.
@@ -37,6 +39,7 @@ from zerollm.data.parallel import (
 from zerollm.data.sources import DataError
 from zerollm.engine.config import GenerationConfig
 from zerollm.engine.seq2seq import translate_ids
+from zerollm.eval import write_eval_json
 from zerollm.loading import latest_checkpoint, load
 from zerollm.model.seq2seq import Seq2Seq, Seq2SeqConfig, cross_attention
 from zerollm.objectives.seq2seq import Seq2SeqObjective, bleu_scores, evaluate_seq2seq
@@ -113,6 +116,9 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
     if not cfg.dev_data:
         raise ValueError("translate train: no dev data (--dev SRC TGT): dev BLEU picks the best checkpoint")
     tc = cfg.train
+    if tc.eval_tasks:
+        raise ValueError("translate train: train.eval_tasks (language-model tasks) does not apply; give --test "
+                         "SRC TGT: its BLEU/chrF go into eval.json")
     train_pairs = read_parallel(cfg.train_data, cfg.direction)
     dev_pairs = read_parallel(cfg.dev_data, cfg.direction)[:max(1, cfg.dev_sentences)]
     test_pairs = read_parallel(cfg.test_data, cfg.direction) if cfg.test_data else []
@@ -159,6 +165,7 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
     summary = train(model, Seq2SeqObjective(cfg.label_smoothing), data, tc, run_dir, model_cfg=mcfg,
                     tokenizer=tok, evaluate=evaluate, resume_from=run.resume_from, config_yaml=run.config_yaml)
     # the end: the best checkpoint translates dev (examples) and test (scores), and draws a cross-attention map
+    model_path = latest_checkpoint(best_dir) or latest_checkpoint(run_dir / "checkpoints")
     if latest_checkpoint(best_dir) is not None:
         model = load(best_dir, device, seq2seq=True).model
     summary.update(run_dir=str(run_dir), model=model.describe(), n_params=model.num_params(),
@@ -169,17 +176,22 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
         f"src: {s}\nref: {r}\nhyp: {h}" for (s, r), h in zip(dev_pairs[:8], examples)))))
     if test_pairs:
         test_ids = encode_pairs(test_pairs, tok, cfg.max_len, _source_name(cfg.test_data))
-        lines = []
+        lines, scores = [], {}
         for beams in sorted({1, cfg.test_beams}):
             g = GenerationConfig(temperature=0.0, max_new_tokens=cfg.max_len, num_beams=beams,
                                  length_penalty=cfg.length_penalty)
             hyps = [tok.decode(h) for h in translate_ids(model, [s for s, _ in test_ids], g)]
             sc = bleu_scores(hyps, [t for _, t in test_pairs], tgt_lang)
             summary[f"test_beam{beams}"] = sc
+            for k, v in sc.items():
+                scores.setdefault(k, {})["greedy" if beams == 1 else f"beam{beams}"] = {"value": v, "stderr": None}
             lines.append(f"- test, {'greedy' if beams == 1 else f'beam {beams}'}: " + ", ".join(
                 f"{k} **{v:.2f}**" for k, v in sc.items()))
             atomic_write_text(run_dir / f"test.beam{beams}.hyp", "\n".join(hyps) + "\n")
         sections.insert(0, ("Test scores (sacrebleu)", "\n".join(lines)))
+        write_eval_json(run_dir, [{"task": k, "kind": "translation", "n": len(test_pairs), "num_fewshot": 0,
+                                   "samples": 1, "metrics": m, "truncated": 0, "model": str(model_path)}
+                                  for k, m in scores.items()])
     png = cross_attention_png(model, tok, dev_pairs[0][0], run_dir / "cross_attention.png")
     if png:
         sections.append(("Cross-attention", "![cross-attention](cross_attention.png)"))
