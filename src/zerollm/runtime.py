@@ -105,38 +105,60 @@ def end_auto_threads() -> None:
 class ThreadPicker:
     """Pick the CPU thread count by measuring: the first `trials` training steps run on 1 thread, the next
     `trials` on all cores, and the rest on whichever had the faster median step. (On a busy 2-core machine
-    2 threads made small steps 2-10x slower; on a quiet one they are faster.) The choice is stored in the
-    checkpoint and reused on --resume: gradients differ in their last bits between thread counts, so a
-    resumed run must keep the count of the run it continues to stay bit-exact; for the same reason the choice
-    is not re-checked later in a run."""
+    2 threads made small steps 2-10x slower; on a quiet one they are faster.) Every `recheck_every` steps the
+    other count runs `trials` steps again and wins if its median beats the last `trials` steps of the current
+    one: a machine that gets busy (or quiet) mid-run is followed. The current count is stored in the
+    checkpoint and reused on --resume. Gradients differ in their last bits between thread counts, so a run
+    is bit-exact to its resumed continuation only where both made the same (timing-based) choices; give
+    `--threads N` for runs that must be reproducible to the bit."""
 
-    def __init__(self, n_max: int, trials: int = 3):
-        self.n_max, self.trials, self.choice = n_max, trials, None
+    def __init__(self, n_max: int, trials: int = 3, recheck_every: int = 200, choice: int | None = None):
+        self.n_max, self.trials, self.recheck_every, self.choice = n_max, trials, recheck_every, choice
         self.times: dict[int, list[float]] = {1: [], n_max: []}
+        self.recent: list[float] = []  # the last `trials` step times at the chosen count
+        self.probe: list[float] | None = None  # step times at the other count during a re-check
+        self.since_check = 0
 
     @classmethod
     def for_run(cls, device: torch.device, saved: int | None = None) -> "ThreadPicker | None":
-        """A picker when measuring applies (CLI without --threads, CPU, several cores, a fresh run); a
-        resumed run gets its saved count instead."""
+        """A picker when measuring applies (CLI without --threads, CPU, several cores); a resumed run starts
+        from its saved count (and keeps re-checking it when measuring applies)."""
+        n = torch.get_num_threads()  # all cores (no --threads given), before a resumed count is set
         if saved:
             torch.set_num_threads(int(saved))
+        if not (_auto_threads[0] and device.type == "cpu" and max(n, int(saved or 0)) > 1):
             return None
-        n = torch.get_num_threads()
-        return cls(n) if _auto_threads[0] and device.type == "cpu" and n > 1 else None
+        return cls(max(n, int(saved or 0)), choice=int(saved) if saved else None)
+
+    def _other(self) -> int:
+        return 1 if self.choice == self.n_max else self.n_max
 
     def candidate(self) -> int:
-        return self.choice or (1 if len(self.times[1]) < self.trials else self.n_max)
+        if self.choice is None:
+            return 1 if len(self.times[1]) < self.trials else self.n_max
+        return self._other() if self.probe is not None else self.choice
 
     def before_step(self) -> None:
         torch.set_num_threads(self.candidate())
 
     def after_step(self, seconds: float) -> None:
-        if self.choice is not None:
-            return
-        self.times[self.candidate()].append(seconds)
-        if len(self.times[self.n_max]) >= self.trials:
-            median = {n: sorted(t)[len(t) // 2] for n, t in self.times.items()}
-            self.choice = min(median, key=median.get)
+        median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+        if self.choice is None:  # the first measurement
+            self.times[self.candidate()].append(seconds)
+            if len(self.times[self.n_max]) >= self.trials:
+                self.choice = min((1, self.n_max), key=lambda n: median(self.times[n]))
+        elif self.probe is not None:  # a re-check: the other count's steps
+            self.probe.append(seconds)
+            if len(self.probe) >= self.trials:
+                if self.recent and median(self.probe) < median(self.recent):
+                    self.choice = self._other()
+                    self.recent = list(self.probe)
+                self.probe, self.since_check = None, 0
+        else:
+            self.recent = (self.recent + [seconds])[-self.trials:]
+            self.since_check += 1
+            if self.recheck_every and self.since_check >= self.recheck_every:
+                self.probe = []
 
 
 def setup_runtime(device: str = "auto", d_model: int | None = None) -> torch.device:

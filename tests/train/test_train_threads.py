@@ -22,6 +22,26 @@ def test_picker_keeps_the_faster_count():
         assert seen[:6] == [1, 1, 1, 4, 4, 4] and p.choice == want and seen[6:] == [want, want]
 
 
+def test_picker_rechecks_and_follows_a_machine_that_gets_busy():
+    p = ThreadPicker(2, trials=3, recheck_every=10)
+    cost = {1: 1.0, 2: 0.5}  # quiet machine: 2 threads faster
+    seen = []
+    for step in range(60):
+        if step == 20:
+            cost = {1: 1.0, 2: 4.0}  # another job takes a core: 2 threads stall
+        n = p.candidate()
+        seen.append(n)
+        p.after_step(cost[n])
+    assert seen[6:16] == [2] * 10  # chosen after the first measurement
+    assert p.choice == 1 and seen[30:].count(2) <= 6  # a re-check switched; later re-checks probe 2 briefly
+    # a re-check that loses keeps the current count
+    q = ThreadPicker(2, trials=2, recheck_every=4, choice=1)
+    for _ in range(30):
+        n = q.candidate()
+        q.after_step({1: 1.0, 2: 3.0}[n])
+        assert q.choice == 1
+
+
 def test_measuring_only_when_asked_on_cpu_and_a_resume_reuses_the_saved_count(monkeypatch):
     before = torch.get_num_threads()
     try:
@@ -34,7 +54,11 @@ def test_measuring_only_when_asked_on_cpu_and_a_resume_reuses_the_saved_count(mo
         assert ThreadPicker.for_run(torch.device("meta")) is None
         set_to = []
         monkeypatch.setattr(torch, "set_num_threads", set_to.append)
-        assert ThreadPicker.for_run(cpu, saved=1) is None and set_to == [1]
+        resumed = ThreadPicker.for_run(cpu, saved=1)  # a resumed run starts from its saved count
+        assert set_to == [1] and resumed.choice == 1 and resumed.candidate() == 1 and resumed.n_max == 2
+        runtime.set_threads(3)
+        assert ThreadPicker.for_run(cpu, saved=1) is None and set_to[-1] == 1  # --threads: no measuring
+        runtime.set_threads(None)
         runtime.end_auto_threads()
         assert ThreadPicker.for_run(cpu) is None
     finally:
