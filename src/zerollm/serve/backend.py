@@ -35,7 +35,7 @@ import torch
 from zerollm.engine.engine import Engine, Event, Overloaded, Request, RequestHandle
 from zerollm.engine.generate import GenerationConfig
 from zerollm.loading import load_for_use
-from zerollm.runtime import setup_runtime
+from zerollm.runtime import ThreadPicker, setup_runtime
 
 
 @dataclass
@@ -143,6 +143,9 @@ class Backend:
         self._stop = False
         self.finished: deque[tuple[int, str, int]] = deque(maxlen=256)  # (handle id, finish reason, tokens)
         self.steps = 0
+        # no --threads: decode steps measure 1 thread vs all cores (per token) and keep the faster,
+        # re-checking now and then (runtime.ThreadPicker), as training does
+        self.threads = ThreadPicker.for_run(self.device)
         self._thread = threading.Thread(target=self._loop, name="zerollm-serve-backend", daemon=True)
         self._thread.start()
 
@@ -224,13 +227,23 @@ class Backend:
                         fut.set_exception(e)
             try:
                 if self.engine.has_work():
-                    self.engine.step()
-                    self.steps += 1
+                    self._step()
                 self._forward_events()
             except Exception as e:  # a bug, not a client mistake: fail the live requests, keep serving
                 self._fail_all(f"{type(e).__name__}: {e}")
         for h in self._take_live():
             self._done(h, "cancelled")
+
+    def _step(self) -> None:
+        """One engine step; with a thread picker, timed per running sequence (batches vary in size)."""
+        rows = max(1, len(self.engine.rows))
+        if self.threads is not None:
+            self.threads.before_step()
+        t0 = time.perf_counter()
+        self.engine.step()
+        if self.threads is not None:
+            self.threads.after_step((time.perf_counter() - t0) / rows)
+        self.steps += 1
 
     def _forward_events(self) -> None:
         """Turn the engine events queued since the last step into sink calls."""
