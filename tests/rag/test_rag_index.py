@@ -33,7 +33,7 @@ def docs_dir(tmp_path):
 
 
 def test_retrieval_ja_en(docs_dir, tmp_path):
-    index = build_index([docs_dir], tmp_path / "idx")
+    build_index([docs_dir], tmp_path / "idx")
     r = Retriever(RAGIndex.open(tmp_path / "idx"))
     for q, gold in QUESTIONS:
         assert r.search(q, k=1)[0].chunk.source.endswith(gold), q
