@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -167,3 +170,33 @@ def tiny_bpe_tokenizer():
     from zerollm.tokenizer.bpe import train_bpe
 
     return train_bpe([TINY_BPE_TEXT * 30], vocab_size=300, show_progress=False)
+
+
+class LiveServer:
+    """uvicorn serving `app` in a thread on 127.0.0.1:<free port>: `.url`, `.stop()`."""
+
+    def __init__(self, app, log_level: str = "warning"):
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level=log_level))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    """Factory: `live_server(app)` -> a LiveServer (a real uvicorn on loopback) for a FastAPI app."""
+    return LiveServer

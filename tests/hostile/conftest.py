@@ -2,10 +2,6 @@
 run the CLI in-process and read what a user would see."""
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
 import torch
 
@@ -30,37 +26,13 @@ def hostile_ckpt(tmp_path_factory):
     return make_checkpoint(tmp_path_factory.mktemp("hostile"))
 
 
-class Server:
-    """uvicorn serving `app` in a thread on 127.0.0.1:<free port>."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started:
-            if time.time() > deadline or not self.thread.is_alive():
-                raise RuntimeError("server did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
-def hostile_server(hostile_ckpt):
+def hostile_server(hostile_ckpt, live_server):
     from zerollm.serve import create_app
     from zerollm.serve.limits import Limits
 
     app = create_app(hostile_ckpt, limits=Limits(max_choices=8, max_request_tokens=1024))
-    srv = Server(app)
+    srv = live_server(app, log_level="error")
     yield srv
     srv.stop()
     app.state.backend.close()

@@ -5,7 +5,6 @@ disconnect cancelling its generation."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
@@ -34,41 +33,13 @@ def make_checkpoint(path, ctx: int = 512, d_model: int = 32, n_layer: int = 2, s
     return save_checkpoint(path / "tiny" / "checkpoints" / "step-00000001", Transformer(cfg), cfg, tokenizer=tok)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """uvicorn running `app` in a thread on 127.0.0.1:<free port>."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started:
-            if time.time() > deadline or not self.thread.is_alive():
-                raise RuntimeError("server did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, live_server):
     from zerollm.serve import create_app
 
     ckpt = make_checkpoint(tmp_path_factory.mktemp("serve"))
     app = create_app(ckpt)
-    srv = Server(app)
+    srv = live_server(app)
     srv.backend = app.state.backend
     yield srv
     srv.stop()
@@ -237,14 +208,14 @@ def test_errors_are_typed(server, client):
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
 
 
-def test_api_key_and_overload(server):
+def test_api_key_and_overload(server, live_server):
     from zerollm.serve import create_app
     from zerollm.serve.backend import Backend
 
     b = server.backend
-    keyed = Server(create_app(b, api_key="sekrit"))
+    keyed = live_server(create_app(b, api_key="sekrit"))
     full_backend = Backend(b.model, b.tokenizer, model_id=MODEL, max_waiting=0)
-    full = Server(create_app(full_backend))
+    full = live_server(create_app(full_backend))
     try:
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=keyed.url + "/v1", api_key="wrong", max_retries=0).models.list()

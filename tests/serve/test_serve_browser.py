@@ -16,13 +16,13 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
          "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
 
-def test_chat_page_streams_an_answer(tmp_path):
-    from test_serve_api import Server, make_checkpoint
+def test_chat_page_streams_an_answer(tmp_path, live_server):
+    from test_serve_api import make_checkpoint
 
     from zerollm.serve import create_app
 
     app = create_app(make_checkpoint(tmp_path))
-    srv = Server(app)
+    srv = live_server(app)
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
