@@ -85,6 +85,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed): every plot zerollm draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write a matplotlib figure as a PNG atomically (temp file + rename) and close it."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    pyplot().close(fig)
+    return path
+
+
 def artifact_kind(path: str | Path) -> str | None:
     """The manifest kind of a zerollm artifact directory, or None (not a directory, no or bad manifest)."""
     try:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zerollm.artifacts import atomic_write_text, move_aside, write_manifest
+from zerollm.artifacts import atomic_write_text, move_aside, pyplot, save_figure, write_manifest
 from zerollm.config import to_yaml
 from zerollm.loading import latest_checkpoint
 from zerollm.train.report import eval_lines, fmt_num, plot_losses, read_metrics, write_report
@@ -66,10 +66,7 @@ def start_run(out: str | Path, stage: str, cfg: Any, *, resume: bool = False, ov
 
 def plot_metrics(metrics_path: Path, keys: list[str], png: Path, title: str) -> Path | None:
     """One panel per metric key present in metrics.jsonl, against step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = read_metrics(metrics_path)
     series = {k: [(r["step"], r[k]) for r in rows if k in r] for k in keys}
@@ -84,9 +81,7 @@ def plot_metrics(metrics_path: Path, keys: list[str], png: Path, title: str) -> 
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png)
 
 
 def fenced(text: str) -> str:

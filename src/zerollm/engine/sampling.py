@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from zerollm.artifacts import pyplot, save_figure
+
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """logits / T: T < 1 sharpens the distribution, T > 1 flattens it (T must be > 0)."""
@@ -186,13 +188,7 @@ def plot_temperature(logits, temperatures=(0.5, 1.0, 2.0), labels=None, out="tem
                      title: str = "softmax with temperature"):
     """Draw the bar chart of `softmax_with_temperature(logits, T)` for each T side by side (one panel each)
     and save it as a PNG at `out` (written atomically); returns the path. `labels`: the tokens' names."""
-    from pathlib import Path
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     z = torch.as_tensor(logits, dtype=torch.float32).view(-1)
     labels = list(labels) if labels is not None else [str(i) for i in range(z.numel())]
     if len(labels) != z.numel():
@@ -209,9 +205,4 @@ def plot_temperature(logits, temperatures=(0.5, 1.0, 2.0), labels=None, out="tem
     axes_list[0].set_ylabel("probability")
     fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
-    tmp = out.with_name("." + out.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return save_figure(fig, out)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from zerollm.artifacts import atomic_write_text
+from zerollm.artifacts import atomic_write_text, pyplot, save_figure
 
 
 def _read_json(path: Path):
@@ -94,10 +94,7 @@ def card_markdown(cols: list[dict]) -> str:
 
 def card_png(cols: list[dict], png: Path) -> Path | None:
     """One panel per task metric (bits per byte: lower is better), a bar per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = list(dict.fromkeys(k for c in cols for k in c["metrics"] if not k.endswith("bytes_per_token")))
     if not rows:
@@ -112,9 +109,7 @@ def card_png(cols: list[dict], png: Path) -> Path | None:
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("zerollm report card")
     fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png)
 
 
 def report_card(runs: list[str | Path], out: str | Path) -> str:

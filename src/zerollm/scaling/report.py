@@ -13,20 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from zerollm.artifacts import pyplot, save_figure
 from zerollm.scaling.fit import law_from
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 def plot_compute(rows: list[dict], fit: dict, png: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     law, n_key = law_from(fit), fit["n_key"]
     C = np.array([r["flops"] for r in rows])
     L = np.array([r["val_loss"] for r in rows])
@@ -46,9 +39,7 @@ def plot_compute(rows: list[dict], fit: dict, png: Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png)
 
 
 def plot_isoflop(rows: list[dict], fit: dict, png: Path) -> Path | None:
@@ -59,7 +50,7 @@ def plot_isoflop(rows: list[dict], fit: dict, png: Path) -> Path | None:
             curves.setdefault(r["compute_budget"], []).append(r)
     if not curves:
         return None
-    plt = _plt()
+    plt = pyplot()
     n_key = fit["n_key"]
     minima = {m["C"]: m for m in (a2 or {}).get("minima", [])}
     fig, ax = plt.subplots(figsize=(6, 4), dpi=90)
@@ -79,13 +70,11 @@ def plot_isoflop(rows: list[dict], fit: dict, png: Path) -> Path | None:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png)
 
 
 def plot_optimal(fit: dict, png: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     law, a2 = law_from(fit), fit.get("approach2")
     lo = min([m["C"] for m in a2["minima"]] if a2 else [fit["C_max"] / 10])
     cs = np.geomspace(lo / 3, fit["C_max"] * 100, 50)
@@ -103,9 +92,7 @@ def plot_optimal(fit: dict, png: Path) -> Path:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png)
 
 
 def _ci(ci: list, fmt: str = "{:.3g}") -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from zerollm.artifacts import atomic_write_text, prepare_out, read_manifest
+from zerollm.artifacts import atomic_write_text, prepare_out, pyplot, read_manifest, save_figure
 from zerollm.data.parallel import (
     TokenBucketBatcher,
     collate,
@@ -281,10 +281,7 @@ def translate_stage(c: TranslateConfig) -> None:
 def cross_attention_png(model, tok, sentence: str, png: Path) -> Path | None:
     """Heat map of the last decoder layer's cross-attention (mean over heads) for `sentence` and the model's
     own greedy translation: rows = target tokens, columns = source tokens."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     src = tok.encode(sentence)
     hyp = translate_ids(model, [src], GenerationConfig(temperature=0.0, max_new_tokens=model.cfg.max_seq_len))[0]
@@ -309,9 +306,7 @@ def cross_attention_png(model, tok, sentence: str, png: Path) -> Path | None:
     ax.set_ylabel("translation")
     ax.set_title("cross-attention (last decoder layer, mean over heads)")
     fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png)
 
 
 __all__ = [

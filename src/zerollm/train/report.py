@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from zerollm.artifacts import atomic_write_text
+from zerollm.artifacts import atomic_write_text, pyplot, save_figure
 
 
 class MetricsLog:
@@ -47,10 +47,7 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 def plot_losses(metrics_path: str | Path, png_path: str | Path, title: str = "loss") -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = read_metrics(metrics_path)
     train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
@@ -68,12 +65,7 @@ def plot_losses(metrics_path: str | Path, png_path: str | Path, title: str = "lo
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    png_path = Path(png_path)
-    tmp = png_path.with_name("." + png_path.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(png_path)
-    return png_path
+    return save_figure(fig, png_path)
 
 
 _PEAK_CACHE: dict[str, float] = {}
