@@ -200,3 +200,24 @@ class LiveServer:
 def live_server():
     """Factory: `live_server(app)` -> a LiveServer (a real uvicorn on loopback) for a FastAPI app."""
     return LiveServer
+
+
+@pytest.fixture
+def tool_happy_model(tiny_model):
+    """Factory: `tool_happy_model(tok, digit="1", ctx=1024)` -> a tiny model whose greedy choice is always
+    <|tool_call|>, then `digit` inside any JSON string: its final LayerNorm outputs a constant vector
+    (weight 0, bias e0) and the untied head scores only those two tokens. Tool-loop tests use it."""
+
+    def make(tok, digit: str = "1", ctx: int = 1024):
+        model = tiny_model(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_kv_head=2, d_model=32,
+                           max_seq_len=ctx, tie_embeddings=False)
+        with torch.no_grad():
+            model.norm_f.weight.zero_()
+            model.norm_f.bias.zero_()
+            model.norm_f.bias[0] = 1.0
+            model.lm_head.weight.zero_()
+            model.lm_head.weight[tok.special_tokens["<|tool_call|>"], 0] = 10.0
+            model.lm_head.weight[tok.encode(digit)[0], 0] = 5.0
+        return model
+
+    return make

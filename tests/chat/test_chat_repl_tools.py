@@ -7,29 +7,13 @@ import io
 import json
 
 import pytest
-import torch
 
 from zerollm import cli
 from zerollm.chat.repl import ChatSession, run_repl
 from zerollm.chat.tools import parse_tools, tool
 
 
-def tool_happy_model(tok, tiny_model, digit: str = "1"):
-    """A tiny model whose greedy choice is always <|tool_call|>, then `digit` inside any JSON string: its final
-    LayerNorm outputs a constant vector (weight 0, bias e0) and the untied head scores only those two tokens."""
-    model = tiny_model(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_kv_head=2, d_model=32, max_seq_len=1024,
-                       tie_embeddings=False)
-    with torch.no_grad():
-        model.norm_f.weight.zero_()
-        model.norm_f.bias.zero_()
-        model.norm_f.bias[0] = 1.0
-        model.lm_head.weight.zero_()
-        model.lm_head.weight[tok.special_tokens["<|tool_call|>"], 0] = 10.0
-        model.lm_head.weight[tok.encode(digit)[0], 0] = 5.0
-    return model
-
-
-def test_chat_session_calls_executes_shows_and_feeds_back(tiny_bpe_tokenizer, tiny_model):
+def test_chat_session_calls_executes_shows_and_feeds_back(tiny_bpe_tokenizer, tool_happy_model):
     tok = tiny_bpe_tokenizer
 
     @tool
@@ -42,7 +26,7 @@ def test_chat_session_calls_executes_shows_and_feeds_back(tiny_bpe_tokenizer, ti
         return f"sunny in {city}"
 
     weather.parameters["properties"]["city"]["maxLength"] = 5
-    model = tool_happy_model(tok, tiny_model)
+    model = tool_happy_model(tok)
     session = ChatSession(model, tok, max_new_tokens=8, temperature=0.0, tools=[weather], max_tool_steps=1)
     out = io.StringIO()
     session.reply("What's the weather in Paris?", out)
@@ -54,11 +38,11 @@ def test_chat_session_calls_executes_shows_and_feeds_back(tiny_bpe_tokenizer, ti
     assert '[tool] weather({"city": "11111"}) → sunny in 11111' in out.getvalue()  # shown to the user
 
 
-def test_cli_chat_with_builtin_tools(tmp_path, tiny_bpe_tokenizer, tiny_model, monkeypatch, capsys):
+def test_cli_chat_with_builtin_tools(tmp_path, tiny_bpe_tokenizer, tool_happy_model, monkeypatch, capsys):
     from zerollm.train.checkpoint import save_checkpoint
 
     tok = tiny_bpe_tokenizer
-    m = tool_happy_model(tok, tiny_model)
+    m = tool_happy_model(tok)
     ck = save_checkpoint(tmp_path / "ck", m, m.cfg, tokenizer=tok)
     monkeypatch.setattr("sys.stdin", io.StringIO("what is 1 times 1?\n/quit\n"))
     assert cli.main(["chat", "--model", str(ck), "--device", "cpu", "--tools", "calculator,datetime",

@@ -4,7 +4,6 @@ execution, and without --tools nothing is executed (the default)."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -12,20 +11,6 @@ httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from zerollm.chat.tools import tool  # noqa: E402
-
-
-def tool_happy_model(tok, tiny_model, ctx: int = 1024):
-    """Greedy choice: always <|tool_call|>, then "1" inside JSON strings (see tests/chat/test_chat_repl_tools)."""
-    model = tiny_model(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_kv_head=2, d_model=32, max_seq_len=ctx,
-                       tie_embeddings=False)
-    with torch.no_grad():
-        model.norm_f.weight.zero_()
-        model.norm_f.bias.zero_()
-        model.norm_f.bias[0] = 1.0
-        model.lm_head.weight.zero_()
-        model.lm_head.weight[tok.special_tokens["<|tool_call|>"], 0] = 10.0
-        model.lm_head.weight[tok.encode("1")[0], 0] = 5.0
-    return model
 
 
 @tool
@@ -41,11 +26,11 @@ def weather(city: str) -> str:
 weather.parameters["properties"]["city"]["maxLength"] = 3
 
 
-def test_server_executes_its_tools(tiny_bpe_tokenizer, tiny_model):
+def test_server_executes_its_tools(tiny_bpe_tokenizer, tool_happy_model):
     from zerollm.serve import create_app
     from zerollm.serve.backend import Backend
 
-    backend = Backend(tool_happy_model(tiny_bpe_tokenizer, tiny_model), tiny_bpe_tokenizer, model_id="tiny")
+    backend = Backend(tool_happy_model(tiny_bpe_tokenizer), tiny_bpe_tokenizer, model_id="tiny")
     try:
         with TestClient(create_app(backend, tools=[weather])) as client:
             body = {"model": "tiny", "messages": [{"role": "user", "content": "Weather in Paris?"}], "max_tokens": 80, "temperature": 0}
@@ -63,11 +48,11 @@ def test_server_executes_its_tools(tiny_bpe_tokenizer, tiny_model):
         backend.close()
 
 
-def test_server_tools_stop_when_the_context_is_full(tiny_bpe_tokenizer, tiny_model):
+def test_server_tools_stop_when_the_context_is_full(tiny_bpe_tokenizer, tool_happy_model):
     from zerollm.serve import create_app
     from zerollm.serve.backend import Backend
 
-    backend = Backend(tool_happy_model(tiny_bpe_tokenizer, tiny_model, ctx=400), tiny_bpe_tokenizer, model_id="tiny")
+    backend = Backend(tool_happy_model(tiny_bpe_tokenizer, ctx=400), tiny_bpe_tokenizer, model_id="tiny")
     try:
         with TestClient(create_app(backend, tools=[weather])) as client:
             body = {"model": "tiny", "messages": [{"role": "user", "content": "Weather?"}], "max_tokens": 80, "temperature": 0}
