@@ -33,7 +33,7 @@ from zerollm.engine.config import GenerationConfig
 from zerollm.engine.seq2seq import translate_batch
 from zerollm.interop.marian import export_marian, marian_config
 from zerollm.model.seq2seq import Seq2Seq, Seq2SeqConfig, sinusoidal_table
-from zerollm.objectives.seq2seq import bleu_scores, smoothed_loss
+from zerollm.objectives.seq2seq import Seq2SeqObjective, bleu_scores
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "small_parallel_enja"
 
@@ -154,9 +154,16 @@ def main():
         marian = transformers.MarianMTModel(transformers.MarianConfig(**{k: v for k, v in mc.items()
                                                                          if k != "architectures"}))
         models = {"zerollm": ours, "torch.nn.Transformer": torch_tf, "transformers Marian": marian}
-        forward = {"zerollm": lambda m, s, ti: m(s, ti), "torch.nn.Transformer": lambda m, s, ti: m(s, ti),
-                   "transformers Marian": lambda m, s, ti: m(input_ids=s, attention_mask=(s != c.pad_id).long(),
-                                                             decoder_input_ids=ti).logits}
+        # each implementation's own loss: ours the objective the stage trains with (the fused projection +
+        # label-smoothed CE on the real target rows); the peers torch's F.cross_entropy with label_smoothing
+        # (what their tutorials use; ignore_index skips the padding)
+        peer_loss = lambda logits, y: F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                                      ignore_index=-100, label_smoothing=0.1)
+        objective = Seq2SeqObjective(0.1)
+        loss_of = {"zerollm": lambda m, s, ti, to: objective.loss(m, (s, ti, to))[0],
+                   "torch.nn.Transformer": lambda m, s, ti, to: peer_loss(m(s, ti), to),
+                   "transformers Marian": lambda m, s, ti, to: peer_loss(m(
+                       input_ids=s, attention_mask=(s != c.pad_id).long(), decoder_input_ids=ti).logits, to)}
         opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.0)
                 for k, m in models.items()}
         own = {k: 0.0 for k in models}
@@ -176,7 +183,7 @@ def main():
                 for g in opts[k].param_groups:
                     g["lr"] = lr
                 t0 = time.perf_counter()
-                loss, _ = smoothed_loss(forward[k](m, src, tgt_in), tgt_out, 0.1)
+                loss = loss_of[k](m, src, tgt_in, tgt_out)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
                 opts[k].step()

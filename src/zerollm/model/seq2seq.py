@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from ..objectives.fused_ce import linear_label_smoothed_ce
 from .kv_cache import KVCache
 from .layers import Attention, CrossAttention, RotaryEmbedding, make_mlp, make_norm
 
@@ -230,10 +231,21 @@ class Seq2Seq(nn.Module):
         w = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
         return (F.linear(hidden, w) + self.final_logits_bias).float()
 
-    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: src (B, S), tgt (B, T) = [bos, y_1, ..., y_{T-1}] -> logits (B, T, V)."""
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor, targets: torch.Tensor | None = None,
+                label_smoothing: float = 0.0):
+        """Teacher forcing: src (B, S), tgt (B, T) = [bos, y_1, ..., y_{T-1}] -> logits (B, T, V).
+        With `targets` (B, T) = [y_1, ..., y_T, eos] (-100 on padding), returns (label-smoothed loss, plain
+        NLL) instead, as nanoGPT's model(idx, targets) does: only the real target positions are projected
+        to the vocabulary, chunk by chunk, fused with the loss (objectives/fused_ce.py); inside forward, so
+        DDP and FSDP see the output projection's use of the (tied) weights."""
         memory, src_mask = self.encode(src)
-        return self.decode(tgt, self.memory_kv(memory), src_mask)
+        hidden = self.decode(tgt, self.memory_kv(memory), src_mask, return_hidden=True)
+        if targets is None:
+            return self.logits(hidden)
+        keep = targets != -100
+        w = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
+        bias = self.final_logits_bias if bool(self.final_logits_bias.any()) else None
+        return linear_label_smoothed_ce(hidden[keep], w, bias, targets[keep], label_smoothing)
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         p = self.tok_emb.weight

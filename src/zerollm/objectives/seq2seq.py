@@ -40,9 +40,11 @@ class Seq2SeqObjective:
         self.eps = label_smoothing
 
     def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
+        """smoothed_loss, computed inside the model's forward by the fused projection + loss
+        (objectives/fused_ce.py) on the real target positions only."""
         src, tgt_in, tgt_out = batch[0], batch[1], batch[2]
-        loss, nll = smoothed_loss(model(src, tgt_in), tgt_out, self.eps)
-        return loss, {"nll": float(nll.detach())}
+        loss, nll = model(src, tgt_in, targets=tgt_out, label_smoothing=self.eps)
+        return loss, {"nll": float(nll)}
 
 
 @torch.no_grad()

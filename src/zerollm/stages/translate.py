@@ -34,6 +34,7 @@ from zerollm.data.parallel import (
     collate,
     encode_pairs,
     length_batches,
+    pair_lengths,
     read_parallel,
 )
 from zerollm.data.sources import DataError
@@ -136,8 +137,9 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
     torch.manual_seed(tc.seed)
     model = Seq2Seq(mcfg).to(device)
     data = TokenBucketBatcher(train_ids, cfg.max_tokens, tok.pad_id, tok.bos_id, tok.eos_id, seed=tc.seed)
+    dev_lengths, dev_keys = pair_lengths(dev_ids)
     dev_batches = [collate([dev_ids[i] for i in b], tok.pad_id, tok.bos_id, tok.eos_id)
-                   for b in length_batches([max(len(s), len(t)) + 1 for s, t in dev_ids], cfg.max_tokens, None)]
+                   for b in length_batches(dev_lengths, cfg.max_tokens, None, sort_keys=dev_keys)]
     refs = [t for _, t in dev_pairs]
     tgt_lang = cfg.direction.split("-")[-1]
     best_dir = run_dir / "best"
