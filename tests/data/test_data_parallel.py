@@ -105,3 +105,24 @@ def test_batcher_buckets_both_sides():
     by_longer = length_batches(lengths, 400, random.Random(1))
     src_pad = sum((max(len(pairs[i][0]) for i in bt) + 1) * len(bt) for bt in by_longer)
     assert sum(len(s) + 1 for s, _ in pairs) / src_pad < 0.85
+
+
+def test_sharded_batcher_splits_the_same_batches_between_ranks():
+    """Under DDP, ranks 0 and 1 take alternate batches of the one-process order (each group of two batches
+    once, the epoch's odd last one skipped), and the global position resumes a one-process batcher."""
+    pairs = [([3] * (i % 13 + 1), [4] * (i % 7 + 1)) for i in range(300)]
+    one = TokenBucketBatcher(pairs, 60, 0, 1, 2, seed=5)
+    n = one.batches_per_epoch
+    whole = [one.next_batch() for _ in range(n - n % 2)]
+    ranks = [TokenBucketBatcher(pairs, 60, 0, 1, 2, seed=5) for _ in range(2)]
+    for r, b in enumerate(ranks):
+        b.shard(r, 2)
+    for k in range(len(whole) // 2):
+        for r in range(2):
+            assert all(torch.equal(u, v) for u, v in zip(ranks[r].next_batch(), whole[2 * k + r]))
+    assert ranks[0].state_dict() == ranks[1].state_dict() == {"epoch": 0, "index": n - n % 2, "seed": 5}
+    nxt = ranks[0].next_batch()  # the next group starts epoch 1 for every rank
+    assert ranks[0].state_dict()["epoch"] == 1
+    resumed = TokenBucketBatcher(pairs, 60, 0, 1, 2, seed=5)
+    resumed.load_state_dict({"epoch": 1, "index": 0, "seed": 5})
+    assert all(torch.equal(u, v) for u, v in zip(resumed.next_batch(), nxt))

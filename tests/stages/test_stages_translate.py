@@ -126,3 +126,41 @@ def test_model_kind_errors(corpus, capsys, tiny_model):
     (corpus / "long.en").write_text("ok .\n" + "a " * 200 + "\n", encoding="utf-8")
     assert main(["translate", "--model", str(out), "--input", str(corpus / "long.en")]) == 2
     assert "long.en:2: sentence is" in capsys.readouterr().err
+
+
+def test_translate_train_under_torchrun_resumes_in_one_process(corpus):
+    """Two gloo ranks (DDP) train the translation model through the one loop, each on its own batches; the
+    main rank keeps the best checkpoint and writes the report; the run then resumes in one process at its
+    global data position and finishes."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = corpus / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "zerollm.cli",
+           *train_args(corpus, out, 8), "train.device=cpu", "train.keep_last=3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in rows if "loss" in r) == 8
+    assert any("dev_bleu" in r for r in rows) and (out / "report.md").is_file()
+    assert list((out / "best").glob("step-*/model.safetensors"))
+    state = torch.load(out / "checkpoints" / "step-00000004" / "trainer_state.pt", weights_only=True)
+    assert len(state["ranks"]) == 2 and state["ranks"][0]["data"] == state["ranks"][1]["data"] == state["data"]
+    assert state["data"]["index"] % 2 == 0  # a global position: every step advanced it by 2 batches
+    import shutil
+
+    shutil.rmtree(out / "checkpoints" / "step-00000008")  # as if stopped after the step-4 checkpoint
+    (out / "checkpoints" / "latest").write_text("step-00000004\n")
+    assert main(train_args(corpus, out, 8) + ["--resume"]) == 0  # one process, from the global position
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r][-1] == 8
+    assert (out / "checkpoints" / "step-00000008" / "model.safetensors").is_file()

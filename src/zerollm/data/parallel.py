@@ -13,7 +13,8 @@ are mixed differently every epoch (as fairseq does); cut into batches whose padd
 stays under `max_tokens`; and the batch order shuffled. Padding happens within a batch only, and with
 both sides sorted there is little of it: on small_parallel_enja at 2000 tokens, 98% of the positions
 are real tokens (sorting 100-batch windows by the longer side alone: 84%). Its position (epoch, batch index) is its state: `state_dict` / `load_state_dict` resume it
-exactly, since every epoch's batches are a function of (seed, epoch).
+exactly, since every epoch's batches are a function of (seed, epoch); under DDP (`shard`) each rank
+takes its own batch of every group of world-size batches.
 """
 from __future__ import annotations
 
@@ -157,18 +158,25 @@ class TokenBucketBatcher:
         self.ids = (pad_id, bos_id, eos_id)
         self.lengths, self.sort_keys = pair_lengths(pairs)
         self.epoch, self.index = 0, 0
+        self.rank, self.world_size = 0, 1
         self._batches = self._epoch_batches(0)
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Under DDP/FSDP: each step takes `world_size` consecutive batches of the epoch's order and this rank
+        keeps the rank-th (an epoch's last incomplete group is skipped, so all ranks turn the epoch together).
+        The position (epoch, index) is global, the same on every rank: a run resumes at any world size."""
+        self.rank, self.world_size = rank, world_size
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         return length_batches(self.lengths, self.max_tokens, random.Random(self.seed * 100_003 + epoch),
                               window=None, sort_keys=self.sort_keys)
 
     def next_batch(self) -> tuple[torch.Tensor, ...]:
-        if self.index >= len(self._batches):
+        if self.index + self.world_size > len(self._batches):
             self.epoch, self.index = self.epoch + 1, 0
             self._batches = self._epoch_batches(self.epoch)
-        batch = [self.pairs[i] for i in self._batches[self.index]]
-        self.index += 1
+        batch = [self.pairs[i] for i in self._batches[self.index + self.rank]]
+        self.index += self.world_size
         return collate(batch, *self.ids)
 
     def state_dict(self) -> dict:

@@ -45,10 +45,12 @@ from zerollm.loading import latest_checkpoint, load
 from zerollm.model.seq2seq import Seq2Seq, Seq2SeqConfig, cross_attention
 from zerollm.objectives.seq2seq import Seq2SeqObjective, bleu_scores, evaluate_seq2seq
 from zerollm.rundir import fenced, finish_report, plot_metrics, start_run
-from zerollm.runtime import pick_device
+from zerollm.runtime import setup_runtime
 from zerollm.tokenizer.base import load_tokenizer
 from zerollm.train.checkpoint import prune_checkpoints, save_checkpoint
+from zerollm.train.distributed import barrier, cleanup, failure_guard, init_distributed
 from zerollm.train.loop import TrainConfig, train
+from zerollm.train.parallel import full_model
 from zerollm.train.report import read_metrics
 
 
@@ -85,9 +87,14 @@ class TranslateTrainConfig:
 SMALL_MODEL = {"d_model": 256, "n_head": 4, "n_enc_layer": 2, "n_dec_layer": 2, "d_ff": 1024, "dropout": 0.1}  # 2-core CPU size
 
 
-def _tokenizer(cfg: TranslateTrainConfig, pairs, out: Path):
+def _tokenizer(cfg: TranslateTrainConfig, pairs, out: Path, info):
+    """The run's tokenizer: trained once (on the main rank; the others wait and load it), then reused."""
     path = out / "tokenizer"
+    if not info.is_main:
+        barrier(info)
+        return load_tokenizer(path)
     if path.is_dir():
+        barrier(info)
         return load_tokenizer(path)
     texts = [s for s, _ in pairs] + [t for _, t in pairs]
     if cfg.tokenizer == "unigram":
@@ -96,6 +103,7 @@ def _tokenizer(cfg: TranslateTrainConfig, pairs, out: Path):
         from zerollm.tokenizer.bpe_sp import train_bpe_sp as trainer
     tok = trainer(texts, vocab_size=cfg.vocab_size)
     tok.save(path)
+    barrier(info)
     return tok
 
 
@@ -123,20 +131,24 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
     train_pairs = read_parallel(cfg.train_data, cfg.direction)
     dev_pairs = read_parallel(cfg.dev_data, cfg.direction)[:max(1, cfg.dev_sentences)]
     test_pairs = read_parallel(cfg.test_data, cfg.direction) if cfg.test_data else []
-    run = start_run(cfg.out, "translate", cfg, resume=cfg.resume, overwrite=cfg.overwrite,
+    info = init_distributed(tc.device, tc.dist_timeout_s)  # one process, or a rank under torchrun
+    run = start_run(cfg.out, "translate", cfg, resume=cfg.resume, overwrite=cfg.overwrite, write=info.is_main,
                     train=[str(p) for p in cfg.train_data], direction=cfg.direction)
+    barrier(info)
     run_dir = run.dir
-    tok = _tokenizer(cfg, train_pairs, run_dir)
+    tok = _tokenizer(cfg, train_pairs, run_dir, info)
     if tok.pad_id is None or tok.bos_id is None or tok.eos_id is None:
         raise ValueError("the tokenizer needs <|pad|>, <|bos|> and <|eos|> special tokens")
     train_ids = encode_pairs(train_pairs, tok, cfg.max_len, _source_name(cfg.train_data))
     dev_ids = encode_pairs(dev_pairs, tok, cfg.max_len, _source_name(cfg.dev_data))
     mcfg = Seq2SeqConfig(**{**SMALL_MODEL, "vocab_size": tok.vocab_size, "max_seq_len": cfg.max_len + 1,
                             "pad_id": tok.pad_id, "bos_id": tok.bos_id, "eos_id": tok.eos_id, **cfg.model})
-    device = pick_device(tc.device)
+    setup_runtime(tc.device, d_model=mcfg.d_model)
+    device = info.device
     torch.manual_seed(tc.seed)
     model = Seq2Seq(mcfg).to(device)
     data = TokenBucketBatcher(train_ids, cfg.max_tokens, tok.pad_id, tok.bos_id, tok.eos_id, seed=tc.seed)
+    data.shard(info.rank, info.world_size)  # under torchrun each rank trains on its own batches
     dev_lengths, dev_keys = pair_lengths(dev_ids)
     dev_batches = [collate([dev_ids[i] for i in b], tok.pad_id, tok.bos_id, tok.eos_id)
                    for b in length_batches(dev_lengths, cfg.max_tokens, None, sort_keys=dev_keys)]
@@ -149,6 +161,8 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
     gen = GenerationConfig(temperature=0.0, max_new_tokens=cfg.max_len)
 
     def evaluate(m: torch.nn.Module) -> dict:
+        if not info.is_main:  # dev BLEU and the best checkpoint are the main rank's (the others go on)
+            return {}
         out = evaluate_seq2seq(m, dev_batches)
         hyps = [tok.decode(h) for h in translate_ids(m, [s for s, _ in dev_ids], gen)]
         scores = bleu_scores(hyps, refs, tgt_lang)
@@ -161,15 +175,31 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
             prune_checkpoints(best_dir, 1)
         return out
 
-    if not quiet:
+    if not quiet and info.is_main:
         print(f"model: {model.describe()}\ndata: {len(train_ids)} pairs, {data.batches_per_epoch} batches/epoch "
               f"of <= {cfg.max_tokens} tokens; dev {len(dev_ids)}; tokenizer {cfg.tokenizer} {tok.vocab_size}")
-    summary = train(model, Seq2SeqObjective(cfg.label_smoothing), data, tc, run_dir, model_cfg=mcfg,
-                    tokenizer=tok, evaluate=evaluate, resume_from=run.resume_from, config_yaml=run.config_yaml)
-    # the end: the best checkpoint translates dev (examples) and test (scores), and draws a cross-attention map
+    with failure_guard(info, tc.dist_timeout_s):
+        summary = train(model, Seq2SeqObjective(cfg.label_smoothing), data, tc, run_dir, model_cfg=mcfg,
+                        tokenizer=tok, evaluate=evaluate, resume_from=run.resume_from, config_yaml=run.config_yaml,
+                        dist_info=info)
+        model = full_model(model)  # train.parallel=fsdp: the gathered weights (a collective: every rank)
+    if not info.is_main:
+        cleanup(info)
+        return summary
+    _finish(cfg, run, model, tok, dev_pairs, dev_ids, test_pairs, best, summary)
+    cleanup(info)
+    return summary
+
+
+def _finish(cfg, run, model, tok, dev_pairs, dev_ids, test_pairs, best, summary) -> None:
+    """The end of a run (main rank): the best checkpoint translates dev (examples) and test (scores, into
+    `summary` and eval.json), draws a cross-attention map, and the report is written."""
+    run_dir, best_dir = run.dir, run.dir / "best"
+    gen = GenerationConfig(temperature=0.0, max_new_tokens=cfg.max_len)
+    tgt_lang = cfg.direction.split("-")[-1]
     model_path = latest_checkpoint(best_dir) or latest_checkpoint(run_dir / "checkpoints")
     if latest_checkpoint(best_dir) is not None:
-        model = load(best_dir, device, seq2seq=True).model
+        model = load(best_dir, model.device, seq2seq=True).model
     summary.update(run_dir=str(run_dir), model=model.describe(), n_params=model.num_params(),
                    best_dev_bleu=best["bleu"])
     sections = []
@@ -200,8 +230,7 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
     if plot_metrics(run_dir / "metrics.jsonl", ["dev_bleu", "dev_chrf", "val_loss"], run_dir / "bleu.png",
                     "dev scores"):
         sections.insert(0, ("Dev BLEU curve", f"best dev BLEU (greedy): **{best['bleu']:.2f}**\n\n![bleu](bleu.png)"))
-    finish_report(run_dir, "translate train", model, tc, summary, extra_sections=sections)
-    return summary
+    finish_report(run_dir, "translate train", model, cfg.train, summary, extra_sections=sections)
 
 
 # ---- decoding ---------------------------------------------------------------------------------------------
