@@ -53,6 +53,17 @@ def test_over_long_sentence_names_line(byte_tokenizer):
         encode_pairs(pairs, byte_tokenizer, 32, "train.en")
 
 
+def test_encode_pairs_one_tokenizer_per_side(byte_tokenizer):
+    class Words:  # a stand-in target tokenizer: one id per word (its length)
+        def encode_batch(self, texts):
+            return [[len(w) for w in t.split()] for t in texts]
+
+    pairs = [("ab", "x yz"), ("c", "q " * 40)]
+    assert encode_pairs(pairs[:1], byte_tokenizer, 32, tgt_tokenizer=Words()) == [(byte_tokenizer.encode("ab"), [1, 2])]
+    with pytest.raises(DataError, match=r"dev\.tsv:2: target sentence is 41 tokens"):  # the target side's own count
+        encode_pairs(pairs, byte_tokenizer, 32, "dev.tsv", tgt_tokenizer=Words())
+
+
 def test_collate_teacher_forcing_layout():
     src, tgt_in, tgt_out = collate([([5, 6], [7]), ([8], [9, 10])], pad_id=0, bos_id=1, eos_id=2)
     assert src.tolist() == [[5, 6, 2], [8, 2, 0]]

@@ -85,10 +85,13 @@ def read_parallel(paths: list[str | Path], direction: str | None = None) -> list
     return pairs
 
 
-def encode_pairs(pairs, tokenizer, max_len: int, where: str = "") -> list[tuple[list[int], list[int]]]:
-    """Token ids of each pair; a side longer than `max_len` tokens (eos included) is an error naming its line."""
+def encode_pairs(pairs, tokenizer, max_len: int, where: str = "",
+                 tgt_tokenizer=None) -> list[tuple[list[int], list[int]]]:
+    """Token ids of each pair: the source side with `tokenizer`, the target side with `tgt_tokenizer` (one per
+    side) or `tokenizer` too (a joint vocabulary). A side longer than `max_len` tokens (eos included) is an
+    error naming its line."""
     src = tokenizer.encode_batch([s for s, _ in pairs])
-    tgt = tokenizer.encode_batch([t for _, t in pairs])
+    tgt = (tgt_tokenizer or tokenizer).encode_batch([t for _, t in pairs])
     out = []
     for i, (s, t) in enumerate(zip(src, tgt), 1):
         for side, ids in (("source", s), ("target", t)):
