@@ -13,6 +13,8 @@ What a model needs besides its weights travels in the record, never as attribute
 `chat_template` is the model's own Jinja template (a converted model keeps its tokenizer's; None means
 zerollm's ChatML) and `stop_ids` are the ids that end a generation (the tokenizer's eos plus
 generation_config.json's `eos_token_id`: converted chat models end turns with e.g. <|im_end|> as well).
+A translation model trained with one vocabulary per side also has `src_tokenizer` (its `src_tokenizer/`
+directory; `tokenizer` is then the target side's); None means `tokenizer` reads both sides.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ class Loaded:
     path: Path  # the resolved checkpoint (or Hugging Face) directory
     chat_template: str | None = None  # the model's own Jinja chat template; None = zerollm's ChatML
     stop_ids: list[int] = field(default_factory=list)  # ids that end a generation
+    src_tokenizer: Any = None  # an encoder-decoder's source tokenizer (src_tokenizer/), when one per side
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -180,8 +183,10 @@ def load(path: str | Path, device: str | torch.device = "cpu", *, with_tokenizer
     if seq2seq:
         from zerollm.tokenizer.base import load_tokenizer
 
-        tokenizer = load_tokenizer(ckpt / "tokenizer") if with_tokenizer and (ckpt / "tokenizer").is_dir() else None
-        return Loaded(_load_seq2seq(ckpt, device), tokenizer, Path(ckpt), None, end_token_ids(ckpt, tokenizer))
+        tokenizer, src_tokenizer = ((load_tokenizer(ckpt / d) if with_tokenizer and (ckpt / d).is_dir() else None)
+                                    for d in ("tokenizer", "src_tokenizer"))  # target side; source side if its own
+        return Loaded(_load_seq2seq(ckpt, device), tokenizer, Path(ckpt), None, end_token_ids(ckpt, tokenizer),
+                      src_tokenizer)
     if is_hf_dir(ckpt):
         if value_head:
             raise ValueError(f"{ckpt}: a Hugging Face directory is not a zerollm reward model")

@@ -4,7 +4,8 @@
       manifest.json        kind "checkpoint", step, tokens_seen, model summary
       config.json          ModelConfig (the whole architecture)
       model.safetensors    weights; a tied lm_head is stored once (as the embedding)
-      tokenizer/           the tokenizer the model was trained with
+      tokenizer/           the tokenizer the model was trained with (a translation model's target side)
+      src_tokenizer/       a translation model's source tokenizer, when it has one per side
       trainer_state.pt     optimizer + step + RNG + data position (tensors/ints only: weights_only=True)
       train_config.yaml    the resolved stage config
     checkpoints/latest     text file naming the newest step directory
@@ -50,7 +51,9 @@ def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None
 
 def save_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, model_cfg: ModelConfig, *,
                     tokenizer: Any = None, chat_template: str | None = None, trainer_state: dict | None = None,
-                    config_yaml: str | None = None, step: int = 0, tokens_seen: int = 0, extra: dict | None = None) -> Path:
+                    config_yaml: str | None = None, step: int = 0, tokens_seen: int = 0, extra: dict | None = None,
+                    src_tokenizer: Any = None) -> Path:
+    """`src_tokenizer`: an encoder-decoder's source-side tokenizer when it is not `tokenizer` (the target's)."""
     ckpt_dir = Path(ckpt_dir)
     with atomic_dir(ckpt_dir, "checkpoint") as tmp:
         atomic_write_text(tmp / "config.json", json.dumps(model_cfg.to_dict(), indent=2) + "\n")
@@ -62,6 +65,8 @@ def save_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, model_cfg: Mod
                 from zerollm.interop.hf_tokenizer import CHAT_TEMPLATE_FILE
 
                 atomic_write_text(tmp / "tokenizer" / CHAT_TEMPLATE_FILE, chat_template)
+        if src_tokenizer is not None:
+            src_tokenizer.save(tmp / "src_tokenizer")
         if trainer_state is not None:
             with atomic_path(tmp / "trainer_state.pt") as p:
                 torch.save(trainer_state, p)
@@ -94,7 +99,7 @@ def load_trainer_state(ckpt: str | Path) -> dict:
 #     checkpoints/step-00001000/
 #       manifest.json      kind "checkpoint", "sharded": true, "world_size": N
 #       dcp/               DCP files: every rank writes its own shards of {"model", "optim"} (+ .metadata)
-#       config.json, tokenizer/, train_config.yaml
+#       config.json, tokenizer/ (src_tokenizer/), train_config.yaml
 #       trainer_state.pt   step, RNG and data position per rank (no optimizer: it is in dcp/)
 #
 # DCP records each tensor's global shape and which slice each file holds, so a checkpoint saved by N ranks
@@ -118,7 +123,7 @@ def save_sharded_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, opt: t
                             model_cfg: ModelConfig, *, is_main: bool, tokenizer: Any = None,
                             chat_template: str | None = None, trainer_state: dict | None = None,
                             config_yaml: str | None = None, step: int = 0, tokens_seen: int = 0,
-                            world_size: int = 1) -> Path:
+                            world_size: int = 1, src_tokenizer: Any = None) -> Path:
     """Every rank writes its shards into rank 0's temporary directory; after a barrier rank 0 adds the
     small files and renames the directory into place (a crash leaves the previous checkpoint intact)."""
     import contextlib
@@ -141,6 +146,8 @@ def save_sharded_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, opt: t
                     from zerollm.interop.hf_tokenizer import CHAT_TEMPLATE_FILE
 
                     atomic_write_text(tmp_dir / "tokenizer" / CHAT_TEMPLATE_FILE, chat_template)
+            if src_tokenizer is not None:
+                src_tokenizer.save(tmp_dir / "src_tokenizer")
             if trainer_state is not None:
                 with atomic_path(tmp_dir / "trainer_state.pt") as p:
                     torch.save(trainer_state, p)
@@ -221,8 +228,9 @@ def consolidate_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     manifest = json.loads((ckpt / "manifest.json").read_text(encoding="utf-8"))
     with atomic_dir(out, "checkpoint") as tmp:
         shutil.copy2(ckpt / "config.json", tmp / "config.json")
-        if (ckpt / "tokenizer").is_dir():
-            shutil.copytree(ckpt / "tokenizer", tmp / "tokenizer")
+        for tok_dir in ("tokenizer", "src_tokenizer"):
+            if (ckpt / tok_dir).is_dir():
+                shutil.copytree(ckpt / tok_dir, tmp / tok_dir)
         with atomic_path(tmp / "model.safetensors") as p:
             save_file({k: v.contiguous() for k, v in weights.items()}, str(p), metadata={"format": "pt"})
         write_manifest(tmp, "checkpoint", step=manifest.get("step", 0), tokens_seen=manifest.get("tokens_seen", 0),

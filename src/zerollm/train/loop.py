@@ -130,9 +130,11 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
           model_cfg: Any, tokenizer: Any = None, chat_template: str | None = None,
           evaluate: Callable[[torch.nn.Module], dict] | None = None,
           resume_from: str | Path | None = None, config_yaml: str | None = None,
-          dist_info: DistInfo | None = None, tokens_per_batch: int | None = None) -> dict:
+          dist_info: DistInfo | None = None, tokens_per_batch: int | None = None,
+          src_tokenizer: Any = None) -> dict:
     """Train `model` in place; returns a summary dict. `model` must already be on the target device.
-    Checkpoints carry `tokenizer` and the model's own `chat_template` (None: zerollm's ChatML)."""
+    Checkpoints carry `tokenizer` and the model's own `chat_template` (None: zerollm's ChatML), and an
+    encoder-decoder's `src_tokenizer` when it has one per side."""
     info = dist_info or DistInfo(device=next(model.parameters()).device)
     device = info.device
     run_dir = Path(run_dir)
@@ -184,12 +186,12 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
             path = save_sharded_checkpoint(ckpt_root / f"step-{step:08d}", base, opt, model_cfg, is_main=info.is_main,
                                            tokenizer=tokenizer, chat_template=chat_template, trainer_state=state,
                                            config_yaml=config_yaml, step=step, tokens_seen=tokens_seen,
-                                           world_size=info.world_size)
+                                           world_size=info.world_size, src_tokenizer=src_tokenizer)
         elif info.is_main:
             state["optimizer"] = opt.state_dict()
             path = save_checkpoint(ckpt_root / f"step-{step:08d}", base, model_cfg, tokenizer=tokenizer,
                                    chat_template=chat_template, trainer_state=state, config_yaml=config_yaml, step=step,
-                                   tokens_seen=tokens_seen)
+                                   tokens_seen=tokens_seen, src_tokenizer=src_tokenizer)
         if info.is_main:
             prune_checkpoints(ckpt_root, cfg.keep_last)
         barrier(info)
