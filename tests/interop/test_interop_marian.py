@@ -1,5 +1,6 @@
 """Export to a Hugging Face MarianMTModel directory: transformers loads it and gives our logits (<= 1e-4)
-and our beam search output; importing it back gives the same model."""
+and our beam search output; importing it back gives the same model. Each for a joint vocabulary (one shared
+table) and for one vocabulary per side (source table of 45 ids, target/output table of 60)."""
 import pytest
 import torch
 
@@ -25,6 +26,7 @@ def tiny(seed=0, **kw):
 
 
 SOURCES = [[5, 9, 12, 7], [20, 21], [30, 31, 32, 33, 34, 35]]
+VOCABS = {"joint": {}, "separate": {"src_vocab_size": 45, "share_embeddings": False}}
 
 
 def _src_batch():
@@ -48,10 +50,14 @@ def _strip(out):
     return rows
 
 
-def test_marian_logits_match(tmp_path):
-    m = tiny()
+@pytest.mark.parametrize("vocab", VOCABS)
+def test_marian_logits_match(tmp_path, vocab):
+    m = tiny(**VOCABS[vocab])
     export_marian(m, tmp_path / "marian")
     hf = transformers.MarianMTModel.from_pretrained(tmp_path / "marian").eval()
+    enc, dec = hf.model.encoder.embed_tokens, hf.model.decoder.embed_tokens
+    assert (enc.weight is dec.weight) == (vocab == "joint") and hf.lm_head.weight is dec.weight  # output tied
+    assert (enc.num_embeddings, dec.num_embeddings) == ((45, 60) if vocab == "separate" else (60, 60))
     src = _src_batch()
     tgt = torch.tensor([[BOS, 7, 8, 9, 10], [BOS, 3, 4, 5, 6], [BOS, 11, 12, 13, 14]])
     with torch.no_grad():
@@ -61,9 +67,10 @@ def test_marian_logits_match(tmp_path):
     assert (ours - theirs).abs().max().item() <= 1e-4
 
 
+@pytest.mark.parametrize("vocab", VOCABS)
 @pytest.mark.parametrize("early_stopping", [False, True])
-def test_marian_beam_output_matches_generate(tmp_path, early_stopping):
-    m = tiny(seed=1)
+def test_marian_beam_output_matches_generate(tmp_path, early_stopping, vocab):
+    m = tiny(seed=1, **VOCABS[vocab])
     export_marian(m, tmp_path / "marian")
     hf = transformers.MarianMTModel.from_pretrained(tmp_path / "marian").eval()
     src = _src_batch()
@@ -83,10 +90,15 @@ def test_marian_beam_output_matches_generate(tmp_path, early_stopping):
     assert greedy == _strip(g)
 
 
-def test_marian_import_roundtrip(tmp_path):
-    m = tiny(seed=2)
+@pytest.mark.parametrize("vocab", VOCABS)
+def test_marian_import_roundtrip(tmp_path, vocab):
+    m = tiny(seed=2, **VOCABS[vocab])
     export_marian(m, tmp_path / "marian")
     back = import_marian(tmp_path / "marian")
+    assert back.cfg == m.cfg
+    theirs = back.state_dict()
+    for name, w in m.state_dict().items():
+        assert torch.equal(w, theirs[name]), name
     src, tgt = _src_batch(), torch.tensor([[BOS, 4, 5]] * 3)
     with torch.no_grad():
         assert torch.allclose(m(src, tgt), back(src, tgt), atol=1e-6)
