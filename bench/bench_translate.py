@@ -203,13 +203,13 @@ def main():
             sc = bleu_scores(hyps, refs)
             print(f"| {k} | {steps[k]} | {toks[k] / own[k]:,.0f} | {sc['bleu']:.2f} | {sc['chrf']:.2f} |")
     if args.model:
-        model, tok = load_translator(args.model)
+        model, src_tok, tok = load_translator(args.model)
         c = model.cfg
         test = read_parallel([DATA / "test.en", DATA / "test.ja"])
-        srcs = [tok.encode(s) for s, _ in test]
+        srcs = [src_tok.encode(s) for s, _ in test]
         refs = [t for _, t in test]
         with tempfile.TemporaryDirectory() as d:
-            export_marian(model, Path(d) / "m", tok)
+            export_marian(model, Path(d) / "m", tok, src_tok)
             hf = transformers.MarianMTModel.from_pretrained(Path(d) / "m").eval()
         print(f"\ndecoding {len(srcs)} test sentences, batch 64, model {model.describe()}:")
         print("| decoder | zerollm sent/s | transformers generate sent/s | zerollm BLEU | same output |")

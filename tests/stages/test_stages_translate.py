@@ -164,3 +164,67 @@ def test_translate_train_under_torchrun_resumes_in_one_process(corpus):
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r][-1] == 8
     assert (out / "checkpoints" / "step-00000008" / "model.safetensors").is_file()
+
+
+SEPARATE = ["--vocab", "separate", "--vocab-size", "320", "--src-vocab-size", "290"]  # ja target, en source
+
+
+def test_separate_vocabularies(corpus, capsys):
+    """--vocab separate: one tokenizer per side, each trained on its own side; the source one in src_tokenizer/
+    beside tokenizer/ (the target's), in the run dir and in every checkpoint; the encoder has its own table;
+    decoding reads the source with the source tokenizer, also from a Marian export. Config errors are one
+    line naming the side and the field."""
+    import shutil
+
+    from zerollm.interop.marian import export_marian
+    from zerollm.stages.translate import load_translator
+    from zerollm.tokenizer.base import load_tokenizer
+    from zerollm.tokenizer.unigram import train_unigram
+
+    out = corpus / "sep"
+    assert main(train_args(corpus, out, 4) + SEPARATE) == 0
+    best = next((out / "best").glob("step-*"))
+    for d in (out, best, out / "checkpoints" / "step-00000004"):
+        assert (d / "tokenizer").is_dir() and (d / "src_tokenizer").is_dir(), d
+    src, tgt = load_tokenizer(out / "src_tokenizer"), load_tokenizer(out / "tokenizer")
+    assert (len(src.table.pieces), len(tgt.table.pieces)) == (290, 320)
+    assert not any("私" in p for p in src.table.pieces) and any("私" in p for p in tgt.table.pieces)
+    # one pad/bos/eos id for the model: both put the special tokens after the larger (target) table, and the
+    # source's ids 290..319 are more reserved tokens, not holes
+    assert (src.pad_id, src.bos_id, src.eos_id) == (tgt.pad_id, tgt.bos_id, tgt.eos_id) == (322, 320, 321)
+    assert src.vocab_size == tgt.vocab_size == 336 and src.decode([290]) == "<|reserved_5|>"
+    model, src_tok, tgt_tok = load_translator(out)
+    assert model.src_emb is not None and model.src_emb.num_embeddings == src.vocab_size
+    assert not model.cfg.share_embeddings and model.cfg.tie_output
+    assert src_tok.hash == src.hash and tgt_tok.hash == tgt.hash
+    capsys.readouterr()
+    assert main(["translate", "--model", str(out), "i like apples .", "--num-beams", "2"]) == 0
+    ours = capsys.readouterr().out
+    assert ours.strip() != ""
+    export_marian(model, corpus / "marian", tgt_tok, src_tok)
+    assert (corpus / "marian" / "src_tokenizer").is_dir()
+    assert main(["translate", "--model", str(corpus / "marian"), "i like apples .", "--num-beams", "2"]) == 0
+    assert capsys.readouterr().out == ours
+    # a source vocabulary the source side cannot fill: one line naming the side and the field
+    assert main(train_args(corpus, corpus / "big", 2) + SEPARATE + ["--src-vocab-size", "400"]) == 2
+    err = capsys.readouterr().err
+    assert "source (en) tokenizer, src_vocab_size=400" in err and "too high" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert main(train_args(corpus, corpus / "joint", 2) + ["--src-vocab-size", "290"]) == 2
+    assert "src_vocab_size needs vocab=separate" in capsys.readouterr().err
+    # tokenizers whose special ids disagree (a source tokenizer trained on its own layout) are refused
+    shutil.rmtree(out / "src_tokenizer")
+    train_unigram(EN * 4, vocab_size=290).save(out / "src_tokenizer")  # pad at 292, the target's at 322
+    assert main(train_args(corpus, out, 8) + SEPARATE + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "src_tokenizer gives pad/bos/eos the ids (292, 290, 291)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_special_ids_shared_across_sizes():
+    from zerollm.stages.translate import _special_ids
+    from zerollm.tokenizer.base import default_special_tokens
+
+    larger, smaller = _special_ids(320, 320), _special_ids(300, 320)
+    assert larger == {s: 320 + i for i, s in enumerate(default_special_tokens())}  # the usual layout
+    assert {s: smaller[s] for s in larger} == larger  # the same ids on the smaller side ...
+    assert sorted(smaller.values()) == list(range(300, 336))  # ... and every id in between is a token

@@ -3,16 +3,26 @@ a parallel corpus, trained through the one training loop and decoded through eng
 
     zerollm translate train --train train.en train.ja --dev dev.en dev.ja [--test test.en test.ja]
                             --out runs/enja [--direction en-ja|ja-en] [--config configs/translate_enja.yaml]
+                            [--vocab joint|separate [--src-vocab-size N]]
     zerollm translate --model runs/enja "i like apples ."
     zerollm translate --model runs/enja --input test.en --output hyp.ja [--num-beams 4]
 
     run_dir/
-      tokenizer/          the joint SentencePiece-Unigram (or -BPE) tokenizer, trained on both sides
+      tokenizer/          the joint SentencePiece-Unigram (or -BPE) tokenizer, trained on both sides;
+                          with --vocab separate the target side's, trained on the target side only
+      src_tokenizer/      (--vocab separate) the source side's, trained on the source side only
       checkpoints/step-N/ latest checkpoints (exact resume: weights, optimizer, RNG, batcher position)
-      best/step-N/        the checkpoint with the best dev BLEU (what `translate --model run_dir` uses)
+      best/step-N/        the checkpoint with the best dev BLEU (what `translate --model run_dir` uses);
+                          every checkpoint holds tokenizer/ (and src_tokenizer/) as the run dir does
       metrics.jsonl, loss.png, bleu.png, cross_attention.png, report.md, test.hyp (with --test)
       eval.json           (with --test) the test scores in the eval package's form, task = score (bleu, chrf),
                           metric = decoding (greedy, beam4): a row each on `zerollm report`'s card
+
+Vocabularies: `joint` (the default) is one tokenizer for both sides, one embedding table shared by encoder,
+decoder and the tied output projection (sec. 3.4 of the paper). `separate` trains one tokenizer per side
+(`src_vocab_size`, 0 = `vocab_size`): the encoder gets its own table (`src_emb`), the decoder's stays tied
+to the output. The model has one pad/bos/eos id, so both tokenizers put their 16 special tokens after the
+larger piece table; the smaller side's ids in between become more reserved special tokens (`_special_ids`).
 
 Throughput in metrics.jsonl / the report counts the padded source positions of each batch (the loop counts
 a batch's first tensor); bench/bench_translate.py counts real source + target tokens.
@@ -46,7 +56,7 @@ from zerollm.model.seq2seq import Seq2Seq, Seq2SeqConfig, cross_attention
 from zerollm.objectives.seq2seq import Seq2SeqObjective, bleu_scores, evaluate_seq2seq
 from zerollm.rundir import fenced, finish_report, plot_metrics, start_run
 from zerollm.runtime import setup_runtime
-from zerollm.tokenizer.base import load_tokenizer
+from zerollm.tokenizer.base import NUM_DEFAULT_SPECIAL_TOKENS, default_special_tokens, load_tokenizer
 from zerollm.train.checkpoint import prune_checkpoints, save_checkpoint
 from zerollm.train.distributed import barrier, cleanup, failure_guard, init_distributed
 from zerollm.train.loop import TrainConfig, train
@@ -69,7 +79,10 @@ class TranslateTrainConfig:
     out: str = "runs/translate"
     direction: str = field(default="en-ja", metadata={"help": "SRC-TGT: which side is the source (en-ja, ja-en)"})
     tokenizer: str = field(default="unigram", metadata={"choices": ("unigram", "bpe_sp")})
-    vocab_size: int = 8000  # joint vocabulary over both sides
+    vocab: str = field(default="joint", metadata={
+        "choices": ("joint", "separate"), "help": "one tokenizer for both sides, or one per side"})
+    vocab_size: int = 8000  # the joint vocabulary's pieces; with vocab=separate the target side's
+    src_vocab_size: int = 0  # vocab=separate: the source side's pieces (0 = vocab_size)
     max_len: int = 128  # tokens per sentence (eos included); longer ones are an error naming the line
     max_tokens: int = 2000  # tokens per batch (padded longest side x sentences)
     label_smoothing: float = 0.1
@@ -87,24 +100,62 @@ class TranslateTrainConfig:
 SMALL_MODEL = {"d_model": 256, "n_head": 4, "n_enc_layer": 2, "n_dec_layer": 2, "d_ff": 1024, "dropout": 0.1}  # 2-core CPU size
 
 
-def _tokenizer(cfg: TranslateTrainConfig, pairs, out: Path, info):
-    """The run's tokenizer: trained once (on the main rank; the others wait and load it), then reused."""
-    path = out / "tokenizer"
-    if not info.is_main:
-        barrier(info)
-        return load_tokenizer(path)
-    if path.is_dir():
-        barrier(info)
-        return load_tokenizer(path)
-    texts = [s for s, _ in pairs] + [t for _, t in pairs]
+def _special_ids(n_pieces: int, after: int) -> dict[str, int]:
+    """Special-token ids for a SentencePiece tokenizer of `n_pieces` pieces that equal those of one with
+    `after` >= n_pieces pieces. A tokenizer puts its 16 special tokens right after its pieces (tokenizer/spm.py),
+    so two vocabularies of different sizes would give <|pad|>, <|bos|>, <|eos|> different ids; here both put
+    them after the larger piece table, and the smaller side's ids in between become more reserved tokens
+    (never produced from text, decoded as their name), not holes a decoder could emit."""
+    names = default_special_tokens(NUM_DEFAULT_SPECIAL_TOKENS + after - n_pieces)
+    return dict(zip(names, [*range(after, after + NUM_DEFAULT_SPECIAL_TOKENS), *range(n_pieces, after)]))
+
+
+def _train_tokenizer(cfg: TranslateTrainConfig, texts: list[str], vocab_size: int, specials, what: str):
     if cfg.tokenizer == "unigram":
         from zerollm.tokenizer.unigram import train_unigram as trainer
     else:
         from zerollm.tokenizer.bpe_sp import train_bpe_sp as trainer
-    tok = trainer(texts, vocab_size=cfg.vocab_size)
-    tok.save(path)
+    try:
+        return trainer(texts, vocab_size=vocab_size, special_tokens=specials)
+    except ValueError as e:  # e.g. "vocab_size N is too high for this corpus": say which side, which field
+        raise ValueError(f"the {what}: {e}") from None
+
+
+def _tokenizers(cfg: TranslateTrainConfig, pairs, out: Path, info):
+    """The run's (source, target) tokenizers: trained once (on the main rank; the others wait and load them),
+    then reused. `joint`: one tokenizer on both sides (the same object twice); `separate`: one per side."""
+    tgt_dir, src_dir = out / "tokenizer", out / "src_tokenizer"
+    separate = cfg.vocab == "separate"
+    if not info.is_main or tgt_dir.is_dir():
+        barrier(info)
+        tgt = load_tokenizer(tgt_dir)
+        return (load_tokenizer(src_dir) if separate else tgt), tgt
+    if separate:
+        src_lang, tgt_lang = cfg.direction.split("-")
+        n_src = cfg.src_vocab_size or cfg.vocab_size
+        after = max(n_src, cfg.vocab_size)  # pieces are exactly vocab_size (or the trainer raises)
+        src = _train_tokenizer(cfg, [s for s, _ in pairs], n_src, _special_ids(n_src, after),
+                               f"source ({src_lang}) tokenizer, src_vocab_size={n_src}")
+        tgt = _train_tokenizer(cfg, [t for _, t in pairs], cfg.vocab_size, _special_ids(cfg.vocab_size, after),
+                               f"target ({tgt_lang}) tokenizer, vocab_size={cfg.vocab_size}")
+        src.save(src_dir)  # before tokenizer/, whose presence says both are there
+    else:
+        src = tgt = _train_tokenizer(cfg, [s for s, _ in pairs] + [t for _, t in pairs], cfg.vocab_size, None,
+                                     f"joint tokenizer, vocab_size={cfg.vocab_size}")
+    tgt.save(tgt_dir)
     barrier(info)
-    return tok
+    return src, tgt
+
+
+def _check_special_ids(src, tgt, run_dir: Path) -> None:
+    """The model has one pad, bos and eos id: both tokenizers must have them, with the same ids."""
+    for name, tok in (("tokenizer", tgt), ("src_tokenizer", src)):
+        if tok.pad_id is None or tok.bos_id is None or tok.eos_id is None:
+            raise ValueError(f"{run_dir / name}: the tokenizer needs <|pad|>, <|bos|> and <|eos|> special tokens")
+    a, b = (src.pad_id, src.bos_id, src.eos_id), (tgt.pad_id, tgt.bos_id, tgt.eos_id)
+    if a != b:
+        raise ValueError(f"{run_dir / 'src_tokenizer'} gives pad/bos/eos the ids {a} but {run_dir / 'tokenizer'} "
+                         f"gives them {b}: the model has one pad, bos and eos id, so both sides must agree")
 
 
 def _source_name(paths) -> str:
@@ -125,6 +176,11 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
     if not cfg.dev_data:
         raise ValueError("translate train: no dev data (--dev SRC TGT): dev BLEU picks the best checkpoint")
     tc = cfg.train
+    if cfg.vocab not in ("joint", "separate"):
+        raise ValueError(f"translate train: vocab={cfg.vocab!r}; expected joint or separate")
+    if cfg.src_vocab_size and cfg.vocab != "separate":
+        raise ValueError("translate train: src_vocab_size needs vocab=separate (a joint vocabulary has one size, "
+                         "vocab_size)")
     if tc.eval_tasks:
         raise ValueError("translate train: train.eval_tasks (language-model tasks) does not apply; give --test "
                          "SRC TGT: its BLEU/chrF go into eval.json")
@@ -136,13 +192,15 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
                     train=[str(p) for p in cfg.train_data], direction=cfg.direction)
     barrier(info)
     run_dir = run.dir
-    tok = _tokenizer(cfg, train_pairs, run_dir, info)
-    if tok.pad_id is None or tok.bos_id is None or tok.eos_id is None:
-        raise ValueError("the tokenizer needs <|pad|>, <|bos|> and <|eos|> special tokens")
-    train_ids = encode_pairs(train_pairs, tok, cfg.max_len, _source_name(cfg.train_data))
-    dev_ids = encode_pairs(dev_pairs, tok, cfg.max_len, _source_name(cfg.dev_data))
-    mcfg = Seq2SeqConfig(**{**SMALL_MODEL, "vocab_size": tok.vocab_size, "max_seq_len": cfg.max_len + 1,
+    src_tok, tok = _tokenizers(cfg, train_pairs, run_dir, info)  # tok: the target side's (the joint one)
+    _check_special_ids(src_tok, tok, run_dir)
+    train_ids = encode_pairs(train_pairs, src_tok, cfg.max_len, _source_name(cfg.train_data), tgt_tokenizer=tok)
+    dev_ids = encode_pairs(dev_pairs, src_tok, cfg.max_len, _source_name(cfg.dev_data), tgt_tokenizer=tok)
+    sides = ({"src_vocab_size": src_tok.vocab_size, "share_embeddings": False, "tie_output": True}
+             if src_tok is not tok else {})  # one vocabulary per side: the encoder gets its own table
+    mcfg = Seq2SeqConfig(**{**SMALL_MODEL, "vocab_size": tok.vocab_size, **sides, "max_seq_len": cfg.max_len + 1,
                             "pad_id": tok.pad_id, "bos_id": tok.bos_id, "eos_id": tok.eos_id, **cfg.model})
+    src_save = src_tok if src_tok is not tok else None  # what checkpoints keep in src_tokenizer/
     setup_runtime(tc.device, d_model=mcfg.d_model)
     device = info.device
     torch.manual_seed(tc.seed)
@@ -171,27 +229,28 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
             best["bleu"] = scores["bleu"]
             step = len(read_metrics(run_dir / "metrics.jsonl"))  # only names the directory
             save_checkpoint(best_dir / f"step-{step:08d}", m, mcfg, tokenizer=tok, config_yaml=run.config_yaml,
-                            extra={"dev_bleu": scores["bleu"], "model_kind": "seq2seq"})
+                            extra={"dev_bleu": scores["bleu"], "model_kind": "seq2seq"}, src_tokenizer=src_save)
             prune_checkpoints(best_dir, 1)
         return out
 
     if not quiet and info.is_main:
+        sizes = f"{tok.vocab_size}" if src_save is None else f"{src_tok.vocab_size} source + {tok.vocab_size} target"
         print(f"model: {model.describe()}\ndata: {len(train_ids)} pairs, {data.batches_per_epoch} batches/epoch "
-              f"of <= {cfg.max_tokens} tokens; dev {len(dev_ids)}; tokenizer {cfg.tokenizer} {tok.vocab_size}")
+              f"of <= {cfg.max_tokens} tokens; dev {len(dev_ids)}; tokenizer {cfg.tokenizer} {sizes}")
     with failure_guard(info, tc.dist_timeout_s):
         summary = train(model, Seq2SeqObjective(cfg.label_smoothing), data, tc, run_dir, model_cfg=mcfg,
                         tokenizer=tok, evaluate=evaluate, resume_from=run.resume_from, config_yaml=run.config_yaml,
-                        dist_info=info)
+                        dist_info=info, src_tokenizer=src_save)
         model = full_model(model)  # train.parallel=fsdp: the gathered weights (a collective: every rank)
     if not info.is_main:
         cleanup(info)
         return summary
-    _finish(cfg, run, model, tok, dev_pairs, dev_ids, test_pairs, best, summary)
+    _finish(cfg, run, model, src_tok, tok, dev_pairs, dev_ids, test_pairs, best, summary)
     cleanup(info)
     return summary
 
 
-def _finish(cfg, run, model, tok, dev_pairs, dev_ids, test_pairs, best, summary) -> None:
+def _finish(cfg, run, model, src_tok, tok, dev_pairs, dev_ids, test_pairs, best, summary) -> None:
     """The end of a run (main rank): the best checkpoint translates dev (examples) and test (scores, into
     `summary` and eval.json), draws a cross-attention map, and the report is written."""
     run_dir, best_dir = run.dir, run.dir / "best"
@@ -207,7 +266,7 @@ def _finish(cfg, run, model, tok, dev_pairs, dev_ids, test_pairs, best, summary)
     sections.append(("Translations (dev, greedy, best checkpoint)", fenced("\n\n".join(
         f"src: {s}\nref: {r}\nhyp: {h}" for (s, r), h in zip(dev_pairs[:8], examples)))))
     if test_pairs:
-        test_ids = encode_pairs(test_pairs, tok, cfg.max_len, _source_name(cfg.test_data))
+        test_ids = encode_pairs(test_pairs, src_tok, cfg.max_len, _source_name(cfg.test_data), tgt_tokenizer=tok)
         lines, scores = [], {}
         for beams in sorted({1, cfg.test_beams}):
             g = GenerationConfig(temperature=0.0, max_new_tokens=cfg.max_len, num_beams=beams,
@@ -224,7 +283,7 @@ def _finish(cfg, run, model, tok, dev_pairs, dev_ids, test_pairs, best, summary)
         write_eval_json(run_dir, [{"task": k, "kind": "translation", "n": len(test_pairs), "num_fewshot": 0,
                                    "samples": 1, "metrics": m, "truncated": 0, "model": str(model_path)}
                                   for k, m in scores.items()])
-    png = cross_attention_png(model, tok, dev_pairs[0][0], run_dir / "cross_attention.png")
+    png = cross_attention_png(model, tok, dev_pairs[0][0], run_dir / "cross_attention.png", src_tok=src_tok)
     if png:
         sections.append(("Cross-attention", "![cross-attention](cross_attention.png)"))
     if plot_metrics(run_dir / "metrics.jsonl", ["dev_bleu", "dev_chrf", "val_loss"], run_dir / "bleu.png",
@@ -254,28 +313,32 @@ class TranslateConfig:
 
 
 def load_translator(path: str | Path, device: str = "cpu"):
-    """(model, tokenizer) of a translate run (best/ when present), checkpoint or Marian directory."""
+    """(model, source tokenizer, target tokenizer) of a translate run (best/ when present), checkpoint or Marian
+    directory; with a joint vocabulary both tokenizers are the same object."""
     path = Path(path)
     if latest_checkpoint(path / "best") is not None:
         path = path / "best"
     loaded = load(path, device, seq2seq=True)
     if loaded.tokenizer is None:
         raise FileNotFoundError(f"{path}: no tokenizer/ directory")
-    return loaded.model, loaded.tokenizer
+    src = loaded.src_tokenizer if loaded.src_tokenizer is not None else loaded.tokenizer
+    return loaded.model, src, loaded.tokenizer
 
 
 def translate(model: str | Path, texts: list[str] | str, *, num_beams: int = 4, length_penalty: float = 1.0,
               no_repeat_ngram_size: int = 0, max_len_a: float = 1.5, max_len_b: int = 10, batch_size: int = 64,
               device: str = "cpu", where: str = "input") -> list[str] | str:
-    """Translate a sentence (str -> str) or sentences (list -> list, same order)."""
+    """Translate a sentence (str -> str) or sentences (list -> list, same order). `model`: a path, or the
+    tuple (model, tokenizer) or (model, source tokenizer, target tokenizer)."""
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
-    m, tok = load_translator(model, device) if not isinstance(model, tuple) else model
+    m, src_tok, tok = load_translator(model, device) if not isinstance(model, tuple) else (
+        model if len(model) == 3 else (model[0], model[1], model[1]))
     ids = []
     for i, t in enumerate(texts, 1):
         if not t.strip():
             raise DataError(f"{where}:{i}: empty line (one sentence a line)")
-        x = tok.encode(t)
+        x = src_tok.encode(t)
         if len(x) + 1 > m.cfg.max_seq_len:
             raise DataError(f"{where}:{i}: sentence is {len(x) + 1} tokens, over the model's limit of "
                             f"{m.cfg.max_seq_len}")
@@ -309,15 +372,16 @@ def translate_stage(c: TranslateConfig) -> None:
         print("\n".join(hyps))
 
 
-def cross_attention_png(model, tok, sentence: str, png: Path) -> Path | None:
+def cross_attention_png(model, tok, sentence: str, png: Path, src_tok=None) -> Path | None:
     """Heat map of the last decoder layer's cross-attention (mean over heads) for `sentence` and the model's
-    own greedy translation: rows = target tokens, columns = source tokens."""
+    own greedy translation: rows = target tokens (`tok`), columns = source tokens (`src_tok`, else `tok`)."""
     plt = pyplot()
 
-    src = tok.encode(sentence)
+    src_tok = tok if src_tok is None else src_tok
+    src = src_tok.encode(sentence)
     hyp = translate_ids(model, [src], GenerationConfig(temperature=0.0, max_new_tokens=model.cfg.max_seq_len))[0]
     att = cross_attention(model, src + [model.cfg.eos_id], [model.cfg.bos_id] + hyp)  # (T, S)
-    xs = [tok.decode([i]) for i in src] + ["</s>"]
+    xs = [src_tok.decode([i]) for i in src] + ["</s>"]
     ys = [tok.decode([i]) for i in hyp] + ["</s>"]
     from matplotlib import font_manager
 
