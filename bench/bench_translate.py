@@ -159,7 +159,7 @@ def main():
         # (what their tutorials use; ignore_index skips the padding)
         peer_loss = lambda logits, y: F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
                                                       ignore_index=-100, label_smoothing=0.1)
-        objective = Seq2SeqObjective(0.1)
+        objective = Seq2SeqObjective(0.1, c.pad_id)
         loss_of = {"zerollm": lambda m, s, ti, to: objective.loss(m, (s, ti, to))[0],
                    "torch.nn.Transformer": lambda m, s, ti, to: peer_loss(m(s, ti), to),
                    "transformers Marian": lambda m, s, ti, to: peer_loss(m(

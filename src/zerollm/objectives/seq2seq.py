@@ -36,8 +36,12 @@ def smoothed_loss(logits: torch.Tensor, target: torch.Tensor, eps: float) -> tup
 class Seq2SeqObjective:
     name = "seq2seq"
 
-    def __init__(self, label_smoothing: float = 0.1):
-        self.eps = label_smoothing
+    def __init__(self, label_smoothing: float = 0.1, pad_id: int = 0):
+        self.eps, self.pad_id = label_smoothing, pad_id
+
+    def batch_tokens(self, batch: tuple[torch.Tensor, ...]) -> int:
+        """What the training loop's throughput counts: real source + real target tokens (no padding)."""
+        return int((batch[0] != self.pad_id).sum()) + int((batch[2] != IGNORE_INDEX).sum())
 
     def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
         """smoothed_loss, computed inside the model's forward by the fused projection + loss

@@ -24,8 +24,8 @@ decoder and the tied output projection (sec. 3.4 of the paper). `separate` train
 to the output. The model has one pad/bos/eos id, so both tokenizers put their 16 special tokens after the
 larger piece table; the smaller side's ids in between become more reserved special tokens (`_special_ids`).
 
-Throughput in metrics.jsonl / the report counts the padded source positions of each batch (the loop counts
-a batch's first tensor); bench/bench_translate.py counts real source + target tokens.
+Throughput in metrics.jsonl / the report counts real source + target tokens (Seq2SeqObjective.batch_tokens),
+as bench/bench_translate.py does.
 
 Scores: sacrebleu BLEU and chrF on the corpus's own tokens (tokenize="none": the data is pre-tokenized),
 and for a Japanese target also sacrebleu's ja-mecab tokenizer on the detokenized text (when installed).
@@ -227,7 +227,8 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
         out.update(dev_bleu=scores["bleu"], dev_chrf=scores["chrf"])
         if scores["bleu"] > best["bleu"]:  # keep the best checkpoint (weights + tokenizer; atomic)
             best["bleu"] = scores["bleu"]
-            step = len(read_metrics(run_dir / "metrics.jsonl"))  # only names the directory
+            rows = read_metrics(run_dir / "metrics.jsonl")  # the loop logs a step's record before evaluating it
+            step = max((int(r.get("step", 0)) for r in rows), default=0)
             save_checkpoint(best_dir / f"step-{step:08d}", m, mcfg, tokenizer=tok, config_yaml=run.config_yaml,
                             extra={"dev_bleu": scores["bleu"], "model_kind": "seq2seq"}, src_tokenizer=src_save)
             prune_checkpoints(best_dir, 1)
@@ -238,7 +239,7 @@ def translate_train(cfg: TranslateTrainConfig | str | None = None, overrides: li
         print(f"model: {model.describe()}\ndata: {len(train_ids)} pairs, {data.batches_per_epoch} batches/epoch "
               f"of <= {cfg.max_tokens} tokens; dev {len(dev_ids)}; tokenizer {cfg.tokenizer} {sizes}")
     with failure_guard(info, tc.dist_timeout_s):
-        summary = train(model, Seq2SeqObjective(cfg.label_smoothing), data, tc, run_dir, model_cfg=mcfg,
+        summary = train(model, Seq2SeqObjective(cfg.label_smoothing, tok.pad_id), data, tc, run_dir, model_cfg=mcfg,
                         tokenizer=tok, evaluate=evaluate, resume_from=run.resume_from, config_yaml=run.config_yaml,
                         dist_info=info, src_tokenizer=src_save)
         model = full_model(model)  # train.parallel=fsdp: the gathered weights (a collective: every rank)

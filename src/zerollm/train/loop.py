@@ -160,6 +160,9 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
         log.truncate_after(start_step)
     else:
         torch.manual_seed(cfg.seed + info.rank)
+    # tokens a batch counts for (throughput, MFU): the objective's own count when it has one (translation:
+    # real source + target tokens), else the first tensor's positions
+    count_tokens = getattr(objective, "batch_tokens", None) or (lambda batch: batch[0].numel())
     threads = ThreadPicker.for_run(device, state.get("threads") if resume_from is not None else None)
 
 
@@ -227,7 +230,7 @@ def train(model: torch.nn.Module, objective: Any, data: Any, cfg: TrainConfig, r
         step_tokens = 0
         for micro in range(cfg.grad_accum):
             batch = tuple(t.to(device, non_blocking=True) for t in data.next_batch())
-            step_tokens += tokens_per_batch or batch[0].numel()
+            step_tokens += tokens_per_batch or count_tokens(batch)
             with wrapped.sync(micro == cfg.grad_accum - 1), _autocast(device):
                 loss, metrics = objective.loss(train_model, batch)
                 (loss / cfg.grad_accum).backward()
