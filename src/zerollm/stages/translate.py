@@ -400,7 +400,7 @@ def cross_attention_png(model, tok, sentence: str, png: Path, src_tok=None) -> P
     ax.set_yticks(range(len(ys)), ys)
     ax.set_xlabel("source")
     ax.set_ylabel("translation")
-    ax.set_title("cross-attention (last decoder layer, mean over heads)")
+    ax.set_title("cross-attention\n(last decoder layer, mean over heads)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, png)
 
