@@ -66,8 +66,8 @@ from zerollm.train.report import read_metrics
 
 def _default_train() -> TrainConfig:
     return TrainConfig(steps=100_000, lr=1e-3, warmup_steps=200, schedule="wsd", decay_fraction=0.2,
-                       min_lr_ratio=0.05, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0, eval_every=200,
-                       eval_batches=40, ckpt_every=200, keep_last=1, log_every=20, max_minutes=30.0)
+                       min_lr_ratio=0.05, weight_decay=0.0, beta1=0.9, beta2=0.98, grad_clip=1.0, eval_every=400,
+                       eval_batches=40, ckpt_every=400, keep_last=1, log_every=20, max_minutes=30.0)
 
 
 @dataclass
