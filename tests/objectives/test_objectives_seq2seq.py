@@ -79,3 +79,12 @@ def test_seq2seq_forward_with_targets_is_the_loss_of_its_logits():
     assert loss.item() == pytest.approx(ref.item(), abs=1e-5) and nll.item() == pytest.approx(ref_nll.item(), abs=1e-5)
     for n, p in m.named_parameters():
         torch.testing.assert_close(got[n], p.grad, atol=1e-6, rtol=1e-4, msg=n)
+
+
+def test_translation_throughput_counts_real_tokens():
+    """The loop's tokens/s for translation counts real source + target tokens (eos included), not padding."""
+    from zerollm.data.parallel import collate
+    from zerollm.objectives.seq2seq import Seq2SeqObjective
+
+    batch = collate([([5, 6, 7], [8]), ([9], [10, 11])], pad_id=0, bos_id=1, eos_id=2)  # src 4+2, tgt 2+3
+    assert Seq2SeqObjective(0.1, pad_id=0).batch_tokens(batch) == 6 + 5
