@@ -74,7 +74,8 @@ def bleu_scores(hyps: list[str], refs: list[str], tgt_lang: str = "") -> dict:
     ja-mecab tokenizer on the text with the spaces removed (when mecab-python3 + ipadic are installed)."""
     import sacrebleu
 
-    out = {"bleu": sacrebleu.corpus_bleu(hyps, [refs], tokenize="none").score,
+    # force: the text is tokenized on purpose (sacrebleu would warn that it looks undetokenized)
+    out = {"bleu": sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", force=True).score,
            "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score}
     if tgt_lang == "ja":
         try:
