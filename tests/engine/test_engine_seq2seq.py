@@ -1,5 +1,6 @@
 """Seq2seq decoding: batched greedy equals the plain no-cache loop; batched beam search equals the same
-search run one sentence at a time; no_repeat_ngram_size and the relative length limit hold."""
+search run one sentence at a time; finished sentences leave the batch; no_repeat_ngram_size and the
+relative length limit hold."""
 import torch
 
 from zerollm.engine.config import GenerationConfig
@@ -38,6 +39,29 @@ def test_batched_greedy_equals_reference_loop():
     gen = GenerationConfig(temperature=0.0, max_new_tokens=10)
     out = translate_batch(m, SOURCES, gen, max_len_a=100, max_len_b=100)
     assert out == [reference_greedy(m, s, 10) for s in SOURCES]
+
+
+def spy_batch_sizes(m) -> list[int]:
+    """Record the batch size of every decoder call of `m`."""
+    sizes, decode = [], m.decode
+    m.decode = lambda tgt, *a, **k: sizes.append(tgt.shape[0]) or decode(tgt, *a, **k)
+    return sizes
+
+
+def test_finished_sentences_leave_the_batch():
+    """A sentence that reaches its limit stops costing decoder work, and the others' translations do not change."""
+    m = tiny()
+    sizes = spy_batch_sizes(m)
+    gen = GenerationConfig(temperature=0.0, max_new_tokens=10)
+    out = translate_batch(m, SOURCES, gen, max_len_a=1, max_len_b=0)  # limit: len(source) + 1 (its eos)
+    assert sizes == [4, 4, 3, 2, 2, 1, 1]  # one decoder row per sentence still translating
+    assert [len(o) for o in out] == [5, 3, 7, 2]
+    assert out == [reference_greedy(m, s, len(s) + 1) for s in SOURCES]
+    sizes.clear()  # beam search: 3 beams per sentence still searching
+    gen = GenerationConfig(temperature=0.0, max_new_tokens=10, num_beams=3, early_stopping=True)
+    translate_batch(m, SOURCES, gen, max_len_a=1, max_len_b=0)
+    assert sizes[0] == 12 and sizes[-1] == 3 and sizes == sorted(sizes, reverse=True)
+    assert all(n % 3 == 0 for n in sizes)
 
 
 def test_batched_beam_equals_one_sentence_at_a_time():

@@ -16,8 +16,8 @@ the best running beam, normalised at its current length, cannot beat the worst h
 the max length for that bound when length_penalty > 0 (the canonical beam search).
 
 One mechanism, two callers: `beam_core` runs that step on B rows x num_beams beams at once (each row, a
-prompt or a source sentence, keeps its own hypotheses, length limit and `done` flag; a done row stops
-changing while the others go on). The model-specific parts come in as two callables, `step` (token ids ->
+prompt or a source sentence, keeps its own hypotheses and length limit; a row that is done leaves the
+batch, so the model works only on the rows still searching). The model-specific parts come in as two callables, `step` (token ids ->
 next-token logits, advancing the model's caches) and `reorder` (cache rows follow their beams).
 `beam_search` below is the decoder-only caller (one prompt, B = 1); engine/seq2seq.py's beam path is the
 encoder-decoder one (B source sentences, decoder prefix [bos]).
@@ -37,11 +37,9 @@ NEG = -1.0e9
 
 
 def reorder_cache(cache: KVCache) -> Callable[[torch.Tensor], None]:
-    """The `reorder` callable for a KVCache: row r of every layer's K/V becomes (a copy of) row src[r]."""
-    def reorder(src: torch.Tensor) -> None:
-        for t in (*cache.k, *cache.v):
-            t.copy_(t.index_select(0, src))
-    return reorder
+    """The `reorder` callable for a KVCache: row r of every layer's K/V becomes (a copy of) row src[r];
+    src may be shorter than the batch (the rows of finished prompts leave it)."""
+    return cache.select_rows
 
 
 def beam_core(step: Callable[[torch.Tensor], torch.Tensor], reorder: Callable[[torch.Tensor], None],
@@ -62,11 +60,14 @@ def beam_core(step: Callable[[torch.Tensor], torch.Tensor], reorder: Callable[[t
     eos_t = torch.tensor(sorted(eos), dtype=torch.long, device=device)
     keep = max(2, 1 + len(eos)) * nb  # candidates per row: enough live ones even if every eos is among them
     top_mask = torch.arange(keep, device=device) < nb  # (keep,) only the top nb candidates may finish
-    limit = torch.tensor(list(limits), device=device)  # (B,)
-    rows = torch.arange(B, device=device)[:, None]  # (B, 1) for gathering per row
+    limit = torch.tensor(list(limits), device=device)  # (A,) per active row
     # "never" bounds the best running beam at each row's max length: (L_b - P) ** lp in Python floats, as HF
     never = torch.tensor([float((n - P) ** lp) for n in limits], device=device) if es == "never" and lp > 0 else None
 
+    # The search state holds the A rows still searching (act: their row numbers), in the model's batch order;
+    # a row that is done writes its hypotheses to out_seqs/out_scores and leaves the batch (the caches drop
+    # its beams through `reorder`), so finished rows cost no more model work.
+    act = torch.arange(B, device=device)
     running = torch.full((B, nb, L), -1, dtype=torch.long, device=device)  # -1: slot not filled yet
     running[:, :, :P] = prefix
     running_scores = torch.full((B, nb), NEG, device=device)
@@ -74,35 +75,36 @@ def beam_core(step: Callable[[torch.Tensor], torch.Tensor], reorder: Callable[[t
     seqs = torch.full((B, nb, L), -1, dtype=torch.long, device=device)  # finished hypotheses
     scores = torch.full((B, nb), NEG, device=device)
     finished = torch.zeros(B, nb, dtype=torch.bool, device=device)  # which hypothesis slots are filled
-    done = torch.zeros(B, dtype=torch.bool, device=device)  # per row: no better hypothesis can come
+    out_seqs, out_scores = seqs.clone(), scores.clone()
 
     cur, fed = P, 0  # tokens so far; tokens the model has seen (prefill first, then one per step)
     while cur < L:
-        logits = step(running[:, :, fed:cur].reshape(B * nb, cur - fed))  # (B*nb, V)
+        A = act.numel()
+        rows = torch.arange(A, device=device)[:, None]  # (A, 1) for gathering per row
+        logits = step(running[:, :, fed:cur].reshape(A * nb, cur - fed))  # (A*nb, V)
         fed = cur
         V = logits.shape[-1]
         logprobs = logits.float().log_softmax(-1)
-        prev = running[:, :, :cur].reshape(B * nb, cur)
+        prev = running[:, :, :cur].reshape(A * nb, cur)
         logprobs = apply_processors(logprobs, cfg, prev if needs_history(cfg) else None, P)
-        flat = (logprobs.view(B, nb, V) + running_scores[:, :, None]).view(B, nb * V)
-        top_lp, top_idx = flat.topk(keep, dim=-1)  # (B, keep)
+        flat = (logprobs.view(A, nb, V) + running_scores[:, :, None]).view(A, nb * V)
+        top_lp, top_idx = flat.topk(keep, dim=-1)  # (A, keep)
         src_beam, tok = top_idx // V, top_idx % V
-        cand = running[rows, src_beam].clone()  # (B, keep, L)
+        cand = running[rows, src_beam]  # (A, keep, L), a copy
         cand[:, :, cur] = tok
-        hits = torch.isin(tok, eos_t) | (cur + 1 >= limit)[:, None]  # (B, keep) eos or the length limit
+        hits = torch.isin(tok, eos_t) | (cur + 1 >= limit)[:, None]  # (A, keep) eos or the length limit
 
         # next running beams: the best nb candidates that did not finish
         live_lp = top_lp + hits.float() * NEG
-        nxt = live_lp.topk(nb, dim=-1).indices  # (B, nb)
+        nxt = live_lp.topk(nb, dim=-1).indices  # (A, nb)
         running, running_scores = cand[rows, nxt], live_lp[rows, nxt]
-        beam_src = src_beam[rows, nxt]  # (B, nb)
+        beam_src = src_beam[rows, nxt]  # (A, nb)
 
         # finished hypotheses: candidates in the top nb that hit eos / the length limit, merged into the
-        # row's best nb so far; a done row no longer changes
+        # row's best nb so far
         just_done = hits & top_mask
-        norm = top_lp / ((cur + 1 - P) ** lp)
-        norm = norm + (done[:, None] | ~just_done).float() * NEG
-        merged = torch.cat([scores, norm], 1)  # (B, nb + keep)
+        norm = top_lp / ((cur + 1 - P) ** lp) + (~just_done).float() * NEG
+        merged = torch.cat([scores, norm], 1)  # (A, nb + keep)
         best = merged.topk(nb, dim=-1).indices
         seqs = torch.cat([seqs, cand], 1)[rows, best]
         scores = merged[rows, best]
@@ -113,11 +115,21 @@ def beam_core(step: Callable[[torch.Tensor], torch.Tensor], reorder: Callable[[t
         # hypothesis? True: stop as soon as nb hypotheses exist; and stop when every candidate finished
         best_running = running_scores[:, 0] / (never if never is not None else (cur - P) ** lp)
         worst_done = torch.where(finished.all(-1), scores.min(-1).values, torch.full_like(best_running, NEG))
-        done |= ~(best_running > worst_done) | (finished.all(-1) & (es is True)) | hits.all(-1)
-        if bool(done.all()):
-            break
-        reorder((rows * nb + beam_src).view(-1))  # cache rows follow their beams
-
+        done = ~(best_running > worst_done) | (finished.all(-1) & (es is True)) | hits.all(-1)
+        parent = rows[:, 0] * nb  # each row's first beam in the model's batch
+        if bool(done.any()):  # done rows hand in their hypotheses and leave the batch
+            out_seqs[act[done]], out_scores[act[done]] = seqs[done], scores[done]
+            if bool(done.all()):
+                break
+            k = (~done).nonzero().squeeze(1)
+            act, running, running_scores, seqs, scores, finished, limit, beam_src, parent = (
+                t[k] for t in (act, running, running_scores, seqs, scores, finished, limit, beam_src, parent))
+            never = never[k] if never is not None else None
+        # cache rows follow their beams (and drop the beams of done rows)
+        reorder((parent[:, None] + beam_src).view(-1))
+    else:  # the length limit ends every row (a safety net: the limit already marks them done above)
+        out_seqs[act], out_scores[act] = seqs, scores
+    seqs, scores = out_seqs, out_scores
     out = [[[t for t in seqs[b, i, P:].tolist() if t >= 0] for i in range(num_return)] for b in range(B)]
     return out, [[float(s) for s in scores[b, :num_return]] for b in range(B)]
 

@@ -7,8 +7,8 @@ Shared with the decoder-only engine, not forked: the logits processors of engine
 (`no_repeat_ngram_size`, repetition penalty, logit bias via `apply_processors`; greedy = `sample_next` at
 temperature 0) and the stop rule (`GenerationConfig` + stop_ids). Beam search is engine/beam.py's
 `beam_core` (HF semantics), run on B sentences x num_beams beams at once: each sentence keeps its own
-hypotheses and length limit, and a sentence that is done stops changing while the others go on; this module
-supplies only the decoder step and the prefix [bos].
+hypotheses and length limit, and a sentence that is done leaves the batch while the others go on; this
+module supplies only the decoder step, the prefix [bos] and the dropping of finished rows.
 
 Maximum length, relative to the source (fairseq's max_len_a * S + max_len_b), capped by max_new_tokens and
 the model's max_seq_len.
@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import torch
 
-from .beam import NEG, beam_core, reorder_cache
+from .beam import NEG, beam_core
 from .config import GenerationConfig, stop_ids
 from .sampling import needs_history, sample_next
 
@@ -76,22 +76,39 @@ def translate_batch(model, sources: list[list[int]], gen: GenerationConfig | Non
         model.train(was)
 
 
+def _drop_rows(rows: torch.Tensor, cache, kv, src_mask):
+    """Keep batch rows `rows` (in that order) of the decoder state: the self-attention cache, the
+    cross-attention keys/values and the source mask."""
+    cache.select_rows(rows)
+    return [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in kv], src_mask.index_select(0, rows)
+
+
 def _greedy(model, kv, src_mask, limits, gen, eos) -> list[list[int]]:
+    """One argmax token per step for every sentence still translating; a sentence that emits eos or reaches
+    its limit leaves the batch (its rows of the caches are dropped), so finished sentences cost nothing."""
     cfg = model.cfg
     B, device = len(limits), src_mask.device
     L = max(limits)
     gen0 = replace(gen, temperature=0.0)
     cache = model.new_cache(B, L)
-    ys = torch.full((B, 1), cfg.bos_id, dtype=torch.long, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
+    ys = torch.full((B, L), cfg.pad_id, dtype=torch.long, device=device)  # bos + tokens; pad after the end
+    ys[:, 0] = cfg.bos_id
+    act = torch.arange(B, device=device)  # sentences still translating, in the caches' row order
     limit = torch.tensor(limits, device=device)
     eos_t = torch.tensor(sorted(eos), device=device)
-    while ys.shape[1] < L and not bool(done.all()):
-        logits = model.decode(ys[:, -1:], kv, src_mask, cache)[:, -1]  # (B, V)
-        nxt = sample_next(logits, None, gen0, ys if needs_history(gen0) else None, 1)  # (B,)
-        nxt = torch.where(done, torch.full_like(nxt, cfg.pad_id), nxt)
-        ys = torch.cat([ys, nxt[:, None]], 1)
-        done |= torch.isin(nxt, eos_t) | (ys.shape[1] >= limit)
+    t = 1  # tokens so far (bos included)
+    while t < L:
+        logits = model.decode(ys[act, t - 1:t], kv, src_mask, cache)[:, -1]  # (A, V)
+        nxt = sample_next(logits, None, gen0, ys[act, :t] if needs_history(gen0) else None, 1)  # (A,)
+        ys[act, t] = nxt
+        t += 1
+        done = torch.isin(nxt, eos_t) | (t >= limit)
+        if bool(done.any()):
+            if bool(done.all()):
+                break
+            keep = (~done).nonzero().squeeze(1)
+            act, limit = act[keep], limit[keep]
+            kv, src_mask = _drop_rows(keep, cache, kv, src_mask)
     return [_strip(row[1:], eos, cfg.pad_id) for row in ys.tolist()]
 
 
@@ -101,14 +118,20 @@ def _beam(model, kv, src_mask, limits, gen, eos):
     cfg, nb = model.cfg, gen.num_beams
     B, device = len(limits), src_mask.device
     kv = [(k.repeat_interleave(nb, 0), v.repeat_interleave(nb, 0)) for k, v in kv]  # every beam sees its source
-    src_mask = src_mask.repeat_interleave(nb, 0)
+    state = {"kv": kv, "src_mask": src_mask.repeat_interleave(nb, 0)}
     cache = model.new_cache(B * nb, max(limits))
 
-    def step(ids: torch.Tensor) -> torch.Tensor:  # (B*nb, t) new decoder tokens -> last-position logits
-        return model.decode(ids, kv, src_mask, cache)[:, -1]
+    def step(ids: torch.Tensor) -> torch.Tensor:  # (A*nb, t) new decoder tokens -> last-position logits
+        return model.decode(ids, state["kv"], state["src_mask"], cache)[:, -1]
+
+    def reorder(src: torch.Tensor) -> None:  # beams take their parent's past; done sentences leave
+        if src.numel() == cache.batch_size:  # beams of one sentence share its source: only the cache moves
+            cache.select_rows(src)
+        else:
+            state["kv"], state["src_mask"] = _drop_rows(src, cache, state["kv"], state["src_mask"])
 
     prefix = torch.tensor([cfg.bos_id], dtype=torch.long, device=device)
-    hyps, scores = beam_core(step, reorder_cache(cache), prefix, limits, gen, sorted(eos))
+    hyps, scores = beam_core(step, reorder, prefix, limits, gen, sorted(eos))
     return [_strip(h[0], eos, cfg.pad_id) for h in hyps], [s[0] for s in scores]
 
 

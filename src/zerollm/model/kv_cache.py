@@ -86,6 +86,18 @@ class KVCache:
         pad = torch.as_tensor(pad, device=self.k[0].device).view(-1, 1)  # (B, 1)
         self.valid = torch.arange(self.max_len, device=self.k[0].device)[None, :] >= pad  # (B, max_len)
 
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Row r becomes (a copy of) old row rows[r]: beams take their parent's past (beam search), and
+        finished rows leave the batch when `rows` is shorter. Copies the filled slots [0, pos) only."""
+        for kv in (self.k, self.v):
+            for i, t in enumerate(kv):
+                new = t.new_empty((rows.numel(), *t.shape[1:]))
+                new[:, :, :self.pos] = t[:, :, :self.pos].index_select(0, rows)
+                kv[i] = new
+        if self.valid is not None:
+            self.valid = self.valid.index_select(0, rows)
+        self.batch_size = rows.numel()
+
     def reset(self) -> None:
         """Empty the cache (keeps the memory)."""
         self.pos = 0
