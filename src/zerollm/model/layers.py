@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from .dropout import dropout
 
 # `enable_gqa` (torch >= 2.5) lets SDPA broadcast kv heads itself, without materialising repeated copies.
 try:  # one tiny call at import settles whether this torch has it
@@ -302,7 +303,7 @@ class Block(nn.Module):
         self.dropout = cfg.dropout
 
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
-        return F.dropout(x, self.dropout, self.training) if self.dropout and self.training else x
+        return dropout(x, self.dropout, self.training)
 
     def forward(self, x: torch.Tensor, rope: tuple | None, cache=None, mask: torch.Tensor | None = None,
                 is_causal: bool = True) -> torch.Tensor:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from .dropout import dropout
 from .generation import GenerationMixin
 from .kv_cache import KVCache
 from .layers import Block, RMSNorm, RotaryEmbedding, document_mask, make_norm
@@ -103,8 +104,7 @@ class Transformer(GenerationMixin, nn.Module):
             pos = positions if positions is not None else torch.arange(start, start + T, device=idx.device)
             x = x + self.pos_emb(pos)  # (B, T, D) + (T, D) or (B, T, D)
         rope = self.rope(start, T, positions) if self.rope is not None else None  # cos, sin: (T, rot)
-        if self.cfg.dropout and self.training:
-            x = F.dropout(x, self.cfg.dropout, True)
+        x = dropout(x, self.cfg.dropout, self.training)
         return x, rope
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
