@@ -48,6 +48,8 @@ def test_variants_forward_and_learn(kw):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+    vocab = "source vocab 40, target vocab 50" if kw.get("src_vocab_size") else "vocab 50"
+    assert vocab in m.describe()
 
 
 @pytest.mark.parametrize("kw", VARIANTS)

@@ -277,7 +277,9 @@ class Seq2Seq(nn.Module):
         c = self.cfg
         return (f"Seq2Seq {self.num_params() / 1e6:.2f}M params: {c.n_enc_layer}+{c.n_dec_layer} layers, "
                 f"d_model {c.d_model}, {c.n_head} heads, {c.mlp} d_ff {c.d_ff}, "
-                f"{'pre' if c.norm_first else 'post'}-LN {c.norm}, {c.position} positions, vocab {c.vocab_size}"
+                f"{'pre' if c.norm_first else 'post'}-LN {c.norm}, {c.position} positions, "
+                + (f"vocab {c.vocab_size}" if c.src_vocab_size is None else
+                   f"source vocab {c.src_vocab_size}, target vocab {c.vocab_size}")
                 + (", shared embeddings" if c.share_embeddings else "") + (", tied output" if c.tie_output else "")
                 + f", dropout {c.dropout:g}")
 
