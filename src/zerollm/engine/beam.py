@@ -36,21 +36,16 @@ from .sampling import apply_processors, needs_history
 NEG = -1.0e9
 
 
-def reorder_cache(cache: KVCache) -> Callable[[torch.Tensor], None]:
-    """The `reorder` callable for a KVCache: row r of every layer's K/V becomes (a copy of) row src[r];
-    src may be shorter than the batch (the rows of finished prompts leave it)."""
-    return cache.select_rows
-
-
 def beam_core(step: Callable[[torch.Tensor], torch.Tensor], reorder: Callable[[torch.Tensor], None],
               prefix: torch.Tensor, limits: Sequence[int], cfg: GenerationConfig, eos: Sequence[int],
               num_return: int = 1) -> tuple[list[list[list[int]]], list[list[float]]]:
     """Beam search on B = len(limits) rows x nb = cfg.num_beams beams; flat row b*nb + j is beam j of row b.
 
     prefix (P,): the tokens every beam starts from (a prompt; [bos] for a decoder); limits[b]: the total
-    length (prefix included) row b may reach. step(ids (B*nb, t)) -> logits (B*nb, V) at the last position:
-    called first with the whole prefix, then with one new token per beam (it advances the caches).
-    reorder(src (B*nb,)): flat row r of the caches becomes flat row src[r] (beams change parents).
+    length (prefix included) row b may reach. step(ids (A*nb, t)) -> logits (A*nb, V) at the last position,
+    for the A rows still searching: called first with the whole prefix, then with one new token per beam
+    (it advances the caches). reorder(src): flat row r of the caches becomes flat row src[r] (beams change
+    parents); src is shorter than the batch when rows are done (their beams leave; e.g. KVCache.select_rows).
     Returns, per row, the best `num_return` hypotheses (token ids after the prefix, eos kept as emitted)
     and their length-normalised scores, best first. Uses num_beams, length_penalty, early_stopping and
     the processors of sampling.py (repetition penalty, no_repeat_ngram_size, logit bias)."""
@@ -60,7 +55,7 @@ def beam_core(step: Callable[[torch.Tensor], torch.Tensor], reorder: Callable[[t
     eos_t = torch.tensor(sorted(eos), dtype=torch.long, device=device)
     keep = max(2, 1 + len(eos)) * nb  # candidates per row: enough live ones even if every eos is among them
     top_mask = torch.arange(keep, device=device) < nb  # (keep,) only the top nb candidates may finish
-    limit = torch.tensor(list(limits), device=device)  # (A,) per active row
+    limit = torch.tensor(list(limits), device=device)  # per row still searching
     # "never" bounds the best running beam at each row's max length: (L_b - P) ** lp in Python floats, as HF
     never = torch.tensor([float((n - P) ** lp) for n in limits], device=device) if es == "never" and lp > 0 else None
 
@@ -127,11 +122,9 @@ def beam_core(step: Callable[[torch.Tensor], torch.Tensor], reorder: Callable[[t
             never = never[k] if never is not None else None
         # cache rows follow their beams (and drop the beams of done rows)
         reorder((parent[:, None] + beam_src).view(-1))
-    else:  # the length limit ends every row (a safety net: the limit already marks them done above)
-        out_seqs[act], out_scores[act] = seqs, scores
-    seqs, scores = out_seqs, out_scores
-    out = [[[t for t in seqs[b, i, P:].tolist() if t >= 0] for i in range(num_return)] for b in range(B)]
-    return out, [[float(s) for s in scores[b, :num_return]] for b in range(B)]
+    # every row is done by now: at cur + 1 = L >= its limit, all its candidates hit the limit
+    out = [[[t for t in out_seqs[b, i, P:].tolist() if t >= 0] for i in range(num_return)] for b in range(B)]
+    return out, [[float(s) for s in out_scores[b, :num_return]] for b in range(B)]
 
 
 def beam_search(model, prompt_ids: Sequence[int], gen_cfg: GenerationConfig, tokenizer=None,
@@ -158,7 +151,7 @@ def beam_search(model, prompt_ids: Sequence[int], gen_cfg: GenerationConfig, tok
             def step(ids: torch.Tensor) -> torch.Tensor:  # the prompt prefill, then one token per beam
                 return native.logits(model, native.forward(model, ids, cache)[:, -1])
 
-            (out,), (out_scores,) = beam_core(step, reorder_cache(cache), prompt, [max_length], cfg, eos,
+            (out,), (out_scores,) = beam_core(step, cache.select_rows, prompt, [max_length], cfg, eos,
                                               cfg.num_return_sequences)
     finally:
         model.train(was_training)

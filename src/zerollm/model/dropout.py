@@ -9,7 +9,7 @@ this module's mask spends one 64-bit draw of torch's generator on three elements
 bits are three independent uniform 16-bit integers u, and an element is kept when u >= round(p * 65536).
 So p is rounded to a multiple of 1/65536 (0.1 becomes 0.100006) and the scale uses the rounded keep
 probability, which keeps E[out] = x exact. Same generator, so `torch.manual_seed` and a checkpoint's saved
-RNG state make it repeatable; fast path 2-3x faster than F.dropout, forward + backward.
+RNG state make it repeatable; forward + backward 2.35x faster than F.dropout (bench/bench_dropout.py).
 """
 from __future__ import annotations
 
